@@ -1,0 +1,644 @@
+//! Sealing, opening and inspecting envelopes.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use rand_core::TryCryptoRng;
+use secrecy::ExposeSecret;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::context::{Binding, EncryptionContext};
+use crate::crypto::{self, PayloadCipher};
+use crate::error::{Error, LimitKind, ProviderError};
+use crate::format::{
+    self, COMMITMENT_LEN, FIXED_LEN, Header, Limits, MAGIC, MESSAGE_ID_LEN, Put, SegmentSize, Segments, TAG_LEN,
+    VERSION_1,
+};
+use crate::keys::{DATA_KEY_LEN, DataKey, KeyVersion, WrappedKey, WrappedKeyRef, os_random, rng_random};
+use crate::provider::KeyEncryptionProvider;
+use crate::suite::Suite;
+
+/// Seals plaintext into an envelope under one provider, with the default
+/// suite (AES-256-GCM), segment size (64 KiB) and limits.
+///
+/// A fresh data key and message id are drawn from the OS CSPRNG, the data key
+/// is wrapped by `provider` bound to `context`, and zeroized before this
+/// returns. See [`Sealer`] for the options and the in-place variants.
+pub fn seal(
+    provider: &dyn KeyEncryptionProvider,
+    plaintext: &[u8],
+    context: &EncryptionContext,
+) -> Result<Vec<u8>, Error> {
+    Sealer::new(provider).seal(plaintext, context)
+}
+
+/// Opens an envelope with one provider and the default limits.
+///
+/// `context` must hold every [required](crate::Storage::Required) entry the
+/// envelope was sealed with; stored entries may be given too, and must then
+/// match. Plaintext is returned only if everything authenticated: on any
+/// failure nothing is released. See [`Opener`].
+pub fn open(
+    provider: &dyn KeyEncryptionProvider,
+    envelope: &[u8],
+    context: &EncryptionContext,
+) -> Result<Vec<u8>, Error> {
+    Opener::new(provider).open(envelope, context)
+}
+
+/// Reads an envelope's header without any key, with the default limits.
+///
+/// Nothing reported here is authenticated yet: an attacker can forge any of
+/// it. Use it to route (which provider, which key), never to decide trust.
+pub fn inspect(envelope: &[u8]) -> Result<EnvelopeInfo, Error> {
+    inspect_with_limits(envelope, &Limits::default())
+}
+
+/// [`inspect`] with explicit limits.
+pub fn inspect_with_limits(envelope: &[u8], limits: &Limits) -> Result<EnvelopeInfo, Error> {
+    let (h, payload) = format::parse(envelope, limits)?;
+    let segs = Segments::for_payload(payload.len(), h.segment_size, h.len())?;
+    let mut stored = Vec::new();
+    let mut required = Vec::new();
+    for e in h.context.iter() {
+        match e.value {
+            Some(v) => stored.push((e.key.to_string(), v.to_string())),
+            None => required.push(e.key.to_string()),
+        }
+    }
+    Ok(EnvelopeInfo {
+        version: VERSION_1,
+        suite: h.suite,
+        message_id: *h.message_id,
+        segment_size: h.segment_size,
+        segment_count: segs.count,
+        stored_context: stored,
+        required_context_keys: required,
+        wrapped_keys: h.wrapped.iter().map(|w| entry_ref(w).to_owned()).collect(),
+        header_len: h.len(),
+        payload_len: payload.len(),
+        plaintext_len: segs.plaintext_len(),
+    })
+}
+
+/// What [`inspect`] reads from a header. Unauthenticated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvelopeInfo {
+    version: u8,
+    suite: Suite,
+    message_id: [u8; MESSAGE_ID_LEN],
+    segment_size: SegmentSize,
+    segment_count: usize,
+    stored_context: Vec<(String, String)>,
+    required_context_keys: Vec<String>,
+    wrapped_keys: Vec<WrappedKey>,
+    header_len: usize,
+    payload_len: usize,
+    plaintext_len: usize,
+}
+
+impl EnvelopeInfo {
+    /// Format version (1).
+    pub fn version(&self) -> u8 {
+        self.version
+    }
+    /// Algorithm suite.
+    pub fn suite(&self) -> Suite {
+        self.suite
+    }
+    /// The random per-message id.
+    pub fn message_id(&self) -> &[u8; MESSAGE_ID_LEN] {
+        &self.message_id
+    }
+    /// Segment size.
+    pub fn segment_size(&self) -> SegmentSize {
+        self.segment_size
+    }
+    /// Number of payload segments.
+    pub fn segment_count(&self) -> usize {
+        self.segment_count
+    }
+    /// Stored encryption-context entries, in canonical order.
+    pub fn stored_context(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.stored_context.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+    /// Keys of the required (not stored) entries a caller must supply to open.
+    pub fn required_context_keys(&self) -> impl Iterator<Item = &str> {
+        self.required_context_keys.iter().map(String::as_str)
+    }
+    /// The wrapped data keys: provider, key id, version and opaque bytes.
+    pub fn wrapped_keys(&self) -> &[WrappedKey] {
+        &self.wrapped_keys
+    }
+    /// Header length in bytes (the payload starts here).
+    pub fn header_len(&self) -> usize {
+        self.header_len
+    }
+    /// Payload length in bytes (segments and their tags).
+    pub fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+    /// Plaintext length in bytes.
+    pub fn plaintext_len(&self) -> usize {
+        self.plaintext_len
+    }
+}
+
+fn entry_ref(w: format::WrappedEntry<'_>) -> WrappedKeyRef<'_> {
+    WrappedKeyRef {
+        provider_id: w.provider_id,
+        key_id: w.key_id,
+        key_version: KeyVersion(w.key_version),
+        bytes: w.bytes,
+    }
+}
+
+/// Seals envelopes with chosen options.
+///
+/// ```
+/// # fn main() -> Result<(), lockbox::Error> {
+/// use lockbox::{EncryptionContext, LocalKek, Opener, SegmentSize, Sealer, Suite};
+/// let kek = LocalKek::generate()?;
+/// let ctx = EncryptionContext::new().with_required("tenant", "acme")?;
+/// let sealer = Sealer::new(&kek)
+///     .suite(Suite::ChaCha20Poly1305)
+///     .segment_size(SegmentSize::new(16 * 1024)?);
+///
+/// // In place: the buffer holds the plaintext before and the envelope after.
+/// let mut buf = b"attack at dawn".to_vec();
+/// sealer.seal_in_place(&mut buf, &ctx)?;
+/// Opener::new(&kek).open_in_place(&mut buf, &ctx)?;
+/// assert_eq!(buf, b"attack at dawn");
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy)]
+pub struct Sealer<'p> {
+    provider: &'p dyn KeyEncryptionProvider,
+    suite: Suite,
+    segment_size: SegmentSize,
+    limits: Limits,
+}
+
+impl fmt::Debug for Sealer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
+            .field("provider", &self.provider)
+            .field("suite", &self.suite)
+            .field("segment_size", &self.segment_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything a seal needs once the data key is wrapped; holds no plaintext key.
+struct Prepared {
+    cipher: PayloadCipher,
+    commitment: [u8; COMMITMENT_LEN],
+    message_id: [u8; MESSAGE_ID_LEN],
+    wrapped: WrappedKey,
+    header_len: usize,
+}
+
+/// A writer into a slice that was sized exactly beforehand.
+struct SliceWriter<'a> {
+    buf: &'a mut [u8],
+    pos: usize,
+}
+
+impl Put for SliceWriter<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        let end = self.pos.saturating_add(bytes.len());
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(bytes);
+        }
+        self.pos = end;
+    }
+}
+
+impl<'p> Sealer<'p> {
+    /// A sealer wrapping data keys with `provider`, with default options.
+    pub fn new(provider: &'p dyn KeyEncryptionProvider) -> Self {
+        Self {
+            provider,
+            suite: Suite::default(),
+            segment_size: SegmentSize::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Sets the algorithm suite (default AES-256-GCM).
+    #[must_use]
+    pub fn suite(mut self, suite: Suite) -> Self {
+        self.suite = suite;
+        self
+    }
+
+    /// Sets the segment size (default 64 KiB).
+    #[must_use]
+    pub fn segment_size(mut self, size: SegmentSize) -> Self {
+        self.segment_size = size;
+        self
+    }
+
+    /// Sets the limits the sealed header must respect (default
+    /// [`Limits::default`], so that default openers accept the result).
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Seals `plaintext` into a new buffer (one allocation, sized exactly).
+    pub fn seal(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.seal_to(plaintext, context, &mut out)?;
+        Ok(out)
+    }
+
+    /// Seals `plaintext`, drawing the data key and message id from `rng`
+    /// instead of the OS generator. `rng` must be a cryptographically secure
+    /// generator seeded from the OS (never from time or a fixed seed).
+    pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        let p = self.prepare(context, |b| rng_random(rng, b))?;
+        self.write(&p, context, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Seals `plaintext` and appends the envelope to `out` (no allocation if
+    /// `out` has the capacity). On error `out` is unchanged.
+    pub fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
+        let p = self.prepare(context, os_random)?;
+        self.write(&p, context, plaintext, out)
+    }
+
+    /// Seals in place: `buf` holds the plaintext before and the envelope after.
+    /// On error `buf` is unchanged.
+    pub fn seal_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
+        let p = self.prepare(context, os_random)?;
+        let segs = Segments::for_plaintext(buf.len(), self.segment_size)?;
+        let total = segs
+            .payload_len()
+            .and_then(|n| n.checked_add(p.header_len))
+            .ok_or(Error::InvalidArgument {
+                what: "plaintext too long",
+            })?;
+        let stride = segs.size.saturating_add(TAG_LEN);
+        buf.resize(total, 0);
+        // Move segments to their final places, last first (they only move right).
+        for i in (0..segs.count).rev() {
+            let from = i.saturating_mul(segs.size);
+            let to = p.header_len.saturating_add(i.saturating_mul(stride));
+            buf.copy_within(from..from.saturating_add(segs.len_of(i)), to);
+        }
+        let (header, payload) = buf.split_at_mut_checked(p.header_len).ok_or(Error::InvalidArgument {
+            what: "buffer too short",
+        })?;
+        self.write_header(&p, context, &mut SliceWriter { buf: header, pos: 0 });
+        let (auth, tag) = header
+            .split_at_mut_checked(p.header_len.saturating_sub(TAG_LEN))
+            .ok_or(Error::InvalidArgument {
+                what: "buffer too short",
+            })?;
+        tag.copy_from_slice(&p.cipher.header_tag(auth)?);
+        for (i, chunk) in payload.chunks_mut(stride).enumerate() {
+            let last = i.saturating_add(1) == segs.count;
+            let (ct, tag) = chunk
+                .split_at_mut_checked(segs.len_of(i))
+                .ok_or(Error::InvalidArgument {
+                    what: "buffer too short",
+                })?;
+            let index = u32::try_from(i).map_err(|_| Error::InvalidArgument {
+                what: "too many segments",
+            })?;
+            tag.copy_from_slice(&p.cipher.seal_segment_in_place(index, last, ct)?);
+        }
+        Ok(())
+    }
+
+    /// Checks the context, draws the data key and message id (one random call),
+    /// wraps, derives the message keys and drops the data key.
+    fn prepare(
+        &self,
+        context: &EncryptionContext,
+        mut random: impl FnMut(&mut [u8]) -> Result<(), Error>,
+    ) -> Result<Prepared, Error> {
+        if context.len() > self.limits.max_context_entries() {
+            return Err(Error::LimitExceeded {
+                limit: LimitKind::ContextEntries,
+                max: self.limits.max_context_entries(),
+            });
+        }
+        if context.stored_bytes() > self.limits.max_context_bytes() {
+            return Err(Error::LimitExceeded {
+                limit: LimitKind::ContextBytes,
+                max: self.limits.max_context_bytes(),
+            });
+        }
+        if self.segment_size.bytes() > self.limits.max_segment_size() {
+            return Err(Error::LimitExceeded {
+                limit: LimitKind::SegmentSize,
+                max: self.limits.max_segment_size(),
+            });
+        }
+        let binding_bytes = context.binding_bytes(self.suite);
+        let binding = Binding::from_encoded(self.suite, &binding_bytes);
+        let mut message_id = [0u8; MESSAGE_ID_LEN];
+        let (dek, wrapped) = match self.provider.generate_data_key(binding)? {
+            Some(pair) => {
+                random(&mut message_id)?;
+                pair
+            }
+            None => {
+                let mut draw = Zeroizing::new([0u8; DATA_KEY_LEN + MESSAGE_ID_LEN]);
+                random(draw.as_mut_slice())?;
+                let (k, m) = draw.split_at(DATA_KEY_LEN);
+                let mut dek = DataKey::zeroed();
+                dek.bytes_mut().copy_from_slice(k);
+                message_id.copy_from_slice(m);
+                let wrapped = self.provider.wrap(&dek, binding)?;
+                (dek, wrapped)
+            }
+        };
+        let keys = crypto::derive(self.suite, dek.expose_secret(), &message_id);
+        drop(dek);
+        let w = wrapped.as_ref();
+        let header_len = FIXED_LEN
+            .saturating_add(context.header_len())
+            .saturating_add(COMMITMENT_LEN)
+            .saturating_add(1)
+            .saturating_add(format::wrapped_entry_len(w.provider_id, w.key_id, w.bytes))
+            .saturating_add(TAG_LEN);
+        if header_len > self.limits.max_header_len() {
+            return Err(Error::LimitExceeded {
+                limit: LimitKind::HeaderBytes,
+                max: self.limits.max_header_len(),
+            });
+        }
+        Ok(Prepared {
+            cipher: keys.cipher,
+            commitment: keys.commitment,
+            message_id,
+            wrapped,
+            header_len,
+        })
+    }
+
+    /// Writes the header up to (not including) the header tag.
+    fn write_header(&self, p: &Prepared, context: &EncryptionContext, out: &mut impl Put) {
+        out.put(&MAGIC);
+        out.put_u8(VERSION_1);
+        out.put_u8(self.suite.id());
+        out.put_u8(self.segment_size.exponent());
+        out.put_u8(0);
+        out.put(&p.message_id);
+        context.put_header(out);
+        out.put(&p.commitment);
+        out.put_u8(1);
+        let w = p.wrapped.as_ref();
+        format::put_wrapped_entry(out, w.provider_id, w.key_id, w.key_version.0, w.bytes);
+    }
+
+    /// Appends header and payload to `out`; on error `out` is restored.
+    fn write(
+        &self,
+        p: &Prepared,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        let start = out.len();
+        let r = self.write_inner(p, context, plaintext, out, start);
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
+    }
+
+    fn write_inner(
+        &self,
+        p: &Prepared,
+        context: &EncryptionContext,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+        start: usize,
+    ) -> Result<(), Error> {
+        let too_long = Error::InvalidArgument {
+            what: "plaintext too long",
+        };
+        let segs = Segments::for_plaintext(plaintext.len(), self.segment_size)?;
+        let total = segs
+            .payload_len()
+            .and_then(|n| n.checked_add(p.header_len))
+            .ok_or(too_long)?;
+        out.reserve_exact(total);
+        self.write_header(p, context, out);
+        let auth = out.get(start..).unwrap_or_default();
+        let tag = p.cipher.header_tag(auth)?;
+        out.extend_from_slice(&tag);
+        let payload_start = out.len();
+        out.resize(start.saturating_add(total), 0);
+        let payload = out.get_mut(payload_start..).unwrap_or_default();
+        let stride = segs.size.saturating_add(TAG_LEN);
+        let mut chunks = plaintext.chunks(segs.size);
+        for (i, dst) in payload.chunks_mut(stride).enumerate() {
+            let last = i.saturating_add(1) == segs.count;
+            let src = chunks.next().unwrap_or_default();
+            let (ct, tag) = dst.split_at_mut_checked(src.len()).ok_or(Error::InvalidArgument {
+                what: "buffer too short",
+            })?;
+            let index = u32::try_from(i).map_err(|_| Error::InvalidArgument {
+                what: "too many segments",
+            })?;
+            tag.copy_from_slice(&p.cipher.seal_segment(index, last, src, ct)?);
+        }
+        Ok(())
+    }
+}
+
+/// Opens envelopes with chosen limits.
+///
+/// Opening checks, in order: the header's structure and limits; the caller's
+/// context against the header (missing or mismatched entries are reported by
+/// key); unwrapping the data key with the first matching wrapped key that the
+/// provider can open; the key commitment (constant time); the header tag; then
+/// each segment's tag before that segment is decrypted. Plaintext is released
+/// only when every check passed.
+#[derive(Clone, Copy)]
+pub struct Opener<'p> {
+    provider: &'p dyn KeyEncryptionProvider,
+    limits: Limits,
+}
+
+impl fmt::Debug for Opener<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opener")
+            .field("provider", &self.provider)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// An authenticated header: the payload cipher and where the payload lies.
+struct Unlocked {
+    cipher: PayloadCipher,
+    header_len: usize,
+    segs: Segments,
+}
+
+impl<'p> Opener<'p> {
+    /// An opener unwrapping with `provider`, with default limits.
+    pub fn new(provider: &'p dyn KeyEncryptionProvider) -> Self {
+        Self {
+            provider,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Sets the parsing limits.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Opens `envelope` into a new buffer.
+    pub fn open(&self, envelope: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.open_to(envelope, context, &mut out)?;
+        Ok(out)
+    }
+
+    /// Opens `envelope` and appends the plaintext to `out`. On error `out` is
+    /// unchanged (anything written is zeroized first).
+    pub fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
+        let (u, payload) = self.unlock(envelope, context)?;
+        let start = out.len();
+        let pt_len = u.segs.plaintext_len();
+        out.try_reserve_exact(pt_len).map_err(|_| Error::InvalidArgument {
+            what: "plaintext too large to allocate",
+        })?;
+        out.resize(start.saturating_add(pt_len), 0);
+        let dst = out.get_mut(start..).unwrap_or_default();
+        let r = open_segments(&u, payload, dst);
+        if r.is_err() {
+            dst.zeroize();
+            out.truncate(start);
+        }
+        r
+    }
+
+    /// Opens in place: `buf` holds the envelope before and the plaintext
+    /// after. On error `buf` still holds the envelope, byte for byte: segments
+    /// already decrypted are encrypted back (no plaintext is left behind).
+    pub fn open_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
+        let (u, _) = self.unlock(buf, context)?;
+        let stride = u.segs.size.saturating_add(TAG_LEN);
+        let payload = buf.get_mut(u.header_len..).unwrap_or_default();
+        let mut failed = None;
+        for (i, chunk) in payload.chunks_mut(stride).enumerate() {
+            if let Err(e) = open_chunk_in_place(&u, i, chunk) {
+                failed = Some((i, e));
+                break;
+            }
+        }
+        if let Some((bad, e)) = failed {
+            // Restore the ciphertext of the segments before `bad`.
+            for (i, chunk) in payload.chunks_mut(stride).take(bad).enumerate() {
+                let last = i.saturating_add(1) == u.segs.count;
+                if let (Some((pt, _)), Ok(index)) = (chunk.split_at_mut_checked(u.segs.len_of(i)), u32::try_from(i))
+                    && u.cipher.seal_segment_in_place(index, last, pt).is_err()
+                {
+                    pt.zeroize();
+                }
+            }
+            return Err(e);
+        }
+        for i in 0..u.segs.count {
+            let from = u.header_len.saturating_add(i.saturating_mul(stride));
+            let to = i.saturating_mul(u.segs.size);
+            buf.copy_within(from..from.saturating_add(u.segs.len_of(i)), to);
+        }
+        let pt_len = u.segs.plaintext_len();
+        if let Some(tail) = buf.get_mut(pt_len..) {
+            tail.zeroize();
+        }
+        buf.truncate(pt_len);
+        Ok(())
+    }
+
+    /// Parses, routes, unwraps and authenticates the header.
+    fn unlock<'e>(&self, envelope: &'e [u8], context: &EncryptionContext) -> Result<(Unlocked, &'e [u8]), Error> {
+        let (h, payload) = format::parse(envelope, &self.limits)?;
+        let segs = Segments::for_payload(payload.len(), h.segment_size, h.len())?;
+        let binding_bytes = context.reconcile(h.context, h.suite)?;
+        let binding = Binding::from_encoded(h.suite, &binding_bytes);
+        let cipher = self.unwrap_and_verify(&h, binding)?;
+        Ok((
+            Unlocked {
+                cipher,
+                header_len: h.len(),
+                segs,
+            },
+            payload,
+        ))
+    }
+
+    fn unwrap_and_verify(&self, h: &Header<'_>, binding: Binding<'_>) -> Result<PayloadCipher, Error> {
+        let mut attempts = 0usize;
+        let mut last: Option<ProviderError> = None;
+        for entry in h.wrapped.iter() {
+            let w = entry_ref(entry);
+            if !self.provider.matches(w) {
+                continue;
+            }
+            attempts = attempts.saturating_add(1);
+            match self.provider.unwrap(w, binding) {
+                Ok(dek) => {
+                    let keys = crypto::derive(h.suite, dek.expose_secret(), h.message_id);
+                    drop(dek);
+                    if !crypto::commitment_matches(&keys.commitment, h.commitment) {
+                        return Err(Error::Authentication);
+                    }
+                    keys.cipher.verify_header_tag(h.authenticated, h.tag)?;
+                    return Ok(keys.cipher);
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(Error::NoProviderCouldUnwrap { attempts, source: last })
+    }
+}
+
+fn open_segments(u: &Unlocked, payload: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    let stride = u.segs.size.saturating_add(TAG_LEN);
+    let mut dst_chunks = out.chunks_mut(u.segs.size.max(1));
+    for (i, chunk) in payload.chunks(stride).enumerate() {
+        let last = i.saturating_add(1) == u.segs.count;
+        let (ct, tag) = chunk.split_at_checked(u.segs.len_of(i)).ok_or(Error::Authentication)?;
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| Error::Authentication)?;
+        let dst = if ct.is_empty() {
+            &mut [][..]
+        } else {
+            dst_chunks.next().ok_or(Error::Authentication)?
+        };
+        let index = u32::try_from(i).map_err(|_| Error::Authentication)?;
+        u.cipher.open_segment(index, last, ct, dst, tag)?;
+    }
+    Ok(())
+}
+
+fn open_chunk_in_place(u: &Unlocked, i: usize, chunk: &mut [u8]) -> Result<(), Error> {
+    let last = i.saturating_add(1) == u.segs.count;
+    let (ct, tag) = chunk
+        .split_at_mut_checked(u.segs.len_of(i))
+        .ok_or(Error::Authentication)?;
+    let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Error::Authentication)?;
+    let index = u32::try_from(i).map_err(|_| Error::Authentication)?;
+    u.cipher.open_segment_in_place(index, last, ct, &tag)
+}

@@ -1,0 +1,257 @@
+//! Error types.
+//!
+//! Authentication failures are deliberately uninformative: one variant,
+//! whatever failed (commitment, header tag, a segment tag, truncation). Errors
+//! about structure, limits and key routing are specific, because they leak
+//! nothing an attacker did not already put in the envelope and they save
+//! operators hours.
+//!
+//! No error message contains key bytes or plaintext.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use core::fmt;
+
+/// Everything that can go wrong sealing, opening or inspecting an envelope.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The envelope (or a key in it) failed authentication: it was modified,
+    /// truncated, extended, or produced under another data key. Deliberately
+    /// says no more.
+    #[error("authentication failed")]
+    Authentication,
+
+    /// The envelope has a format version this release does not implement.
+    #[error("unsupported envelope format version {0}")]
+    UnsupportedVersion(u8),
+
+    /// The envelope names an algorithm suite this release does not implement.
+    #[error("unsupported algorithm suite id {0}")]
+    UnsupportedSuite(u8),
+
+    /// The bytes are not a well-formed envelope.
+    #[error("malformed envelope at byte {offset}: {what}")]
+    Malformed {
+        /// Offset of the offending field.
+        offset: usize,
+        /// What was wrong.
+        what: &'static str,
+    },
+
+    /// A parsing or sealing limit was exceeded.
+    #[error("limit exceeded: more {limit} than the maximum of {max}")]
+    LimitExceeded {
+        /// Which limit.
+        limit: LimitKind,
+        /// The limit in force.
+        max: usize,
+    },
+
+    /// A required (not stored) encryption-context entry was not supplied to open.
+    #[error("encryption context key {key:?} is required to open this envelope but was not supplied")]
+    MissingContext {
+        /// The missing key.
+        key: String,
+    },
+
+    /// An encryption-context entry supplied to open does not match the envelope:
+    /// a stored value differs, or the key is not part of the envelope's context.
+    #[error("encryption context key {key:?} does not match the envelope")]
+    ContextMismatch {
+        /// The key whose value differs, or which the envelope does not have.
+        key: String,
+    },
+
+    /// No wrapped key in the envelope could be unwrapped by the given
+    /// provider(s). `attempts` is how many matching wrapped keys were tried
+    /// (0: none was addressed to the provider); `source` is the last failure.
+    #[error("no provider could unwrap the data key ({attempts} matching wrapped key(s) tried)")]
+    NoProviderCouldUnwrap {
+        /// Number of wrapped keys that matched a provider and were tried.
+        attempts: usize,
+        /// The last provider failure, if any was tried.
+        #[source]
+        source: Option<ProviderError>,
+    },
+
+    /// A key-encryption provider failed while sealing (or in another operation
+    /// that is not an unwrap attempt during open).
+    #[error("key provider failed")]
+    Provider(#[from] ProviderError),
+
+    /// The operating system's random number generator failed.
+    #[error("random number generator failed")]
+    Random,
+
+    /// An argument was out of range (a key id too long, a segment size not a
+    /// power of two, ...).
+    #[error("invalid argument: {what}")]
+    InvalidArgument {
+        /// What was wrong.
+        what: &'static str,
+    },
+
+    /// A key could not be loaded (file, environment variable, encoding).
+    #[error("could not load key: {what}")]
+    KeyLoad {
+        /// What was wrong; never contains key material.
+        what: String,
+        /// The underlying I/O error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+/// Which limit an [`Error::LimitExceeded`] refers to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitKind {
+    /// Header bytes.
+    HeaderBytes,
+    /// Wrapped keys in one envelope.
+    WrappedKeys,
+    /// Encryption-context entries.
+    ContextEntries,
+    /// Encryption-context bytes (keys plus values).
+    ContextBytes,
+    /// Bytes in one context key or value.
+    ContextField,
+    /// Segment size in bytes.
+    SegmentSize,
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::HeaderBytes => "header bytes",
+            Self::WrappedKeys => "wrapped keys",
+            Self::ContextEntries => "encryption-context entries",
+            Self::ContextBytes => "encryption-context bytes",
+            Self::ContextField => "bytes in one encryption-context key or value",
+            Self::SegmentSize => "segment bytes",
+        })
+    }
+}
+
+/// A boxed error from a provider's backend (an SDK, a token library, I/O).
+pub type BoxError = Box<dyn core::error::Error + Send + Sync + 'static>;
+
+/// The kind of a [`ProviderError`], so callers can react without parsing text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProviderErrorKind {
+    /// The wrapped key did not authenticate: wrong key, wrong binding
+    /// (context or suite), or tampered bytes. Deliberately not more specific.
+    Authentication,
+    /// The provider does not hold the key the wrapped key names.
+    KeyNotFound,
+    /// The key exists but may not be used for this operation (disabled,
+    /// decrypt-only asked to wrap, ...).
+    KeyDisabled,
+    /// The key was destroyed.
+    KeyDestroyed,
+    /// The provider does not support this operation.
+    Unsupported,
+    /// The backend could not be reached or refused the request; retrying may help.
+    Unavailable,
+    /// Anything else.
+    Other,
+}
+
+impl fmt::Display for ProviderErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Authentication => "wrapped key failed authentication",
+            Self::KeyNotFound => "key not found",
+            Self::KeyDisabled => "key may not be used for this operation",
+            Self::KeyDestroyed => "key destroyed",
+            Self::Unsupported => "operation not supported",
+            Self::Unavailable => "key service unavailable",
+            Self::Other => "provider error",
+        })
+    }
+}
+
+/// An error from a [`KeyEncryptionProvider`](crate::KeyEncryptionProvider).
+///
+/// Carries a [`ProviderErrorKind`], the provider id, and optionally the
+/// backend's own error as [`source`](core::error::Error::source).
+#[derive(Debug)]
+pub struct ProviderError {
+    kind: ProviderErrorKind,
+    provider_id: String,
+    source: Option<BoxError>,
+}
+
+impl ProviderError {
+    /// A new error of `kind` from the provider `provider_id`.
+    pub fn new(kind: ProviderErrorKind, provider_id: impl Into<String>) -> Self {
+        Self {
+            kind,
+            provider_id: provider_id.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the backend's error as the source.
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ProviderErrorKind {
+        self.kind
+    }
+
+    /// The id of the provider that failed.
+    pub fn provider_id(&self) -> &str {
+        &self.provider_id
+    }
+}
+
+impl fmt::Display for ProviderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.provider_id, self.kind)
+    }
+}
+
+impl core::error::Error for ProviderError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| -> &(dyn core::error::Error + 'static) { e })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send_sync<T: Send + Sync + 'static>() {}
+
+    #[test]
+    fn errors_are_send_sync_static() {
+        assert_send_sync::<Error>();
+        assert_send_sync::<ProviderError>();
+    }
+
+    #[test]
+    fn provider_error_chains_its_source() {
+        #[derive(Debug)]
+        struct Backend;
+        impl fmt::Display for Backend {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("backend exploded")
+            }
+        }
+        impl core::error::Error for Backend {}
+        let e = Error::from(ProviderError::new(ProviderErrorKind::Unavailable, "kms").with_source(Backend));
+        let p = core::error::Error::source(&e).unwrap();
+        assert_eq!(alloc::format!("{p}"), "kms: key service unavailable");
+        let b = p.source().unwrap();
+        assert_eq!(alloc::format!("{b}"), "backend exploded");
+    }
+}

@@ -1,0 +1,99 @@
+//! # lockbox: envelope encryption and key management
+//!
+//! lockbox seals data into self-describing, versioned envelopes: every message
+//! gets a fresh data key (DEK) from the OS CSPRNG, the payload is encrypted
+//! with a key derived from it, and the DEK is wrapped by a key-encryption key
+//! (KEK) held by a [`KeyEncryptionProvider`]: a local key, a keyring, an HSM or
+//! a cloud KMS. The plaintext DEK is zeroized as soon as it has been used.
+//!
+//! Safe by default:
+//!
+//! - **Authenticated encryption only**, and no plaintext is released before it
+//!   authenticated: a failed open returns an error and nothing else.
+//! - **Key commitment**: an envelope opens under exactly one data key.
+//! - **Context binding**: the [`EncryptionContext`] is authenticated by the
+//!   envelope *and* bound into every wrapped data key, so neither opens under
+//!   another context.
+//! - **Every byte that routes decryption is authenticated**: version, suite,
+//!   segment size, message id, context and wrapped keys (the header tag).
+//! - **Strict, bounded parsing** with configurable [`Limits`]; bad input is a
+//!   typed [`Error`], never a panic.
+//! - **Secrets are opaque**: zeroized on drop, redacted in `Debug`, reachable
+//!   only through explicitly named accessors; raw import lives in [`hazmat`].
+//! - `#![forbid(unsafe_code)]`; the core builds with `no_std` + `alloc`.
+//!
+//! The envelope format is specified byte by byte in `FORMAT.md`, with frozen
+//! test vectors that every release must open.
+//!
+//! ## Quick start
+//!
+//! ```
+//! # fn main() -> Result<(), lockbox::Error> {
+//! use lockbox::{EncryptionContext, LocalKek};
+//!
+//! // A local KEK. In production load it (`LocalKek::from_file`,
+//! // `LocalKek::from_env`) or use an HSM / KMS provider.
+//! let kek = LocalKek::generate()?;
+//!
+//! // Context: stored entries are readable in the header; required ones are
+//! // authenticated but must be supplied again to open.
+//! let ctx = EncryptionContext::new()
+//!     .with("purpose", "invoice")?
+//!     .with_required("tenant", "acme-corp")?;
+//!
+//! let envelope = lockbox::seal(&kek, b"the quarterly numbers", &ctx)?;
+//!
+//! // Anyone can see how the envelope is routed; nothing here is trusted yet.
+//! let info = lockbox::inspect(&envelope)?;
+//! assert_eq!(info.wrapped_keys()[0].key_id(), kek.key_id());
+//!
+//! let plaintext = lockbox::open(&kek, &envelope, &ctx)?;
+//! assert_eq!(plaintext, b"the quarterly numbers");
+//!
+//! // The wrong tenant cannot open it.
+//! let other = EncryptionContext::new().with_required("tenant", "evil-corp")?;
+//! assert!(lockbox::open(&kek, &envelope, &other).is_err());
+//! # Ok(()) }
+//! ```
+//!
+//! [`Sealer`] and [`Opener`] choose the suite, segment size and limits, and
+//! offer in-place variants that reuse the caller's buffer.
+//!
+//! ## Features
+//!
+//! - `std` (default): loading local KEKs from files and environment variables.
+//!   Without it the crate is `no_std` + `alloc`; on targets without an OS,
+//!   configure getrandom's custom backend to supply randomness.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+#[macro_use]
+extern crate std;
+
+mod context;
+mod crypto;
+mod envelope;
+mod error;
+mod format;
+pub mod hazmat;
+mod keys;
+mod local;
+mod provider;
+mod suite;
+
+pub use context::{Binding, BindingBuf, ContextEntry, EncryptionContext, Storage};
+pub use envelope::{EnvelopeInfo, Opener, Sealer, inspect, inspect_with_limits, open, seal};
+pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};
+pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
+pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
+pub use local::{LOCAL_KEK_LEN, LOCAL_PROVIDER_ID, LocalKek};
+pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, KeyEncryptionProvider};
+pub use suite::Suite;
+/// Re-exported so callers can name [`ExposeSecret`](secrecy::ExposeSecret) and
+/// pass their own RNGs without adding these crates themselves.
+pub use {rand_core, secrecy};

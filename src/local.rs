@@ -1,0 +1,349 @@
+//! The local key-encryption key: an AES-256 key held in process memory.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::array::Array;
+use aes_gcm::aead::inout::InOutBuf;
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use base64ct::{Base64, Encoding};
+use rand_core::TryCryptoRng;
+use secrecy::{ExposeSecret, SecretBox};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::context::Binding;
+use crate::error::{Error, ProviderError, ProviderErrorKind};
+use crate::keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef, os_random, rng_random};
+use crate::provider::KeyEncryptionProvider;
+
+/// Provider id of [`LocalKek`] wrapped keys.
+pub const LOCAL_PROVIDER_ID: &str = "lockbox.local";
+/// Length of a local KEK in bytes.
+pub const LOCAL_KEK_LEN: usize = 32;
+/// Version byte that starts every local wrapped key.
+const LOCAL_WRAP_V1: u8 = 1;
+const WRAP_NONCE_LEN: usize = 12;
+const WRAP_TAG_LEN: usize = 16;
+/// version, nonce, encrypted data key, tag.
+const LOCAL_WRAPPED_LEN: usize = 1 + WRAP_NONCE_LEN + DATA_KEY_LEN + WRAP_TAG_LEN;
+/// Prefix hashed with the key to form its id.
+const KEY_ID_LABEL: &[u8] = b"lockbox v1 local kek id";
+/// Largest key file accepted (a base64 key is 44 bytes).
+#[cfg(feature = "std")]
+const MAX_KEY_FILE_LEN: u64 = 1024;
+
+/// A local key-encryption key: AES-256-GCM under a 256-bit key that lives in
+/// this process. It is the simplest provider, for development, tests, and
+/// deployments whose key arrives as a file or an environment variable.
+///
+/// - Its [`KeyId`] is a fingerprint: the first 16 bytes of
+///   `SHA-256("lockbox v1 local kek id" || key)`, in hex. Every way of loading
+///   the same key gives the same id; the id reveals nothing about the key.
+/// - Wrapping is AES-256-GCM with a fresh random 96-bit nonce and the
+///   envelope's [`Binding`] as associated data (`FORMAT.md`, "Local KEK").
+///   The key schedule is computed once, when the key is loaded.
+/// - The key bytes are zeroized on drop; `Debug` shows only the id.
+/// - Under one KEK, keep the number of wraps below 2^32 (random nonces).
+///
+/// ```
+/// # fn main() -> Result<(), lockbox::Error> {
+/// let kek = lockbox::LocalKek::generate()?;
+/// let ctx = lockbox::EncryptionContext::new();
+/// let envelope = lockbox::seal(&kek, b"hello", &ctx)?;
+/// assert_eq!(lockbox::open(&kek, &envelope, &ctx)?, b"hello");
+/// # Ok(()) }
+/// ```
+pub struct LocalKek {
+    cipher: Aes256Gcm,
+    key: SecretBox<[u8; LOCAL_KEK_LEN]>,
+    key_id: KeyId,
+}
+
+impl LocalKek {
+    /// A fresh key from the operating system's CSPRNG.
+    pub fn generate() -> Result<Self, Error> {
+        let mut key = Box::new([0u8; LOCAL_KEK_LEN]);
+        os_random(key.as_mut_slice())?;
+        Ok(Self::from_boxed(SecretBox::new(key)))
+    }
+
+    /// A fresh key from the caller's CSPRNG (for targets without an OS
+    /// generator).
+    pub fn generate_with_rng<R: TryCryptoRng + ?Sized>(rng: &mut R) -> Result<Self, Error> {
+        let mut key = Box::new([0u8; LOCAL_KEK_LEN]);
+        rng_random(rng, key.as_mut_slice())?;
+        Ok(Self::from_boxed(SecretBox::new(key)))
+    }
+
+    pub(crate) fn from_boxed(key: SecretBox<[u8; LOCAL_KEK_LEN]>) -> Self {
+        let bytes = key.expose_secret();
+        let cipher = Aes256Gcm::new(bytes.into());
+        let digest = Sha256::new().chain_update(KEY_ID_LABEL).chain_update(bytes).finalize();
+        let mut hex = String::with_capacity(32);
+        for b in digest.iter().take(16) {
+            hex.extend(char::from_digit(u32::from(b >> 4), 16));
+            hex.extend(char::from_digit(u32::from(b & 0x0f), 16));
+        }
+        // 32 lowercase hex digits always form a valid key id.
+        let key_id = KeyId::new(hex).unwrap_or_else(|_| unreachable_key_id());
+        Self { cipher, key, key_id }
+    }
+
+    /// Decodes a key from standard, padded base64 (44 characters, surrounding
+    /// whitespace ignored). The input is not copied except into zeroized buffers.
+    pub(crate) fn from_base64(text: &str) -> Result<Self, Error> {
+        let mut key = Box::new([0u8; LOCAL_KEK_LEN]);
+        let decoded = Base64::decode(text.trim_ascii(), key.as_mut_slice());
+        match decoded {
+            Ok(d) if d.len() == LOCAL_KEK_LEN => Ok(Self::from_boxed(SecretBox::new(key))),
+            _ => Err(Error::KeyLoad {
+                what: String::from("key is not standard base64 of exactly 32 bytes"),
+                source: None,
+            }),
+        }
+    }
+
+    /// The key in standard, padded base64.
+    pub(crate) fn to_base64(&self) -> Zeroizing<String> {
+        Zeroizing::new(Base64::encode_string(self.key.expose_secret()))
+    }
+
+    pub(crate) fn key_bytes(&self) -> &[u8; LOCAL_KEK_LEN] {
+        self.key.expose_secret()
+    }
+
+    /// The key's id (its fingerprint).
+    pub fn key_id(&self) -> &KeyId {
+        &self.key_id
+    }
+
+    /// The key's version: always 1 for a local key (keyrings add versions).
+    pub fn key_version(&self) -> KeyVersion {
+        KeyVersion(1)
+    }
+
+    fn err(kind: ProviderErrorKind) -> ProviderError {
+        ProviderError::new(kind, LOCAL_PROVIDER_ID)
+    }
+}
+
+fn unreachable_key_id() -> KeyId {
+    // A hex fingerprint is always valid; this is only a typed fallback.
+    KeyId(String::from("0"))
+}
+
+#[cfg(feature = "std")]
+mod io {
+    use super::*;
+    use std::fs::{self, File, OpenOptions};
+    use std::io::{Read, Write};
+    use std::path::Path;
+
+    fn load_err(what: String, source: Option<std::io::Error>) -> Error {
+        Error::KeyLoad {
+            what,
+            source: source.map(crate::error::BoxError::from),
+        }
+    }
+
+    impl LocalKek {
+        /// Loads a key file: standard base64 of 32 bytes, optionally followed by
+        /// a newline (the form [`write_new_file`](Self::write_new_file) writes).
+        ///
+        /// On Unix the file must not be readable or writable by group or others
+        /// (mode `0600` or stricter); otherwise this fails with
+        /// [`Error::KeyLoad`] and a message saying how to fix it.
+        pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+            let path = path.as_ref();
+            let shown = path.display();
+            let file = File::open(path).map_err(|e| load_err(format!("cannot open key file {shown}"), Some(e)))?;
+            let meta = file
+                .metadata()
+                .map_err(|e| load_err(format!("cannot stat key file {shown}"), Some(e)))?;
+            if !meta.is_file() {
+                return Err(load_err(format!("key file {shown} is not a regular file"), None));
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(load_err(
+                        format!(
+                            "key file {shown} is accessible by group or others (mode {mode:03o}); run `chmod 600` on it"
+                        ),
+                        None,
+                    ));
+                }
+            }
+            let mut text = Zeroizing::new(Vec::with_capacity(64));
+            file.take(MAX_KEY_FILE_LEN.saturating_add(1))
+                .read_to_end(&mut text)
+                .map_err(|e| load_err(format!("cannot read key file {shown}"), Some(e)))?;
+            if u64::try_from(text.len()).unwrap_or(u64::MAX) > MAX_KEY_FILE_LEN {
+                return Err(load_err(format!("key file {shown} is too large to be a key"), None));
+            }
+            let text = core::str::from_utf8(&text)
+                .map_err(|_| load_err(format!("key file {shown} is not base64 text"), None))?;
+            Self::from_base64(text).map_err(|_| {
+                load_err(
+                    format!("key file {shown} does not hold standard base64 of exactly 32 bytes"),
+                    None,
+                )
+            })
+        }
+
+        /// Loads a key from the environment variable `name`, holding standard
+        /// base64 of 32 bytes. The variable stays in the process environment;
+        /// clear it at start-up if child processes must not inherit it.
+        pub fn from_env(name: &str) -> Result<Self, Error> {
+            let value = std::env::var_os(name)
+                .ok_or_else(|| load_err(format!("environment variable {name} is not set"), None))?;
+            let value = Zeroizing::new(
+                value
+                    .into_string()
+                    .map_err(|_| load_err(format!("environment variable {name} is not valid UTF-8"), None))?,
+            );
+            Self::from_base64(&value).map_err(|_| {
+                load_err(
+                    format!("environment variable {name} does not hold standard base64 of exactly 32 bytes"),
+                    None,
+                )
+            })
+        }
+
+        /// Writes the key to a new file at `path`, readable only by its owner
+        /// (mode `0600` on Unix), atomically: the key is written and synced to a
+        /// temporary file in the same directory, which is then linked into
+        /// place. An existing file is never overwritten (losing a KEK loses
+        /// every envelope it wrapped), and a crash leaves either no file or a
+        /// complete one.
+        pub fn write_new_file(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+            let path = path.as_ref();
+            let shown = path.display();
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d,
+                _ => Path::new("."),
+            };
+            let name = path
+                .file_name()
+                .ok_or_else(|| load_err(format!("{shown} is not a file path"), None))?;
+            let mut suffix = [0u8; 8];
+            os_random(&mut suffix)?;
+            let mut tmp_name = std::ffi::OsString::from(".");
+            tmp_name.push(name);
+            tmp_name.push(format!(".tmp-{:016x}", u64::from_be_bytes(suffix)));
+            let tmp = dir.join(tmp_name);
+
+            let mut opts = OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            let result = (|| {
+                let mut f = opts.open(&tmp).map_err(|e| {
+                    load_err(
+                        format!("cannot create temporary key file in {}", dir.display()),
+                        Some(e),
+                    )
+                })?;
+                let mut text = self.to_base64();
+                text.push('\n');
+                f.write_all(text.as_bytes())
+                    .and_then(|()| f.sync_all())
+                    .map_err(|e| load_err(format!("cannot write key file {shown}"), Some(e)))?;
+                fs::hard_link(&tmp, path).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        load_err(format!("refusing to overwrite existing key file {shown}"), Some(e))
+                    } else {
+                        load_err(format!("cannot move key file into place at {shown}"), Some(e))
+                    }
+                })
+            })();
+            let _ = fs::remove_file(&tmp);
+            result?;
+            #[cfg(unix)]
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| load_err(format!("cannot sync directory {}", dir.display()), Some(e)))?;
+            Ok(())
+        }
+    }
+}
+
+impl fmt::Debug for LocalKek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalKek")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyEncryptionProvider for LocalKek {
+    fn provider_id(&self) -> &str {
+        LOCAL_PROVIDER_ID
+    }
+
+    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
+        wrapped.provider_id() == LOCAL_PROVIDER_ID && wrapped.key_id() == self.key_id.as_str()
+    }
+
+    fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+        let mut nonce = [0u8; WRAP_NONCE_LEN];
+        os_random(&mut nonce).map_err(|e| Self::err(ProviderErrorKind::Unavailable).with_source(e))?;
+        let mut ct = [0u8; DATA_KEY_LEN];
+        let buf = InOutBuf::new(dek.expose_secret(), &mut ct).map_err(|_| Self::err(ProviderErrorKind::Other))?;
+        let tag = self
+            .cipher
+            .encrypt_inout_detached(&Array::from(nonce), binding.as_bytes(), buf)
+            .map_err(|_| Self::err(ProviderErrorKind::Other))?;
+        let mut out = Vec::with_capacity(LOCAL_WRAPPED_LEN);
+        out.push(LOCAL_WRAP_V1);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        out.extend_from_slice(&tag);
+        WrappedKey::new(LOCAL_PROVIDER_ID, self.key_id.clone(), self.key_version(), out)
+            .map_err(|e| Self::err(ProviderErrorKind::Other).with_source(e))
+    }
+
+    fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
+        if !self.matches(wrapped) || wrapped.key_version() != self.key_version() {
+            return Err(Self::err(ProviderErrorKind::KeyNotFound));
+        }
+        let bytes: &[u8; LOCAL_WRAPPED_LEN] = wrapped
+            .bytes()
+            .try_into()
+            .map_err(|_| Self::err(ProviderErrorKind::Authentication))?;
+        let (version, rest) = bytes
+            .split_first()
+            .ok_or_else(|| Self::err(ProviderErrorKind::Authentication))?;
+        if *version != LOCAL_WRAP_V1 {
+            return Err(Self::err(ProviderErrorKind::Authentication));
+        }
+        let (nonce, rest) = rest
+            .split_at_checked(WRAP_NONCE_LEN)
+            .ok_or_else(|| Self::err(ProviderErrorKind::Authentication))?;
+        let (ct, tag) = rest
+            .split_at_checked(DATA_KEY_LEN)
+            .ok_or_else(|| Self::err(ProviderErrorKind::Authentication))?;
+        let nonce: [u8; WRAP_NONCE_LEN] = nonce
+            .try_into()
+            .map_err(|_| Self::err(ProviderErrorKind::Authentication))?;
+        let tag: [u8; WRAP_TAG_LEN] = tag
+            .try_into()
+            .map_err(|_| Self::err(ProviderErrorKind::Authentication))?;
+        let mut dek = DataKey::zeroed();
+        let buf = InOutBuf::new(ct, dek.bytes_mut().as_mut_slice())
+            .map_err(|_| Self::err(ProviderErrorKind::Authentication))?;
+        self.cipher
+            .decrypt_inout_detached(&Array::from(nonce), binding.as_bytes(), buf, &Array::from(tag))
+            .map_err(|_| Self::err(ProviderErrorKind::Authentication))?;
+        Ok(dek)
+    }
+}

@@ -1,0 +1,205 @@
+//! The key-encryption provider joint: the one trait every key store implements.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::fmt::Debug;
+use core::future::Future;
+use core::pin::Pin;
+
+use crate::context::Binding;
+use crate::error::ProviderError;
+use crate::keys::{DataKey, WrappedKey, WrappedKeyRef};
+
+/// Wraps and unwraps data keys under a key-encryption key (KEK) it holds or
+/// can reach: a local key, a keyring, an HSM, a cloud KMS.
+///
+/// Both [`wrap`](Self::wrap) and [`unwrap`](Self::unwrap) receive the
+/// envelope's [`Binding`] (its suite and whole encryption context), and an
+/// implementation **must** authenticate the wrapped key against it, so that a
+/// wrapped key opens only under the context it was sealed with. The local
+/// provider uses [`Binding::as_bytes`] as AEAD associated data; AWS KMS maps it
+/// to an `EncryptionContext`.
+///
+/// The trait is object-safe and `Send + Sync + Debug + 'static`: lockbox takes
+/// providers as `&dyn KeyEncryptionProvider` (an `Arc<dyn ...>` derefs to one),
+/// and there is no process-wide default. `Debug` must not print secrets.
+///
+/// Optional abilities are defaulted methods returning `Ok(None)` ("not offered"),
+/// so adding one later is not a breaking change.
+///
+/// # Implementing
+///
+/// ```
+/// use lockbox::{Binding, DataKey, KeyEncryptionProvider, ProviderError, WrappedKey, WrappedKeyRef};
+///
+/// /// Delegates to a local KEK but reports its own provider id.
+/// #[derive(Debug)]
+/// struct Renamed(lockbox::LocalKek);
+///
+/// impl KeyEncryptionProvider for Renamed {
+///     fn provider_id(&self) -> &str { "example.renamed" }
+///     fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+///         let w = self.0.wrap(dek, binding)?;
+///         WrappedKey::new(self.provider_id(), w.key_id().clone(), w.key_version(), w.bytes().to_vec())
+///             .map_err(|e| ProviderError::new(lockbox::ProviderErrorKind::Other, "example.renamed").with_source(e))
+///     }
+///     fn unwrap(&self, w: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
+///         let inner = WrappedKey::new(lockbox::LOCAL_PROVIDER_ID, lockbox::KeyId::new(w.key_id()).unwrap(),
+///                                     w.key_version(), w.bytes().to_vec()).unwrap();
+///         self.0.unwrap(inner.as_ref(), binding)
+///     }
+/// }
+/// # let p = Renamed(lockbox::LocalKek::generate().unwrap());
+/// # let ctx = lockbox::EncryptionContext::new();
+/// # let env = lockbox::seal(&p, b"hi", &ctx).unwrap();
+/// # assert_eq!(lockbox::open(&p, &env, &ctx).unwrap(), b"hi");
+/// ```
+pub trait KeyEncryptionProvider: Send + Sync + Debug + 'static {
+    /// A stable id for this kind of provider, recorded in every wrapped key it
+    /// produces (for example `lockbox.local`, `aws-kms`). 1 to 64 bytes of
+    /// visible ASCII.
+    fn provider_id(&self) -> &str;
+
+    /// Whether this provider should try to unwrap `wrapped`. The default
+    /// matches on provider id; providers holding specific keys should also
+    /// compare the key id, so that opening never calls a provider (perhaps a
+    /// remote one) for a key it does not hold.
+    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
+        wrapped.provider_id() == self.provider_id()
+    }
+
+    /// Wraps `dek`, authenticated and bound to `binding`.
+    fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError>;
+
+    /// Unwraps `wrapped`, which must have been wrapped under the same binding.
+    /// A wrong key, wrong binding or tampered bytes must fail with
+    /// [`ProviderErrorKind::Authentication`](crate::ProviderErrorKind::Authentication).
+    fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError>;
+
+    /// Provider-side data-key generation (as KMS `GenerateDataKey` does):
+    /// returns a fresh data key and its wrapped form in one call, or `Ok(None)`
+    /// if the provider does not offer it, in which case lockbox draws the key
+    /// from the OS CSPRNG and calls [`wrap`](Self::wrap).
+    fn generate_data_key(&self, binding: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        let _ = binding;
+        Ok(None)
+    }
+
+    /// Server-side rewrap (as KMS `ReEncrypt` does): re-wraps `wrapped` under
+    /// the provider's current key without handing the data key to the caller,
+    /// or `Ok(None)` if not offered (lockbox then unwraps and wraps).
+    fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
+        let _ = (wrapped, binding);
+        Ok(None)
+    }
+}
+
+macro_rules! forward_provider {
+    ($($ty:ty),*) => {$(
+        impl<P: KeyEncryptionProvider + ?Sized> KeyEncryptionProvider for $ty {
+            fn provider_id(&self) -> &str { (**self).provider_id() }
+            fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool { (**self).matches(wrapped) }
+            fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+                (**self).wrap(dek, binding)
+            }
+            fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
+                (**self).unwrap(wrapped, binding)
+            }
+            fn generate_data_key(&self, binding: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+                (**self).generate_data_key(binding)
+            }
+            fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
+                (**self).rewrap(wrapped, binding)
+            }
+        }
+    )*};
+}
+
+forward_provider!(Arc<P>, Box<P>);
+
+/// A boxed, `Send` future, as returned by [`AsyncKeyEncryptionProvider`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The async twin of [`KeyEncryptionProvider`], for providers that talk to a
+/// network service (KMS, Vault) without blocking a thread.
+///
+/// Every [`KeyEncryptionProvider`] is also an `AsyncKeyEncryptionProvider`
+/// through a blanket implementation whose futures are ready at once. lockbox
+/// never calls `block_on`; an async-only provider implements this trait alone.
+/// Same contract as the sync trait: bind every wrap to the [`Binding`].
+pub trait AsyncKeyEncryptionProvider: Send + Sync + Debug + 'static {
+    /// See [`KeyEncryptionProvider::provider_id`].
+    fn provider_id(&self) -> &str;
+
+    /// See [`KeyEncryptionProvider::matches`].
+    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
+        wrapped.provider_id() == self.provider_id()
+    }
+
+    /// See [`KeyEncryptionProvider::wrap`].
+    fn wrap<'a>(&'a self, dek: &'a DataKey, binding: Binding<'a>) -> BoxFuture<'a, Result<WrappedKey, ProviderError>>;
+
+    /// See [`KeyEncryptionProvider::unwrap`].
+    fn unwrap<'a>(
+        &'a self,
+        wrapped: WrappedKeyRef<'a>,
+        binding: Binding<'a>,
+    ) -> BoxFuture<'a, Result<DataKey, ProviderError>>;
+
+    /// See [`KeyEncryptionProvider::generate_data_key`].
+    fn generate_data_key<'a>(
+        &'a self,
+        binding: Binding<'a>,
+    ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
+        let _ = binding;
+        Box::pin(core::future::ready(Ok(None)))
+    }
+
+    /// See [`KeyEncryptionProvider::rewrap`].
+    fn rewrap<'a>(
+        &'a self,
+        wrapped: WrappedKeyRef<'a>,
+        binding: Binding<'a>,
+    ) -> BoxFuture<'a, Result<Option<WrappedKey>, ProviderError>> {
+        let _ = (wrapped, binding);
+        Box::pin(core::future::ready(Ok(None)))
+    }
+}
+
+impl<T: KeyEncryptionProvider + ?Sized> AsyncKeyEncryptionProvider for T {
+    fn provider_id(&self) -> &str {
+        KeyEncryptionProvider::provider_id(self)
+    }
+    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
+        KeyEncryptionProvider::matches(self, wrapped)
+    }
+    fn wrap<'a>(&'a self, dek: &'a DataKey, binding: Binding<'a>) -> BoxFuture<'a, Result<WrappedKey, ProviderError>> {
+        Box::pin(core::future::ready(KeyEncryptionProvider::wrap(self, dek, binding)))
+    }
+    fn unwrap<'a>(
+        &'a self,
+        wrapped: WrappedKeyRef<'a>,
+        binding: Binding<'a>,
+    ) -> BoxFuture<'a, Result<DataKey, ProviderError>> {
+        Box::pin(core::future::ready(KeyEncryptionProvider::unwrap(
+            self, wrapped, binding,
+        )))
+    }
+    fn generate_data_key<'a>(
+        &'a self,
+        binding: Binding<'a>,
+    ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
+        Box::pin(core::future::ready(KeyEncryptionProvider::generate_data_key(
+            self, binding,
+        )))
+    }
+    fn rewrap<'a>(
+        &'a self,
+        wrapped: WrappedKeyRef<'a>,
+        binding: Binding<'a>,
+    ) -> BoxFuture<'a, Result<Option<WrappedKey>, ProviderError>> {
+        Box::pin(core::future::ready(KeyEncryptionProvider::rewrap(
+            self, wrapped, binding,
+        )))
+    }
+}

@@ -1,0 +1,83 @@
+//! Algorithm suites.
+
+use core::fmt;
+
+/// The AEAD that protects an envelope's payload and header.
+///
+/// Every suite uses a 256-bit key derived per message (see `FORMAT.md`), so
+/// nonces never repeat under a key; the choice is about platform speed and
+/// policy, not safety margins. Suites are `#[non_exhaustive]`: new ones may be
+/// added without a new format version, because each envelope records its suite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Suite {
+    /// AES-256-GCM. Fastest on CPUs with AES and carry-less multiply
+    /// instructions (x86-64 with AES-NI, ARMv8 with the crypto extensions).
+    #[default]
+    Aes256Gcm,
+    /// ChaCha20-Poly1305 (RFC 8439). Fast and constant-time everywhere,
+    /// including CPUs without AES instructions.
+    ChaCha20Poly1305,
+    /// XChaCha20-Poly1305 (24-byte nonces), for policies that mandate it.
+    XChaCha20Poly1305,
+}
+
+impl Suite {
+    /// Every suite this release implements, in id order.
+    pub const ALL: [Suite; 3] = [Self::Aes256Gcm, Self::ChaCha20Poly1305, Self::XChaCha20Poly1305];
+
+    /// The suite's id byte in the envelope header.
+    pub const fn id(self) -> u8 {
+        match self {
+            Self::Aes256Gcm => 1,
+            Self::ChaCha20Poly1305 => 2,
+            Self::XChaCha20Poly1305 => 3,
+        }
+    }
+
+    /// The suite with header id `id`, if this release implements it.
+    pub const fn from_id(id: u8) -> Option<Self> {
+        match id {
+            1 => Some(Self::Aes256Gcm),
+            2 => Some(Self::ChaCha20Poly1305),
+            3 => Some(Self::XChaCha20Poly1305),
+            _ => None,
+        }
+    }
+
+    /// The suite's name, as used in `FORMAT.md` and test vectors.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Aes256Gcm => "AES-256-GCM",
+            Self::ChaCha20Poly1305 => "ChaCha20-Poly1305",
+            Self::XChaCha20Poly1305 => "XChaCha20-Poly1305",
+        }
+    }
+
+    /// The suite with name `name` (as printed by [`Suite::name`]).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+impl fmt::Display for Suite {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_names_round_trip() {
+        for s in Suite::ALL {
+            assert_eq!(Suite::from_id(s.id()), Some(s));
+            assert_eq!(Suite::from_name(s.name()), Some(s));
+        }
+        assert_eq!(Suite::from_id(0), None);
+        assert_eq!(Suite::from_id(4), None);
+        assert_eq!(Suite::from_name("AES-128-GCM"), None);
+    }
+}
