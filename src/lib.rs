@@ -92,7 +92,7 @@ pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};
 pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
 pub use local::{LOCAL_KEK_LEN, LOCAL_PROVIDER_ID, LocalKek};
-pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, KeyEncryptionProvider};
+pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, KeyEncryptionProvider, ProviderIdentity};
 pub use suite::Suite;
 /// Re-exported so callers can name [`ExposeSecret`](secrecy::ExposeSecret) and
 /// pass their own RNGs without adding these crates themselves.

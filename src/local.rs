@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::context::Binding;
 use crate::error::{Error, ProviderError, ProviderErrorKind};
 use crate::keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef, os_random, rng_random};
-use crate::provider::KeyEncryptionProvider;
+use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
 
 /// Provider id of [`LocalKek`] wrapped keys.
 pub const LOCAL_PROVIDER_ID: &str = "lockbox.local";
@@ -285,7 +285,7 @@ impl fmt::Debug for LocalKek {
     }
 }
 
-impl KeyEncryptionProvider for LocalKek {
+impl ProviderIdentity for LocalKek {
     fn provider_id(&self) -> &str {
         LOCAL_PROVIDER_ID
     }
@@ -293,7 +293,9 @@ impl KeyEncryptionProvider for LocalKek {
     fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
         wrapped.provider_id() == LOCAL_PROVIDER_ID && wrapped.key_id() == self.key_id.as_str()
     }
+}
 
+impl KeyEncryptionProvider for LocalKek {
     fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
         let mut nonce = [0u8; WRAP_NONCE_LEN];
         os_random(&mut nonce).map_err(|e| Self::err(ProviderErrorKind::Unavailable).with_source(e))?;

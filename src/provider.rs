@@ -10,6 +10,25 @@ use crate::context::Binding;
 use crate::error::ProviderError;
 use crate::keys::{DataKey, WrappedKey, WrappedKeyRef};
 
+/// Who a provider is and which wrapped keys it can open: shared by
+/// [`KeyEncryptionProvider`] and [`AsyncKeyEncryptionProvider`], so a type that
+/// is both (every sync provider is, through a blanket implementation) has one
+/// `provider_id` and one `matches`.
+pub trait ProviderIdentity: Send + Sync + Debug + 'static {
+    /// A stable id for this kind of provider, recorded in every wrapped key it
+    /// produces (for example `lockbox.local`, `aws-kms`). 1 to 64 bytes of
+    /// visible ASCII.
+    fn provider_id(&self) -> &str;
+
+    /// Whether this provider should try to unwrap `wrapped`. The default
+    /// matches on provider id; providers holding specific keys should also
+    /// compare the key id, so that opening never calls a provider (perhaps a
+    /// remote one) for a key it does not hold.
+    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
+        wrapped.provider_id() == self.provider_id()
+    }
+}
+
 /// Wraps and unwraps data keys under a key-encryption key (KEK) it holds or
 /// can reach: a local key, a keyring, an HSM, a cloud KMS.
 ///
@@ -30,14 +49,17 @@ use crate::keys::{DataKey, WrappedKey, WrappedKeyRef};
 /// # Implementing
 ///
 /// ```
-/// use lockbox::{Binding, DataKey, KeyEncryptionProvider, ProviderError, WrappedKey, WrappedKeyRef};
+/// use lockbox::{Binding, DataKey, KeyEncryptionProvider, ProviderError, ProviderIdentity, WrappedKey, WrappedKeyRef};
 ///
 /// /// Delegates to a local KEK but reports its own provider id.
 /// #[derive(Debug)]
 /// struct Renamed(lockbox::LocalKek);
 ///
-/// impl KeyEncryptionProvider for Renamed {
+/// impl ProviderIdentity for Renamed {
 ///     fn provider_id(&self) -> &str { "example.renamed" }
+/// }
+///
+/// impl KeyEncryptionProvider for Renamed {
 ///     fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
 ///         let w = self.0.wrap(dek, binding)?;
 ///         WrappedKey::new(self.provider_id(), w.key_id().clone(), w.key_version(), w.bytes().to_vec())
@@ -54,20 +76,7 @@ use crate::keys::{DataKey, WrappedKey, WrappedKeyRef};
 /// # let env = lockbox::seal(&p, b"hi", &ctx).unwrap();
 /// # assert_eq!(lockbox::open(&p, &env, &ctx).unwrap(), b"hi");
 /// ```
-pub trait KeyEncryptionProvider: Send + Sync + Debug + 'static {
-    /// A stable id for this kind of provider, recorded in every wrapped key it
-    /// produces (for example `lockbox.local`, `aws-kms`). 1 to 64 bytes of
-    /// visible ASCII.
-    fn provider_id(&self) -> &str;
-
-    /// Whether this provider should try to unwrap `wrapped`. The default
-    /// matches on provider id; providers holding specific keys should also
-    /// compare the key id, so that opening never calls a provider (perhaps a
-    /// remote one) for a key it does not hold.
-    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
-        wrapped.provider_id() == self.provider_id()
-    }
-
+pub trait KeyEncryptionProvider: ProviderIdentity {
     /// Wraps `dek`, authenticated and bound to `binding`.
     fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError>;
 
@@ -96,9 +105,11 @@ pub trait KeyEncryptionProvider: Send + Sync + Debug + 'static {
 
 macro_rules! forward_provider {
     ($($ty:ty),*) => {$(
-        impl<P: KeyEncryptionProvider + ?Sized> KeyEncryptionProvider for $ty {
+        impl<P: ProviderIdentity + ?Sized> ProviderIdentity for $ty {
             fn provider_id(&self) -> &str { (**self).provider_id() }
             fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool { (**self).matches(wrapped) }
+        }
+        impl<P: KeyEncryptionProvider + ?Sized> KeyEncryptionProvider for $ty {
             fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
                 (**self).wrap(dek, binding)
             }
@@ -124,30 +135,29 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// network service (KMS, Vault) without blocking a thread.
 ///
 /// Every [`KeyEncryptionProvider`] is also an `AsyncKeyEncryptionProvider`
-/// through a blanket implementation whose futures are ready at once. lockbox
-/// never calls `block_on`; an async-only provider implements this trait alone.
-/// Same contract as the sync trait: bind every wrap to the [`Binding`].
-pub trait AsyncKeyEncryptionProvider: Send + Sync + Debug + 'static {
-    /// See [`KeyEncryptionProvider::provider_id`].
-    fn provider_id(&self) -> &str;
-
-    /// See [`KeyEncryptionProvider::matches`].
-    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
-        wrapped.provider_id() == self.provider_id()
-    }
-
+/// through a blanket implementation whose futures are ready at once (so a sync
+/// provider that blocks on I/O blocks the task polling it: run such providers
+/// on a blocking pool). lockbox never calls `block_on`; an async-only provider
+/// implements [`ProviderIdentity`] and this trait alone. Same contract as the
+/// sync trait: bind every wrap to the [`Binding`]. The methods carry an
+/// `_async` suffix so that both traits can be in scope without ambiguity.
+pub trait AsyncKeyEncryptionProvider: ProviderIdentity {
     /// See [`KeyEncryptionProvider::wrap`].
-    fn wrap<'a>(&'a self, dek: &'a DataKey, binding: Binding<'a>) -> BoxFuture<'a, Result<WrappedKey, ProviderError>>;
+    fn wrap_async<'a>(
+        &'a self,
+        dek: &'a DataKey,
+        binding: Binding<'a>,
+    ) -> BoxFuture<'a, Result<WrappedKey, ProviderError>>;
 
     /// See [`KeyEncryptionProvider::unwrap`].
-    fn unwrap<'a>(
+    fn unwrap_async<'a>(
         &'a self,
         wrapped: WrappedKeyRef<'a>,
         binding: Binding<'a>,
     ) -> BoxFuture<'a, Result<DataKey, ProviderError>>;
 
     /// See [`KeyEncryptionProvider::generate_data_key`].
-    fn generate_data_key<'a>(
+    fn generate_data_key_async<'a>(
         &'a self,
         binding: Binding<'a>,
     ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
@@ -156,7 +166,7 @@ pub trait AsyncKeyEncryptionProvider: Send + Sync + Debug + 'static {
     }
 
     /// See [`KeyEncryptionProvider::rewrap`].
-    fn rewrap<'a>(
+    fn rewrap_async<'a>(
         &'a self,
         wrapped: WrappedKeyRef<'a>,
         binding: Binding<'a>,
@@ -167,39 +177,31 @@ pub trait AsyncKeyEncryptionProvider: Send + Sync + Debug + 'static {
 }
 
 impl<T: KeyEncryptionProvider + ?Sized> AsyncKeyEncryptionProvider for T {
-    fn provider_id(&self) -> &str {
-        KeyEncryptionProvider::provider_id(self)
+    fn wrap_async<'a>(
+        &'a self,
+        dek: &'a DataKey,
+        binding: Binding<'a>,
+    ) -> BoxFuture<'a, Result<WrappedKey, ProviderError>> {
+        Box::pin(core::future::ready(self.wrap(dek, binding)))
     }
-    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
-        KeyEncryptionProvider::matches(self, wrapped)
-    }
-    fn wrap<'a>(&'a self, dek: &'a DataKey, binding: Binding<'a>) -> BoxFuture<'a, Result<WrappedKey, ProviderError>> {
-        Box::pin(core::future::ready(KeyEncryptionProvider::wrap(self, dek, binding)))
-    }
-    fn unwrap<'a>(
+    fn unwrap_async<'a>(
         &'a self,
         wrapped: WrappedKeyRef<'a>,
         binding: Binding<'a>,
     ) -> BoxFuture<'a, Result<DataKey, ProviderError>> {
-        Box::pin(core::future::ready(KeyEncryptionProvider::unwrap(
-            self, wrapped, binding,
-        )))
+        Box::pin(core::future::ready(self.unwrap(wrapped, binding)))
     }
-    fn generate_data_key<'a>(
+    fn generate_data_key_async<'a>(
         &'a self,
         binding: Binding<'a>,
     ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
-        Box::pin(core::future::ready(KeyEncryptionProvider::generate_data_key(
-            self, binding,
-        )))
+        Box::pin(core::future::ready(self.generate_data_key(binding)))
     }
-    fn rewrap<'a>(
+    fn rewrap_async<'a>(
         &'a self,
         wrapped: WrappedKeyRef<'a>,
         binding: Binding<'a>,
     ) -> BoxFuture<'a, Result<Option<WrappedKey>, ProviderError>> {
-        Box::pin(core::future::ready(KeyEncryptionProvider::rewrap(
-            self, wrapped, binding,
-        )))
+        Box::pin(core::future::ready(self.rewrap(wrapped, binding)))
     }
 }

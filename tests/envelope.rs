@@ -1,0 +1,549 @@
+//! Behaviour of seal / open / inspect through the public API: round trips,
+//! every tampering, every error kind, and that failures release nothing.
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::cast_possible_truncation
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lockbox::secrecy::{ExposeSecret, SecretBox};
+use lockbox::{
+    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, LimitKind, Limits, LocalKek, Opener,
+    ProviderError, ProviderErrorKind, ProviderIdentity, Sealer, SegmentSize, Suite, WrappedKey, WrappedKeyRef,
+};
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(31).wrapping_add(7) % 251) as u8)
+        .collect()
+}
+
+fn ctx() -> EncryptionContext {
+    EncryptionContext::new()
+        .with("purpose", "test")
+        .unwrap()
+        .with_required("tenant", "acme")
+        .unwrap()
+}
+
+/// What a caller supplies to open `ctx()`: the required entry only.
+fn open_ctx() -> EncryptionContext {
+    EncryptionContext::new().with_required("tenant", "acme").unwrap()
+}
+
+#[test]
+fn round_trip_every_suite_and_size() {
+    let kek = LocalKek::generate().unwrap();
+    let seg = SegmentSize::DEFAULT.bytes();
+    let sizes = [0, 1, 31, seg - 1, seg, seg + 1, 3 * seg + 5, 1 << 20];
+    for suite in Suite::ALL {
+        let sealer = Sealer::new(&kek).suite(suite);
+        for &len in &sizes {
+            let pt = pattern(len);
+            let env = sealer.seal(&pt, &ctx()).unwrap();
+            let info = lockbox::inspect(&env).unwrap();
+            assert_eq!(info.suite(), suite);
+            assert_eq!(info.plaintext_len(), len);
+            assert_eq!(info.segment_count(), len.div_ceil(seg).max(1));
+            assert_eq!(lockbox::open(&kek, &env, &open_ctx()).unwrap(), pt, "{suite} {len}");
+            // The full context (stored entries included) opens it too.
+            assert_eq!(lockbox::open(&kek, &env, &ctx()).unwrap(), pt);
+        }
+    }
+}
+
+#[test]
+fn round_trip_small_segments_all_variants() {
+    let kek = LocalKek::generate().unwrap();
+    for suite in Suite::ALL {
+        let sealer = Sealer::new(&kek).suite(suite).segment_size(SegmentSize::MIN);
+        let opener = Opener::new(&kek);
+        for len in [0, 1, 63, 64, 65, 127, 128, 129, 1000] {
+            let pt = pattern(len);
+            // seal_in_place produces an envelope that every open variant reads.
+            let mut buf = pt.clone();
+            sealer.seal_in_place(&mut buf, &ctx()).unwrap();
+            assert_eq!(opener.open(&buf, &open_ctx()).unwrap(), pt);
+            let mut out = b"prefix".to_vec();
+            opener.open_to(&buf, &open_ctx(), &mut out).unwrap();
+            assert_eq!(&out[..6], b"prefix");
+            assert_eq!(&out[6..], &pt[..]);
+            opener.open_in_place(&mut buf, &open_ctx()).unwrap();
+            assert_eq!(buf, pt);
+            // seal_to appends after existing bytes.
+            let mut out = b"xyz".to_vec();
+            sealer.seal_to(&pt, &ctx(), &mut out).unwrap();
+            assert_eq!(&out[..3], b"xyz");
+            assert_eq!(opener.open(&out[3..], &open_ctx()).unwrap(), pt);
+        }
+    }
+}
+
+#[test]
+fn one_shot_and_in_place_produce_the_same_layout() {
+    let kek = LocalKek::generate().unwrap();
+    let pt = pattern(300);
+    let sealer = Sealer::new(&kek).segment_size(SegmentSize::MIN);
+    let a = sealer.seal(&pt, &ctx()).unwrap();
+    let mut b = pt.clone();
+    sealer.seal_in_place(&mut b, &ctx()).unwrap();
+    let (ia, ib) = (lockbox::inspect(&a).unwrap(), lockbox::inspect(&b).unwrap());
+    assert_eq!(a.len(), b.len());
+    assert_eq!(ia.header_len(), ib.header_len());
+    assert_eq!(ia.segment_count(), 5);
+    assert_eq!(a.len(), ia.header_len() + 300 + 5 * 16);
+}
+
+#[test]
+fn every_message_is_fresh() {
+    let kek = LocalKek::generate().unwrap();
+    let a = lockbox::seal(&kek, b"same", &ctx()).unwrap();
+    let b = lockbox::seal(&kek, b"same", &ctx()).unwrap();
+    assert_ne!(a, b);
+    let (ia, ib) = (lockbox::inspect(&a).unwrap(), lockbox::inspect(&b).unwrap());
+    assert_ne!(ia.message_id(), ib.message_id());
+    assert_ne!(ia.wrapped_keys()[0].bytes(), ib.wrapped_keys()[0].bytes());
+}
+
+#[test]
+fn every_single_bit_flip_fails() {
+    let kek = LocalKek::generate().unwrap();
+    for suite in Suite::ALL {
+        let env = Sealer::new(&kek)
+            .suite(suite)
+            .segment_size(SegmentSize::MIN)
+            .seal(&pattern(100), &ctx())
+            .unwrap();
+        for byte in 0..env.len() {
+            for bit in 0..8 {
+                let mut bad = env.clone();
+                bad[byte] ^= 1 << bit;
+                assert!(
+                    lockbox::open(&kek, &bad, &open_ctx()).is_err(),
+                    "{suite}: flip of bit {bit} in byte {byte} opened"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn every_truncation_and_extension_fails() {
+    let kek = LocalKek::generate().unwrap();
+    let env = Sealer::new(&kek)
+        .segment_size(SegmentSize::MIN)
+        .seal(&pattern(200), &ctx())
+        .unwrap();
+    for len in 0..env.len() {
+        let r = lockbox::open(&kek, &env[..len], &open_ctx());
+        assert!(
+            matches!(r, Err(Error::Malformed { .. } | Error::Authentication)),
+            "truncation to {len}: {r:?}"
+        );
+    }
+    let info = lockbox::inspect(&env).unwrap();
+    let stride = 64 + 16;
+    for extra in [
+        &[0u8][..],
+        &[0u8; 16],
+        &env[info.header_len()..info.header_len() + stride],
+    ] {
+        let mut long = env.clone();
+        long.extend_from_slice(extra);
+        let r = lockbox::open(&kek, &long, &open_ctx());
+        assert!(
+            matches!(r, Err(Error::Malformed { .. } | Error::Authentication)),
+            "{} appended bytes: {r:?}",
+            extra.len()
+        );
+    }
+}
+
+#[test]
+fn reordered_segments_fail() {
+    let kek = LocalKek::generate().unwrap();
+    let env = Sealer::new(&kek)
+        .segment_size(SegmentSize::MIN)
+        .seal(&pattern(200), &ctx())
+        .unwrap();
+    let h = lockbox::inspect(&env).unwrap().header_len();
+    let stride = 80;
+    let mut swapped = env.clone();
+    let (a, b) = (h, h + stride);
+    let first = env[a..a + stride].to_vec();
+    swapped.copy_within(b..b + stride, a);
+    swapped[b..b + stride].copy_from_slice(&first);
+    assert!(matches!(
+        lockbox::open(&kek, &swapped, &open_ctx()),
+        Err(Error::Authentication)
+    ));
+}
+
+#[test]
+fn wrong_kek_is_no_provider() {
+    let kek = LocalKek::generate().unwrap();
+    let other = LocalKek::generate().unwrap();
+    let env = lockbox::seal(&kek, b"x", &ctx()).unwrap();
+    match lockbox::open(&other, &env, &open_ctx()) {
+        Err(Error::NoProviderCouldUnwrap {
+            attempts: 0,
+            source: None,
+        }) => {}
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn context_errors_are_specific() {
+    let kek = LocalKek::generate().unwrap();
+    let env = lockbox::seal(&kek, b"x", &ctx()).unwrap();
+
+    // Missing required entry.
+    match lockbox::open(&kek, &env, &EncryptionContext::new()) {
+        Err(Error::MissingContext { key }) => assert_eq!(key, "tenant"),
+        r => panic!("{r:?}"),
+    }
+    // A stored entry supplied with another value.
+    let wrong_stored = open_ctx().with("purpose", "other").unwrap();
+    match lockbox::open(&kek, &env, &wrong_stored) {
+        Err(Error::ContextMismatch { key }) => assert_eq!(key, "purpose"),
+        r => panic!("{r:?}"),
+    }
+    // An entry the envelope does not have.
+    let extra = open_ctx().with_required("region", "eu").unwrap();
+    match lockbox::open(&kek, &env, &extra) {
+        Err(Error::ContextMismatch { key }) => assert_eq!(key, "region"),
+        r => panic!("{r:?}"),
+    }
+    // A wrong required value: the wrapped key is bound to the context, so the
+    // unwrap fails authentication.
+    let wrong_required = EncryptionContext::new().with_required("tenant", "evil").unwrap();
+    match lockbox::open(&kek, &env, &wrong_required) {
+        Err(Error::NoProviderCouldUnwrap {
+            attempts: 1,
+            source: Some(e),
+        }) => assert_eq!(e.kind(), ProviderErrorKind::Authentication),
+        r => panic!("{r:?}"),
+    }
+}
+
+#[test]
+fn wrapped_key_from_another_envelope_fails_commitment() {
+    let kek = LocalKek::generate().unwrap();
+    let a = lockbox::seal(&kek, b"message a", &ctx()).unwrap();
+    let b = lockbox::seal(&kek, b"message b", &ctx()).unwrap();
+    let wa = lockbox::inspect(&a).unwrap().wrapped_keys()[0].bytes().to_vec();
+    let wb = lockbox::inspect(&b).unwrap().wrapped_keys()[0].bytes().to_vec();
+    let at = a.windows(wa.len()).position(|w| w == wa).unwrap();
+    let mut forged = a.clone();
+    forged[at..at + wb.len()].copy_from_slice(&wb);
+    // The lifted key unwraps (same KEK, same context) but is not this envelope's key.
+    assert!(matches!(
+        lockbox::open(&kek, &forged, &open_ctx()),
+        Err(Error::Authentication)
+    ));
+}
+
+#[test]
+fn structural_errors_are_specific() {
+    let kek = LocalKek::generate().unwrap();
+    let env = lockbox::seal(&kek, b"x", &ctx()).unwrap();
+    let mut v2 = env.clone();
+    v2[4] = 2;
+    assert!(matches!(lockbox::inspect(&v2), Err(Error::UnsupportedVersion(2))));
+    assert!(matches!(
+        lockbox::open(&kek, &v2, &open_ctx()),
+        Err(Error::UnsupportedVersion(2))
+    ));
+    let mut suite = env.clone();
+    suite[5] = 77;
+    assert!(matches!(lockbox::inspect(&suite), Err(Error::UnsupportedSuite(77))));
+    let mut flags = env.clone();
+    flags[7] = 0x80;
+    assert!(matches!(
+        lockbox::inspect(&flags),
+        Err(Error::Malformed { offset: 7, .. })
+    ));
+    let mut magic = env.clone();
+    magic[0] = b'X';
+    assert!(matches!(
+        lockbox::inspect(&magic),
+        Err(Error::Malformed { offset: 0, .. })
+    ));
+    assert!(matches!(lockbox::inspect(&[]), Err(Error::Malformed { .. })));
+    assert!(matches!(lockbox::inspect(b"LKBX"), Err(Error::Malformed { .. })));
+}
+
+#[test]
+fn open_limits_are_enforced() {
+    let kek = LocalKek::generate().unwrap();
+    let mut big = EncryptionContext::new();
+    for i in 0..10 {
+        big.insert(&format!("key{i}"), &"v".repeat(100)).unwrap();
+    }
+    let env = lockbox::seal(&kek, b"x", &big).unwrap();
+    let lim = |l: Limits| Opener::new(&kek).limits(l).open(&env, &big);
+    assert!(matches!(
+        lim(Limits::default().with_max_context_entries(5)),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::ContextEntries,
+            max: 5
+        })
+    ));
+    assert!(matches!(
+        lim(Limits::default().with_max_context_bytes(500)),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::ContextBytes,
+            max: 500
+        })
+    ));
+    assert!(matches!(
+        lim(Limits::default().with_max_header_len(200)),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::HeaderBytes,
+            max: 200
+        })
+    ));
+    assert!(matches!(
+        lim(Limits::default().with_max_wrapped_keys(0)),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::WrappedKeys,
+            max: 0
+        })
+    ));
+    assert!(matches!(
+        lim(Limits::default().with_max_segment_size(1024)),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::SegmentSize,
+            ..
+        })
+    ));
+    assert_eq!(lim(Limits::default()).unwrap(), b"x");
+}
+
+#[test]
+fn seal_limits_are_enforced() {
+    let kek = LocalKek::generate().unwrap();
+    let mut big = EncryptionContext::new();
+    for i in 0..65 {
+        big.insert(&format!("k{i:02}"), "v").unwrap();
+    }
+    assert!(matches!(
+        lockbox::seal(&kek, b"x", &big),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::ContextEntries,
+            max: 64
+        })
+    ));
+    let huge = EncryptionContext::new().with("k", &"v".repeat(20_000)).unwrap();
+    assert!(matches!(
+        lockbox::seal(&kek, b"x", &huge),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::ContextBytes,
+            ..
+        })
+    ));
+    // Raising the sealer's limits allows it, and the opener must raise its own.
+    let roomy = Limits::default().with_max_context_bytes(1 << 20);
+    let env = Sealer::new(&kek).limits(roomy).seal(b"x", &huge).unwrap();
+    assert!(lockbox::open(&kek, &env, &huge).is_err());
+    assert_eq!(Opener::new(&kek).limits(roomy).open(&env, &huge).unwrap(), b"x");
+}
+
+#[test]
+fn failed_opens_release_nothing() {
+    let kek = LocalKek::generate().unwrap();
+    let env = Sealer::new(&kek)
+        .segment_size(SegmentSize::MIN)
+        .seal(&pattern(300), &ctx())
+        .unwrap();
+    // Tamper with the last segment, so earlier segments verify first.
+    let mut bad = env.clone();
+    let n = bad.len();
+    bad[n - 20] ^= 1;
+
+    let mut out = b"keep".to_vec();
+    assert!(Opener::new(&kek).open_to(&bad, &open_ctx(), &mut out).is_err());
+    assert_eq!(out, b"keep");
+
+    let mut buf = bad.clone();
+    assert!(matches!(
+        Opener::new(&kek).open_in_place(&mut buf, &open_ctx()),
+        Err(Error::Authentication)
+    ));
+    assert_eq!(buf, bad, "a failed in-place open restores the envelope byte for byte");
+}
+
+/// A provider whose every operation fails, counting calls.
+#[derive(Debug, Default)]
+struct Broken {
+    calls: AtomicUsize,
+}
+
+#[derive(Debug)]
+struct BackendDown;
+impl std::fmt::Display for BackendDown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection refused")
+    }
+}
+impl std::error::Error for BackendDown {}
+
+impl ProviderIdentity for Broken {
+    fn provider_id(&self) -> &str {
+        "test.broken"
+    }
+}
+
+impl KeyEncryptionProvider for Broken {
+    fn wrap(&self, _: &DataKey, _: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(ProviderError::new(ProviderErrorKind::Unavailable, "test.broken").with_source(BackendDown))
+    }
+    fn unwrap(&self, _: WrappedKeyRef<'_>, _: Binding<'_>) -> Result<DataKey, ProviderError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Err(ProviderError::new(ProviderErrorKind::Unavailable, "test.broken"))
+    }
+}
+
+#[test]
+fn provider_failure_on_seal_changes_nothing() {
+    let p = Broken::default();
+    let mut buf = b"plaintext".to_vec();
+    let e = Sealer::new(&p).seal_in_place(&mut buf, &ctx()).unwrap_err();
+    assert_eq!(buf, b"plaintext");
+    let Error::Provider(pe) = &e else { panic!("{e:?}") };
+    assert_eq!(pe.kind(), ProviderErrorKind::Unavailable);
+    let src = std::error::Error::source(pe).unwrap();
+    assert_eq!(src.to_string(), "connection refused");
+    let mut out = b"keep".to_vec();
+    assert!(Sealer::new(&p).seal_to(b"x", &ctx(), &mut out).is_err());
+    assert_eq!(out, b"keep");
+}
+
+#[test]
+fn opening_never_calls_a_provider_for_keys_it_does_not_hold() {
+    let kek = LocalKek::generate().unwrap();
+    let env = lockbox::seal(&kek, b"x", &ctx()).unwrap();
+    let p = Broken::default();
+    assert!(matches!(
+        lockbox::open(&p, &env, &open_ctx()),
+        Err(Error::NoProviderCouldUnwrap { attempts: 0, .. })
+    ));
+    assert_eq!(p.calls.load(Ordering::SeqCst), 0);
+}
+
+/// A provider that generates data keys itself (as KMS GenerateDataKey does).
+#[derive(Debug)]
+struct Generating {
+    inner: LocalKek,
+    generated: AtomicUsize,
+}
+
+impl ProviderIdentity for Generating {
+    fn provider_id(&self) -> &str {
+        self.inner.provider_id()
+    }
+    fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
+        self.inner.matches(w)
+    }
+}
+
+impl KeyEncryptionProvider for Generating {
+    fn wrap(&self, dek: &DataKey, b: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+        self.inner.wrap(dek, b)
+    }
+    fn unwrap(&self, w: WrappedKeyRef<'_>, b: Binding<'_>) -> Result<DataKey, ProviderError> {
+        self.inner.unwrap(w, b)
+    }
+    fn generate_data_key(&self, b: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        self.generated.fetch_add(1, Ordering::SeqCst);
+        let dek = lockbox::hazmat::data_key_from_bytes([9u8; 32]);
+        let w = self.inner.wrap(&dek, b)?;
+        Ok(Some((dek, w)))
+    }
+}
+
+#[test]
+fn provider_side_generation_is_used() {
+    let p = Generating {
+        inner: LocalKek::generate().unwrap(),
+        generated: AtomicUsize::new(0),
+    };
+    let env = lockbox::seal(&p, b"hello", &ctx()).unwrap();
+    assert_eq!(p.generated.load(Ordering::SeqCst), 1);
+    assert_eq!(lockbox::open(&p, &env, &open_ctx()).unwrap(), b"hello");
+    // The generated key really is the data key: unwrapping the envelope's wrapped key gives it.
+    let info = lockbox::inspect(&env).unwrap();
+    let binding = lockbox::BindingBuf::new(Suite::Aes256Gcm, &ctx());
+    let dek = p
+        .inner
+        .unwrap(info.wrapped_keys()[0].as_ref(), binding.as_binding())
+        .unwrap();
+    assert_eq!(dek.expose_secret(), &[9u8; 32]);
+}
+
+#[test]
+fn providers_can_be_shared_as_arc_dyn_across_threads() {
+    let p: Arc<dyn KeyEncryptionProvider> = Arc::new(LocalKek::generate().unwrap());
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let p = Arc::clone(&p);
+            std::thread::spawn(move || {
+                for i in 0..50 {
+                    let pt = pattern(t * 100 + i);
+                    let env = lockbox::seal(&*p, &pt, &ctx()).unwrap();
+                    assert_eq!(lockbox::open(&p, &env, &open_ctx()).unwrap(), pt);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
+fn inspect_reports_routing_without_keys() {
+    let kek = LocalKek::generate().unwrap();
+    let env = Sealer::new(&kek)
+        .suite(Suite::XChaCha20Poly1305)
+        .segment_size(SegmentSize::new(1024).unwrap())
+        .seal(&pattern(5000), &ctx())
+        .unwrap();
+    let info = lockbox::inspect(&env).unwrap();
+    assert_eq!(info.version(), 1);
+    assert_eq!(info.suite(), Suite::XChaCha20Poly1305);
+    assert_eq!(info.segment_size().bytes(), 1024);
+    assert_eq!(info.segment_count(), 5);
+    assert_eq!(info.stored_context().collect::<Vec<_>>(), [("purpose", "test")]);
+    assert_eq!(info.required_context_keys().collect::<Vec<_>>(), ["tenant"]);
+    let w = &info.wrapped_keys()[0];
+    assert_eq!(w.provider_id(), lockbox::LOCAL_PROVIDER_ID);
+    assert_eq!(w.key_id(), kek.key_id());
+    assert_eq!(w.key_version().0, 1);
+    assert_eq!(w.bytes().len(), 61);
+    assert_eq!(info.header_len() + info.payload_len(), env.len());
+    assert_eq!(info.plaintext_len(), 5000);
+    // The required value is never written.
+    assert!(!env.windows(4).any(|w| w == b"acme"));
+}
+
+#[test]
+fn debug_output_redacts_secrets() {
+    let bytes = [0x5au8; 32];
+    let kek = lockbox::hazmat::local_kek_from_bytes(SecretBox::new(Box::new(bytes)));
+    let b64 = lockbox::hazmat::local_kek_to_base64(&kek);
+    let shown = format!("{kek:?} {:?} {:?}", Sealer::new(&kek), Opener::new(&kek));
+    assert!(!shown.contains(b64.expose_secret()), "{shown}");
+    assert!(!shown.contains("5a5a") && !shown.contains("90, 90"), "{shown}");
+    assert!(shown.contains(kek.key_id().as_str()));
+    let dek = lockbox::hazmat::data_key_from_bytes(bytes);
+    assert_eq!(format!("{dek:?}"), "DataKey([REDACTED])");
+    // Errors never carry key material either.
+    let err = lockbox::hazmat::local_kek_from_base64("not base64").unwrap_err();
+    assert!(!err.to_string().contains("not base64"));
+}
