@@ -32,8 +32,7 @@ pub fn local_kek_bytes(kek: &LocalKek) -> &[u8; LOCAL_KEK_LEN] {
     kek.key_bytes()
 }
 
-/// A local KEK in standard base64, the form [`LocalKek::from_env`] reads.
-#[cfg(feature = "std")]
+/// A local KEK in standard base64, the form `LocalKek::from_env` reads.
 pub fn local_kek_to_base64(kek: &LocalKek) -> SecretString {
     SecretString::from(kek.to_base64().as_str())
 }
