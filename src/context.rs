@@ -36,7 +36,8 @@ struct Entry {
 /// [required](Storage::Required): authenticated but never written, so the
 /// caller must supply it again to open.
 ///
-/// Keys are 1 to 65 535 bytes, values 0 to 65 535; the canonical encoding
+/// Keys are 1 to 65 535 bytes without control characters, values 0 to 65 535
+/// bytes of any UTF-8; the canonical encoding
 /// (`FORMAT.md`) sorts entries by key bytes, so insertion order never matters.
 /// The sealer's [`Limits`](crate::Limits) cap the total (default 64 entries,
 /// 16 KiB).
@@ -76,9 +77,9 @@ impl EncryptionContext {
     }
 
     fn put(&mut self, key: &str, value: &str, storage: Storage) -> Result<(), Error> {
-        if key.is_empty() {
+        if key.is_empty() || key.chars().any(char::is_control) {
             return Err(Error::InvalidArgument {
-                what: "encryption context keys must not be empty",
+                what: "encryption context keys must be non-empty and free of control characters",
             });
         }
         if key.len() > MAX_CONTEXT_FIELD_LEN || value.len() > MAX_CONTEXT_FIELD_LEN {
@@ -446,6 +447,10 @@ mod tests {
     fn invalid_entries_are_refused() {
         let mut c = EncryptionContext::new();
         assert!(c.insert("", "v").is_err());
+        assert!(c.insert("a\nb", "v").is_err());
+        assert!(c.insert("nul\0", "v").is_err());
+        c.insert("k", "multi\nline values are fine").unwrap();
+        assert!(c.remove("k"));
         assert!(c.insert(&"k".repeat(65536), "v").is_err());
         assert!(c.insert("k", &"v".repeat(65536)).is_err());
         assert!(c.is_empty());

@@ -58,7 +58,7 @@ pub fn inspect(envelope: &[u8]) -> Result<EnvelopeInfo, Error> {
 /// [`inspect`] with explicit limits.
 pub fn inspect_with_limits(envelope: &[u8], limits: &Limits) -> Result<EnvelopeInfo, Error> {
     let (h, payload) = format::parse(envelope, limits)?;
-    let segs = Segments::for_payload(payload.len(), h.segment_size, h.len())?;
+    let segs = Segments::for_payload(payload.len(), h.segment_size, h.len)?;
     let mut stored = Vec::new();
     let mut required = Vec::new();
     for e in h.context.iter() {
@@ -76,7 +76,7 @@ pub fn inspect_with_limits(envelope: &[u8], limits: &Limits) -> Result<EnvelopeI
         stored_context: stored,
         required_context_keys: required,
         wrapped_keys: h.wrapped.iter().map(|w| entry_ref(w).to_owned()).collect(),
-        header_len: h.len(),
+        header_len: h.len,
         payload_len: payload.len(),
         plaintext_len: segs.plaintext_len(),
     })
@@ -196,6 +196,9 @@ struct Prepared {
     commitment: [u8; COMMITMENT_LEN],
     message_id: [u8; MESSAGE_ID_LEN],
     wrapped: WrappedKey,
+    /// Bytes covered by the header tag (magic through commitment).
+    prefix_len: usize,
+    /// Whole header: prefix, tag, wrapped-key block.
     header_len: usize,
 }
 
@@ -299,13 +302,14 @@ impl<'p> Sealer<'p> {
         let (header, payload) = buf.split_at_mut_checked(p.header_len).ok_or(Error::InvalidArgument {
             what: "buffer too short",
         })?;
-        self.write_header(&p, context, &mut SliceWriter { buf: header, pos: 0 });
-        let (auth, tag) = header
-            .split_at_mut_checked(p.header_len.saturating_sub(TAG_LEN))
-            .ok_or(Error::InvalidArgument {
-                what: "buffer too short",
-            })?;
-        tag.copy_from_slice(&p.cipher.header_tag(auth)?);
+        let too_short = || Error::InvalidArgument {
+            what: "buffer too short",
+        };
+        let (prefix, rest) = header.split_at_mut_checked(p.prefix_len).ok_or_else(too_short)?;
+        let (tag, wrapped) = rest.split_at_mut_checked(TAG_LEN).ok_or_else(too_short)?;
+        self.write_prefix(&p, context, &mut SliceWriter { buf: prefix, pos: 0 });
+        tag.copy_from_slice(&p.cipher.header_tag(prefix)?);
+        Self::write_wrapped(&p, &mut SliceWriter { buf: wrapped, pos: 0 });
         for (i, chunk) in payload.chunks_mut(stride).enumerate() {
             let last = i.saturating_add(1) == segs.count;
             let (ct, tag) = chunk
@@ -368,12 +372,13 @@ impl<'p> Sealer<'p> {
         let keys = crypto::derive(self.suite, dek.expose_secret(), &message_id);
         drop(dek);
         let w = wrapped.as_ref();
-        let header_len = FIXED_LEN
+        let prefix_len = FIXED_LEN
             .saturating_add(context.header_len())
-            .saturating_add(COMMITMENT_LEN)
+            .saturating_add(COMMITMENT_LEN);
+        let header_len = prefix_len
+            .saturating_add(TAG_LEN)
             .saturating_add(1)
-            .saturating_add(format::wrapped_entry_len(w.provider_id, w.key_id, w.bytes))
-            .saturating_add(TAG_LEN);
+            .saturating_add(format::wrapped_entry_len(w.provider_id, w.key_id, w.bytes));
         if header_len > self.limits.max_header_len() {
             return Err(Error::LimitExceeded {
                 limit: LimitKind::HeaderBytes,
@@ -385,12 +390,13 @@ impl<'p> Sealer<'p> {
             commitment: keys.commitment,
             message_id,
             wrapped,
+            prefix_len,
             header_len,
         })
     }
 
-    /// Writes the header up to (not including) the header tag.
-    fn write_header(&self, p: &Prepared, context: &EncryptionContext, out: &mut impl Put) {
+    /// Writes the authenticated prefix: magic through commitment.
+    fn write_prefix(&self, p: &Prepared, context: &EncryptionContext, out: &mut impl Put) {
         out.put(&MAGIC);
         out.put_u8(VERSION_1);
         out.put_u8(self.suite.id());
@@ -399,6 +405,10 @@ impl<'p> Sealer<'p> {
         out.put(&p.message_id);
         context.put_header(out);
         out.put(&p.commitment);
+    }
+
+    /// Writes the wrapped-key block, which follows the header tag.
+    fn write_wrapped(p: &Prepared, out: &mut impl Put) {
         out.put_u8(1);
         let w = p.wrapped.as_ref();
         format::put_wrapped_entry(out, w.provider_id, w.key_id, w.key_version.0, w.bytes);
@@ -437,10 +447,10 @@ impl<'p> Sealer<'p> {
             .and_then(|n| n.checked_add(p.header_len))
             .ok_or(too_long)?;
         out.reserve_exact(total);
-        self.write_header(p, context, out);
-        let auth = out.get(start..).unwrap_or_default();
-        let tag = p.cipher.header_tag(auth)?;
+        self.write_prefix(p, context, out);
+        let tag = p.cipher.header_tag(out.get(start..).unwrap_or_default())?;
         out.extend_from_slice(&tag);
+        Self::write_wrapped(p, out);
         let payload_start = out.len();
         out.resize(start.saturating_add(total), 0);
         let payload = out.get_mut(payload_start..).unwrap_or_default();
@@ -575,14 +585,14 @@ impl<'p> Opener<'p> {
     /// Parses, routes, unwraps and authenticates the header.
     fn unlock<'e>(&self, envelope: &'e [u8], context: &EncryptionContext) -> Result<(Unlocked, &'e [u8]), Error> {
         let (h, payload) = format::parse(envelope, &self.limits)?;
-        let segs = Segments::for_payload(payload.len(), h.segment_size, h.len())?;
+        let segs = Segments::for_payload(payload.len(), h.segment_size, h.len)?;
         let binding_bytes = context.reconcile(h.context, h.suite)?;
         let binding = Binding::from_encoded(h.suite, &binding_bytes);
         let cipher = self.unwrap_and_verify(&h, binding)?;
         Ok((
             Unlocked {
                 cipher,
-                header_len: h.len(),
+                header_len: h.len,
                 segs,
             },
             payload,
@@ -592,6 +602,7 @@ impl<'p> Opener<'p> {
     fn unwrap_and_verify(&self, h: &Header<'_>, binding: Binding<'_>) -> Result<PayloadCipher, Error> {
         let mut attempts = 0usize;
         let mut last: Option<ProviderError> = None;
+        let mut wrong_key = false;
         for entry in h.wrapped.iter() {
             let w = entry_ref(entry);
             if !self.provider.matches(w) {
@@ -603,13 +614,19 @@ impl<'p> Opener<'p> {
                     let keys = crypto::derive(h.suite, dek.expose_secret(), h.message_id);
                     drop(dek);
                     if !crypto::commitment_matches(&keys.commitment, h.commitment) {
-                        return Err(Error::Authentication);
+                        // Not this envelope's data key (a wrapped key lifted
+                        // from another envelope): try the other entries.
+                        wrong_key = true;
+                        continue;
                     }
                     keys.cipher.verify_header_tag(h.authenticated, h.tag)?;
                     return Ok(keys.cipher);
                 }
                 Err(e) => last = Some(e),
             }
+        }
+        if wrong_key {
+            return Err(Error::Authentication);
         }
         Err(Error::NoProviderCouldUnwrap { attempts, source: last })
     }

@@ -66,6 +66,11 @@ pub enum Error {
     /// No wrapped key in the envelope could be unwrapped by the given
     /// provider(s). `attempts` is how many matching wrapped keys were tried
     /// (0: none was addressed to the provider); `source` is the last failure.
+    ///
+    /// A source of kind [`ProviderErrorKind::Authentication`] means the
+    /// provider holds the named key but the wrapped key did not authenticate
+    /// under the binding: a wrong value for a required context entry, a header
+    /// whose suite or stored context was altered, or a tampered wrapped key.
     #[error("no provider could unwrap the data key ({attempts} matching wrapped key(s) tried)")]
     NoProviderCouldUnwrap {
         /// Number of wrapped keys that matched a provider and were tried.

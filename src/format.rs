@@ -52,7 +52,7 @@ pub(crate) const MAX_CONTEXT_FIELD_LEN: usize = 65_535;
 /// | header bytes | 65 536 | unbounded (checked) |
 /// | wrapped keys | 16 | 255 |
 /// | context entries | 64 | 65 535 |
-/// | context bytes (keys + values) | 16 384 | unbounded (checked) |
+/// | context bytes (all keys + stored values) | 16 384 | unbounded (checked) |
 /// | segment size | 16 MiB | 16 MiB |
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
@@ -88,7 +88,8 @@ impl Limits {
     pub fn max_context_entries(&self) -> usize {
         self.max_context_entries
     }
-    /// Most encryption-context bytes (keys plus values) accepted.
+    /// Most encryption-context bytes accepted in a header: every key plus
+    /// the values of stored entries (required values are never in a header).
     pub fn max_context_bytes(&self) -> usize {
         self.max_context_bytes
     }
@@ -299,6 +300,12 @@ fn read_context_entry<'a>(r: &mut Reader<'a>, base: usize) -> Result<HeaderConte
     }
     let key_at = base.saturating_add(r.pos());
     let key = utf8(r.take(klen)?, key_at)?;
+    if key.chars().any(char::is_control) {
+        return Err(Error::Malformed {
+            offset: key_at,
+            what: "control character in context key",
+        });
+    }
     let value = if kind == KIND_STORED {
         let vlen = usize::from(r.u16()?);
         let val_at = base.saturating_add(r.pos());
@@ -372,8 +379,11 @@ fn read_wrapped_entry<'a>(r: &mut Reader<'a>, base: usize) -> Result<WrappedEntr
 /// A parsed, validated v1 header borrowing from the envelope.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Header<'a> {
-    /// The bytes covered by the header tag: everything before it.
+    /// The bytes covered by the header tag: everything before it (magic
+    /// through commitment).
     pub(crate) authenticated: &'a [u8],
+    /// Total header length, wrapped-key block included: the payload starts here.
+    pub(crate) len: usize,
     pub(crate) suite: Suite,
     pub(crate) segment_size: SegmentSize,
     pub(crate) message_id: &'a [u8; MESSAGE_ID_LEN],
@@ -381,13 +391,6 @@ pub(crate) struct Header<'a> {
     pub(crate) commitment: &'a [u8; COMMITMENT_LEN],
     pub(crate) wrapped: WrappedBlock<'a>,
     pub(crate) tag: &'a [u8; TAG_LEN],
-}
-
-impl Header<'_> {
-    /// Total header length, tag included: the payload starts here.
-    pub(crate) fn len(&self) -> usize {
-        self.authenticated.len().saturating_add(TAG_LEN)
-    }
 }
 
 /// Reads the format version without validating anything else.
@@ -419,7 +422,7 @@ pub(crate) fn parse<'a>(input: &'a [u8], limits: &Limits) -> Result<(Header<'a>,
         other => other,
     };
     parse_v1(window, limits).map_err(header_too_long).and_then(|h| {
-        let payload = input.get(h.len()..).ok_or(Error::Malformed {
+        let payload = input.get(h.len..).ok_or(Error::Malformed {
             offset: input.len(),
             what: "truncated",
         })?;
@@ -489,7 +492,11 @@ fn parse_v1<'a>(input: &'a [u8], limits: &Limits) -> Result<Header<'a>, Error> {
     };
 
     let commitment = r.array::<COMMITMENT_LEN>()?;
+    let authenticated = input.get(..r.pos()).unwrap_or_default();
+    let tag = r.array::<TAG_LEN>()?;
 
+    // The wrapped-key block comes last, outside the header tag, so that
+    // rewrap can replace it without the data key (see FORMAT.md).
     let wcount_at = r.pos();
     let wcount = r.u8()?;
     if wcount == 0 {
@@ -512,10 +519,9 @@ fn parse_v1<'a>(input: &'a [u8], limits: &Limits) -> Result<Header<'a>, Error> {
         raw: input.get(wstart..r.pos()).unwrap_or_default(),
         count: wcount,
     };
-    let authenticated = input.get(..r.pos()).unwrap_or_default();
-    let tag = r.array::<TAG_LEN>()?;
     Ok(Header {
         authenticated,
+        len: r.pos(),
         suite,
         segment_size,
         message_id,
@@ -546,7 +552,7 @@ impl Segments {
         let last_len = len.saturating_sub(full);
         if u32::try_from(count).is_err() {
             return Err(Error::InvalidArgument {
-                what: "plaintext too long for one envelope (more than 2^32 segments)",
+                what: "plaintext too long for one envelope (more than 2^32 - 1 segments)",
             });
         }
         Ok(Self { size, count, last_len })
@@ -580,7 +586,7 @@ impl Segments {
         if u32::try_from(count).is_err() {
             return Err(Error::Malformed {
                 offset: payload_at,
-                what: "more than 2^32 segments",
+                what: "more than 2^32 - 1 segments",
             });
         }
         Ok(Self { size, count, last_len })

@@ -547,3 +547,111 @@ fn debug_output_redacts_secrets() {
     let err = lockbox::hazmat::local_kek_from_base64("not base64").unwrap_err();
     assert!(!err.to_string().contains("not base64"));
 }
+
+/// Encodes a wrapped-key block as FORMAT.md specifies (count, then entries).
+fn wrapped_block(keys: &[&WrappedKey]) -> Vec<u8> {
+    let mut out = vec![keys.len() as u8];
+    for w in keys {
+        out.push(w.provider_id().len() as u8);
+        out.extend_from_slice(w.provider_id().as_bytes());
+        out.push(w.key_id().as_str().len() as u8);
+        out.extend_from_slice(w.key_id().as_str().as_bytes());
+        out.extend_from_slice(&w.key_version().0.to_be_bytes());
+        out.extend_from_slice(&(w.bytes().len() as u16).to_be_bytes());
+        out.extend_from_slice(w.bytes());
+    }
+    out
+}
+
+/// Splits an envelope into (authenticated prefix + header tag, wrapped-key block, payload).
+fn split(env: &[u8]) -> (&[u8], &[u8], &[u8]) {
+    let info = lockbox::inspect(env).unwrap();
+    let block_len = wrapped_block(&info.wrapped_keys().iter().collect::<Vec<_>>()).len();
+    let block_at = info.header_len() - block_len;
+    (
+        &env[..block_at],
+        &env[block_at..info.header_len()],
+        &env[info.header_len()..],
+    )
+}
+
+#[test]
+fn the_wrapped_key_block_can_be_replaced_without_touching_the_payload() {
+    // What rewrap relies on: the header tag covers magic through commitment,
+    // not the wrapped keys, so a new wrapped key for the same data key can be
+    // spliced in, and prefix and payload stay byte-identical.
+    let old = LocalKek::generate().unwrap();
+    let new = LocalKek::generate().unwrap();
+    let env = Sealer::new(&old)
+        .segment_size(SegmentSize::MIN)
+        .seal(&pattern(500), &ctx())
+        .unwrap();
+    let info = lockbox::inspect(&env).unwrap();
+    let binding = lockbox::BindingBuf::new(info.suite(), &ctx());
+    let dek = old
+        .unwrap(info.wrapped_keys()[0].as_ref(), binding.as_binding())
+        .unwrap();
+    let rewrapped = new.wrap(&dek, binding.as_binding()).unwrap();
+
+    let (prefix, _, payload) = split(&env);
+    let mut env2 = prefix.to_vec();
+    env2.extend(wrapped_block(&[&rewrapped]));
+    env2.extend_from_slice(payload);
+    assert_eq!(lockbox::open(&new, &env2, &open_ctx()).unwrap(), pattern(500));
+    assert!(matches!(
+        lockbox::open(&old, &env2, &open_ctx()),
+        Err(Error::NoProviderCouldUnwrap { attempts: 0, .. })
+    ));
+    let (p2, _, pl2) = split(&env2);
+    assert_eq!((p2, pl2), (prefix, payload));
+}
+
+#[test]
+fn a_planted_wrapped_key_does_not_block_the_real_one() {
+    let kek = LocalKek::generate().unwrap();
+    let a = lockbox::seal(&kek, b"message a", &ctx()).unwrap();
+    let b = lockbox::seal(&kek, b"message b", &ctx()).unwrap();
+    let wa = lockbox::inspect(&a).unwrap().wrapped_keys()[0].clone();
+    let wb = lockbox::inspect(&b).unwrap().wrapped_keys()[0].clone();
+    let (prefix, _, payload) = split(&a);
+
+    // b's wrapped key unwraps (same KEK and context) but fails a's commitment;
+    // the opener moves on to a's own wrapped key.
+    let mut both = prefix.to_vec();
+    both.extend(wrapped_block(&[&wb, &wa]));
+    both.extend_from_slice(payload);
+    assert_eq!(lockbox::open(&kek, &both, &open_ctx()).unwrap(), b"message a");
+
+    // With only the foreign key, the commitment refuses it.
+    let mut foreign = prefix.to_vec();
+    foreign.extend(wrapped_block(&[&wb]));
+    foreign.extend_from_slice(payload);
+    assert!(matches!(
+        lockbox::open(&kek, &foreign, &open_ctx()),
+        Err(Error::Authentication)
+    ));
+
+    // The wrapped-key limit is enforced on the block.
+    let many: Vec<&WrappedKey> = std::iter::repeat_n(&wa, 17).collect();
+    let mut crowded = prefix.to_vec();
+    crowded.extend(wrapped_block(&many));
+    crowded.extend_from_slice(payload);
+    assert!(matches!(
+        lockbox::open(&kek, &crowded, &open_ctx()),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::WrappedKeys,
+            max: 16
+        })
+    ));
+    let roomy = Limits::default().with_max_wrapped_keys(17);
+    assert_eq!(
+        Opener::new(&kek).limits(roomy).open(&crowded, &open_ctx()).unwrap(),
+        b"message a"
+    );
+}
+
+#[test]
+fn context_keys_with_control_characters_are_refused() {
+    assert!(EncryptionContext::new().with("bad\nkey", "v").is_err());
+    assert!(EncryptionContext::new().with("ok", "values may\nhold newlines").is_ok());
+}
