@@ -3,7 +3,11 @@
 #![allow(
     clippy::arithmetic_side_effects,
     clippy::as_conversions,
-    clippy::cast_possible_truncation
+    clippy::cast_possible_truncation,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
 )]
 
 use std::sync::Arc;

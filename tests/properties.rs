@@ -1,6 +1,12 @@
 //! Property tests: round trips and tamper rejection over random sizes,
 //! contexts, suites and segment sizes.
-#![allow(clippy::arithmetic_side_effects)]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::sync::LazyLock;
 

@@ -1,5 +1,6 @@
 //! The provider joint: object safety, the async twin and its blanket
 //! implementation, and a provider that exists only in async form.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::future::Future;
 use std::pin::pin;
