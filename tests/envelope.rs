@@ -659,3 +659,51 @@ fn context_keys_with_control_characters_are_refused() {
     assert!(EncryptionContext::new().with("bad\nkey", "v").is_err());
     assert!(EncryptionContext::new().with("ok", "values may\nhold newlines").is_ok());
 }
+
+/// A deterministic "RNG" for tests only: counts upwards, and records each request.
+struct CountingRng {
+    next: u8,
+    requests: Vec<usize>,
+}
+
+impl lockbox::rand_core::TryRng for CountingRng {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        unreachable!("lockbox draws bytes")
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        unreachable!("lockbox draws bytes")
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        self.requests.push(dst.len());
+        for b in dst {
+            *b = self.next;
+            self.next = self.next.wrapping_add(1);
+        }
+        Ok(())
+    }
+}
+
+impl lockbox::rand_core::TryCryptoRng for CountingRng {}
+
+#[test]
+fn seal_with_rng_draws_key_and_message_id_in_one_call() {
+    let kek = LocalKek::generate().unwrap();
+    let mut rng = CountingRng {
+        next: 0,
+        requests: Vec::new(),
+    };
+    let env = Sealer::new(&kek).seal_with_rng(&mut rng, b"rng", &ctx()).unwrap();
+    assert_eq!(rng.requests, [64], "one draw: data key then message id");
+    let info = lockbox::inspect(&env).unwrap();
+    let expected_id: Vec<u8> = (32u8..64).collect();
+    assert_eq!(info.message_id().as_slice(), expected_id.as_slice());
+    assert_eq!(lockbox::open(&kek, &env, &open_ctx()).unwrap(), b"rng");
+    // The data key is the first 32 bytes drawn.
+    let binding = lockbox::BindingBuf::new(info.suite(), &ctx());
+    let dek = kek
+        .unwrap(info.wrapped_keys()[0].as_ref(), binding.as_binding())
+        .unwrap();
+    let expected_key: Vec<u8> = (0u8..32).collect();
+    assert_eq!(dek.expose_secret().as_slice(), expected_key.as_slice());
+}
