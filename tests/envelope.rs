@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use lockbox::rand_core::{TryCryptoRng, TryRng};
 use lockbox::secrecy::{ExposeSecret, SecretBox};
 use lockbox::{
     Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, LimitKind, Limits, LocalKek, Opener,
@@ -666,7 +667,7 @@ struct CountingRng {
     requests: Vec<usize>,
 }
 
-impl lockbox::rand_core::TryRng for CountingRng {
+impl TryRng for CountingRng {
     type Error = std::convert::Infallible;
     fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
         unreachable!("lockbox draws bytes")
@@ -684,7 +685,7 @@ impl lockbox::rand_core::TryRng for CountingRng {
     }
 }
 
-impl lockbox::rand_core::TryCryptoRng for CountingRng {}
+impl TryCryptoRng for CountingRng {}
 
 #[test]
 fn seal_with_rng_draws_key_and_message_id_in_one_call() {
