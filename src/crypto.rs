@@ -158,6 +158,46 @@ impl PayloadCipher {
     }
 }
 
+#[cfg(test)]
+impl PayloadCipher {
+    /// Test-only: seal with an arbitrary nonce (Wycheproof vectors).
+    pub(crate) fn seal_raw(&self, nonce: &[u8], aad: &[u8], msg: &[u8]) -> Result<alloc::vec::Vec<u8>, Error> {
+        let mut out = msg.to_vec();
+        let buf = InOutBuf::from(out.as_mut_slice());
+        let bad = || Error::InvalidArgument { what: "nonce length" };
+        let tag = match self {
+            Self::Aes(c) => c.encrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf),
+            Self::ChaCha(c) => c.encrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf),
+            Self::XChaCha(c) => c.encrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf),
+        }
+        .map_err(|_| Error::Authentication)?;
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+
+    /// Test-only: open with an arbitrary nonce; `ct` includes the 16-byte tag.
+    pub(crate) fn open_raw(&self, nonce: &[u8], aad: &[u8], ct: &[u8]) -> Result<alloc::vec::Vec<u8>, Error> {
+        let split = ct.len().checked_sub(TAG_LEN).ok_or(Error::Authentication)?;
+        let (body, tag) = ct.split_at(split);
+        let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| Error::Authentication)?;
+        let mut out = body.to_vec();
+        let buf = InOutBuf::from(out.as_mut_slice());
+        let bad = || Error::InvalidArgument { what: "nonce length" };
+        let tag = Array::from(tag);
+        match self {
+            Self::Aes(c) => c.decrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf, &tag),
+            Self::ChaCha(c) => c.decrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf, &tag),
+            Self::XChaCha(c) => c.decrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf, &tag),
+        }
+        .map_err(|_| Error::Authentication)?;
+        Ok(out)
+    }
+}
+
+/// Wycheproof AEAD vectors through the suite layer.
+#[cfg(test)]
+mod wycheproof;
+
 /// What one message derives from its data key and message id.
 pub(crate) struct MessageKeys {
     pub(crate) cipher: PayloadCipher,

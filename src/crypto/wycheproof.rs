@@ -1,0 +1,1 @@
+//! Wycheproof AEAD vectors through lockbox's suite layer (placeholder, filled in next).
