@@ -160,21 +160,26 @@ fn entry_ref(w: format::WrappedEntry<'_>) -> WrappedKeyRef<'_> {
 /// # fn main() -> Result<(), lockbox::Error> {
 /// use lockbox::{EncryptionContext, LocalKek, Opener, SegmentSize, Sealer, Suite};
 /// let kek = LocalKek::generate()?;
+/// let recovery = LocalKek::generate()?; // say, an offline disaster-recovery key
 /// let ctx = EncryptionContext::new().with_required("tenant", "acme")?;
 /// let sealer = Sealer::new(&kek)
+///     .also_wrap_with(&recovery)
 ///     .suite(Suite::ChaCha20Poly1305)
 ///     .segment_size(SegmentSize::new(16 * 1024)?);
 ///
 /// // In place: the buffer holds the plaintext before and the envelope after.
 /// let mut buf = b"attack at dawn".to_vec();
 /// sealer.seal_in_place(&mut buf, &ctx)?;
+/// // Either key opens it.
+/// assert_eq!(Opener::new(&recovery).open(&buf, &ctx)?, b"attack at dawn");
 /// Opener::new(&kek).open_in_place(&mut buf, &ctx)?;
 /// assert_eq!(buf, b"attack at dawn");
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Sealer<'p> {
-    provider: &'p dyn KeyEncryptionProvider,
+    /// The first wraps (or generates) the data key; the others wrap it too.
+    providers: Vec<&'p dyn KeyEncryptionProvider>,
     suite: Suite,
     segment_size: SegmentSize,
     limits: Limits,
@@ -183,7 +188,7 @@ pub struct Sealer<'p> {
 impl fmt::Debug for Sealer<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sealer")
-            .field("provider", &self.provider)
+            .field("providers", &self.providers)
             .field("suite", &self.suite)
             .field("segment_size", &self.segment_size)
             .finish_non_exhaustive()
@@ -195,10 +200,8 @@ struct Prepared {
     cipher: PayloadCipher,
     commitment: [u8; COMMITMENT_LEN],
     message_id: [u8; MESSAGE_ID_LEN],
-    wrapped: WrappedKey,
-    /// Bytes covered by the header tag (magic through commitment).
-    prefix_len: usize,
-    /// Whole header: prefix, tag, wrapped-key block.
+    wrapped: Vec<WrappedKey>,
+    /// Whole header, tag included.
     header_len: usize,
 }
 
@@ -222,11 +225,20 @@ impl<'p> Sealer<'p> {
     /// A sealer wrapping data keys with `provider`, with default options.
     pub fn new(provider: &'p dyn KeyEncryptionProvider) -> Self {
         Self {
-            provider,
+            providers: alloc::vec![provider],
             suite: Suite::default(),
             segment_size: SegmentSize::default(),
             limits: Limits::default(),
         }
+    }
+
+    /// Also wraps each data key with `provider` (for example a disaster-recovery
+    /// key or a second region's KMS): any one of the providers can open the
+    /// envelope. Wrapped keys appear in the header in the order added.
+    #[must_use]
+    pub fn also_wrap_with(mut self, provider: &'p dyn KeyEncryptionProvider) -> Self {
+        self.providers.push(provider);
+        self
     }
 
     /// Sets the algorithm suite (default AES-256-GCM).
@@ -283,6 +295,9 @@ impl<'p> Sealer<'p> {
     /// Seals in place: `buf` holds the plaintext before and the envelope after.
     /// On error `buf` is unchanged.
     pub fn seal_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
+        let too_short = || Error::InvalidArgument {
+            what: "buffer too short",
+        };
         let p = self.prepare(context, os_random)?;
         let segs = Segments::for_plaintext(buf.len(), self.segment_size)?;
         let total = segs
@@ -299,24 +314,22 @@ impl<'p> Sealer<'p> {
             let to = p.header_len.saturating_add(i.saturating_mul(stride));
             buf.copy_within(from..from.saturating_add(segs.len_of(i)), to);
         }
-        let (header, payload) = buf.split_at_mut_checked(p.header_len).ok_or(Error::InvalidArgument {
-            what: "buffer too short",
-        })?;
-        let too_short = || Error::InvalidArgument {
-            what: "buffer too short",
-        };
-        let (prefix, rest) = header.split_at_mut_checked(p.prefix_len).ok_or_else(too_short)?;
-        let (tag, wrapped) = rest.split_at_mut_checked(TAG_LEN).ok_or_else(too_short)?;
-        self.write_prefix(&p, context, &mut SliceWriter { buf: prefix, pos: 0 });
-        tag.copy_from_slice(&p.cipher.header_tag(prefix)?);
-        Self::write_wrapped(&p, &mut SliceWriter { buf: wrapped, pos: 0 });
+        let (header, payload) = buf.split_at_mut_checked(p.header_len).ok_or_else(too_short)?;
+        let (authenticated, tag) = header
+            .split_at_mut_checked(p.header_len.saturating_sub(TAG_LEN))
+            .ok_or_else(too_short)?;
+        self.write_header(
+            &p,
+            context,
+            &mut SliceWriter {
+                buf: authenticated,
+                pos: 0,
+            },
+        );
+        tag.copy_from_slice(&p.cipher.header_tag(authenticated)?);
         for (i, chunk) in payload.chunks_mut(stride).enumerate() {
             let last = i.saturating_add(1) == segs.count;
-            let (ct, tag) = chunk
-                .split_at_mut_checked(segs.len_of(i))
-                .ok_or(Error::InvalidArgument {
-                    what: "buffer too short",
-                })?;
+            let (ct, tag) = chunk.split_at_mut_checked(segs.len_of(i)).ok_or_else(too_short)?;
             let index = u32::try_from(i).map_err(|_| Error::InvalidArgument {
                 what: "too many segments",
             })?;
@@ -326,37 +339,38 @@ impl<'p> Sealer<'p> {
     }
 
     /// Checks the context, draws the data key and message id (one random call),
-    /// wraps, derives the message keys and drops the data key.
+    /// wraps with every provider, derives the message keys and drops the data key.
     fn prepare(
         &self,
         context: &EncryptionContext,
         mut random: impl FnMut(&mut [u8]) -> Result<(), Error>,
     ) -> Result<Prepared, Error> {
+        let exceeded = |limit, max| Error::LimitExceeded { limit, max };
         if context.len() > self.limits.max_context_entries() {
-            return Err(Error::LimitExceeded {
-                limit: LimitKind::ContextEntries,
-                max: self.limits.max_context_entries(),
-            });
+            return Err(exceeded(LimitKind::ContextEntries, self.limits.max_context_entries()));
         }
         if context.stored_bytes() > self.limits.max_context_bytes() {
-            return Err(Error::LimitExceeded {
-                limit: LimitKind::ContextBytes,
-                max: self.limits.max_context_bytes(),
-            });
+            return Err(exceeded(LimitKind::ContextBytes, self.limits.max_context_bytes()));
         }
         if self.segment_size.bytes() > self.limits.max_segment_size() {
-            return Err(Error::LimitExceeded {
-                limit: LimitKind::SegmentSize,
-                max: self.limits.max_segment_size(),
-            });
+            return Err(exceeded(LimitKind::SegmentSize, self.limits.max_segment_size()));
         }
+        let max_wrapped = self.limits.max_wrapped_keys().min(usize::from(u8::MAX));
+        if self.providers.len() > max_wrapped {
+            return Err(exceeded(LimitKind::WrappedKeys, max_wrapped));
+        }
+        let (first, others) = self.providers.split_first().ok_or(Error::InvalidArgument {
+            what: "no provider to wrap the data key",
+        })?;
         let binding_bytes = context.binding_bytes(self.suite);
         let binding = Binding::from_encoded(self.suite, &binding_bytes);
         let mut message_id = [0u8; MESSAGE_ID_LEN];
-        let (dek, wrapped) = match self.provider.generate_data_key(binding)? {
-            Some(pair) => {
+        let mut wrapped = Vec::with_capacity(self.providers.len());
+        let dek = match first.generate_data_key(binding)? {
+            Some((dek, w)) => {
                 random(&mut message_id)?;
-                pair
+                wrapped.push(w);
+                dek
             }
             None => {
                 let mut draw = Zeroizing::new([0u8; DATA_KEY_LEN + MESSAGE_ID_LEN]);
@@ -365,38 +379,40 @@ impl<'p> Sealer<'p> {
                 let mut dek = DataKey::zeroed();
                 dek.bytes_mut().copy_from_slice(k);
                 message_id.copy_from_slice(m);
-                let wrapped = self.provider.wrap(&dek, binding)?;
-                (dek, wrapped)
+                wrapped.push(first.wrap(&dek, binding)?);
+                dek
             }
         };
+        for p in others {
+            wrapped.push(p.wrap(&dek, binding)?);
+        }
         let keys = crypto::derive(self.suite, dek.expose_secret(), &message_id);
         drop(dek);
-        let w = wrapped.as_ref();
-        let prefix_len = FIXED_LEN
-            .saturating_add(context.header_len())
-            .saturating_add(COMMITMENT_LEN);
-        let header_len = prefix_len
-            .saturating_add(TAG_LEN)
-            .saturating_add(1)
-            .saturating_add(format::wrapped_entry_len(w.provider_id, w.key_id, w.bytes));
+        let header_len = wrapped.iter().fold(
+            FIXED_LEN
+                .saturating_add(context.header_len())
+                .saturating_add(COMMITMENT_LEN)
+                .saturating_add(1)
+                .saturating_add(TAG_LEN),
+            |acc, w| {
+                let w = w.as_ref();
+                acc.saturating_add(format::wrapped_entry_len(w.provider_id, w.key_id, w.bytes))
+            },
+        );
         if header_len > self.limits.max_header_len() {
-            return Err(Error::LimitExceeded {
-                limit: LimitKind::HeaderBytes,
-                max: self.limits.max_header_len(),
-            });
+            return Err(exceeded(LimitKind::HeaderBytes, self.limits.max_header_len()));
         }
         Ok(Prepared {
             cipher: keys.cipher,
             commitment: keys.commitment,
             message_id,
             wrapped,
-            prefix_len,
             header_len,
         })
     }
 
-    /// Writes the authenticated prefix: magic through commitment.
-    fn write_prefix(&self, p: &Prepared, context: &EncryptionContext, out: &mut impl Put) {
+    /// Writes the header up to, not including, the header tag.
+    fn write_header(&self, p: &Prepared, context: &EncryptionContext, out: &mut impl Put) {
         out.put(&MAGIC);
         out.put_u8(VERSION_1);
         out.put_u8(self.suite.id());
@@ -405,13 +421,12 @@ impl<'p> Sealer<'p> {
         out.put(&p.message_id);
         context.put_header(out);
         out.put(&p.commitment);
-    }
-
-    /// Writes the wrapped-key block, which follows the header tag.
-    fn write_wrapped(p: &Prepared, out: &mut impl Put) {
-        out.put_u8(1);
-        let w = p.wrapped.as_ref();
-        format::put_wrapped_entry(out, w.provider_id, w.key_id, w.key_version.0, w.bytes);
+        // At most 255 entries: checked in `prepare`.
+        out.put_u8(u8::try_from(p.wrapped.len()).unwrap_or(u8::MAX));
+        for w in &p.wrapped {
+            let w = w.as_ref();
+            format::put_wrapped_entry(out, w.provider_id, w.key_id, w.key_version.0, w.bytes);
+        }
     }
 
     /// Appends header and payload to `out`; on error `out` is restored.
@@ -438,19 +453,17 @@ impl<'p> Sealer<'p> {
         out: &mut Vec<u8>,
         start: usize,
     ) -> Result<(), Error> {
-        let too_long = Error::InvalidArgument {
-            what: "plaintext too long",
-        };
         let segs = Segments::for_plaintext(plaintext.len(), self.segment_size)?;
         let total = segs
             .payload_len()
             .and_then(|n| n.checked_add(p.header_len))
-            .ok_or(too_long)?;
+            .ok_or(Error::InvalidArgument {
+                what: "plaintext too long",
+            })?;
         out.reserve_exact(total);
-        self.write_prefix(p, context, out);
+        self.write_header(p, context, out);
         let tag = p.cipher.header_tag(out.get(start..).unwrap_or_default())?;
         out.extend_from_slice(&tag);
-        Self::write_wrapped(p, out);
         let payload_start = out.len();
         out.resize(start.saturating_add(total), 0);
         let payload = out.get_mut(payload_start..).unwrap_or_default();
@@ -475,20 +488,20 @@ impl<'p> Sealer<'p> {
 ///
 /// Opening checks, in order: the header's structure and limits; the caller's
 /// context against the header (missing or mismatched entries are reported by
-/// key); unwrapping the data key with the first matching wrapped key that the
+/// key); unwrapping the data key with the first matching wrapped key that a
 /// provider can open; the key commitment (constant time); the header tag; then
 /// each segment's tag before that segment is decrypted. Plaintext is released
 /// only when every check passed.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Opener<'p> {
-    provider: &'p dyn KeyEncryptionProvider,
+    providers: Vec<&'p dyn KeyEncryptionProvider>,
     limits: Limits,
 }
 
 impl fmt::Debug for Opener<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Opener")
-            .field("provider", &self.provider)
+            .field("providers", &self.providers)
             .field("limits", &self.limits)
             .finish()
     }
@@ -505,9 +518,17 @@ impl<'p> Opener<'p> {
     /// An opener unwrapping with `provider`, with default limits.
     pub fn new(provider: &'p dyn KeyEncryptionProvider) -> Self {
         Self {
-            provider,
+            providers: alloc::vec![provider],
             limits: Limits::default(),
         }
+    }
+
+    /// Also tries `provider`. For each wrapped key, in header order, the
+    /// providers that match it are tried in the order they were given.
+    #[must_use]
+    pub fn also_try(mut self, provider: &'p dyn KeyEncryptionProvider) -> Self {
+        self.providers.push(provider);
+        self
     }
 
     /// Sets the parsing limits.
@@ -603,13 +624,15 @@ impl<'p> Opener<'p> {
         let mut attempts = 0usize;
         let mut last: Option<ProviderError> = None;
         let mut wrong_key = false;
-        for entry in h.wrapped.iter() {
-            let w = entry_ref(entry);
-            if !self.provider.matches(w) {
-                continue;
-            }
+        let candidates = h.wrapped.iter().map(entry_ref).flat_map(|w| {
+            self.providers
+                .iter()
+                .filter(move |p| p.matches(w))
+                .map(move |p| (w, *p))
+        });
+        for (w, provider) in candidates {
             attempts = attempts.saturating_add(1);
-            match self.provider.unwrap(w, binding) {
+            match provider.unwrap(w, binding) {
                 Ok(dek) => {
                     let keys = crypto::derive(h.suite, dek.expose_secret(), h.message_id);
                     drop(dek);

@@ -379,10 +379,9 @@ fn read_wrapped_entry<'a>(r: &mut Reader<'a>, base: usize) -> Result<WrappedEntr
 /// A parsed, validated v1 header borrowing from the envelope.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Header<'a> {
-    /// The bytes covered by the header tag: everything before it (magic
-    /// through commitment).
+    /// The bytes covered by the header tag: everything before it.
     pub(crate) authenticated: &'a [u8],
-    /// Total header length, wrapped-key block included: the payload starts here.
+    /// Total header length, tag included: the payload starts here.
     pub(crate) len: usize,
     pub(crate) suite: Suite,
     pub(crate) segment_size: SegmentSize,
@@ -492,11 +491,7 @@ fn parse_v1<'a>(input: &'a [u8], limits: &Limits) -> Result<Header<'a>, Error> {
     };
 
     let commitment = r.array::<COMMITMENT_LEN>()?;
-    let authenticated = input.get(..r.pos()).unwrap_or_default();
-    let tag = r.array::<TAG_LEN>()?;
 
-    // The wrapped-key block comes last, outside the header tag, so that
-    // rewrap can replace it without the data key (see FORMAT.md).
     let wcount_at = r.pos();
     let wcount = r.u8()?;
     if wcount == 0 {
@@ -519,6 +514,9 @@ fn parse_v1<'a>(input: &'a [u8], limits: &Limits) -> Result<Header<'a>, Error> {
         raw: input.get(wstart..r.pos()).unwrap_or_default(),
         count: wcount,
     };
+    // The header tag covers every header byte before it, wrapped keys included.
+    let authenticated = input.get(..r.pos()).unwrap_or_default();
+    let tag = r.array::<TAG_LEN>()?;
     Ok(Header {
         authenticated,
         len: r.pos(),

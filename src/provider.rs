@@ -84,13 +84,9 @@ pub trait KeyEncryptionProvider: ProviderIdentity {
     /// A wrong key, wrong binding or tampered bytes must fail with
     /// [`ProviderErrorKind::Authentication`](crate::ProviderErrorKind::Authentication).
     ///
-    /// The wrapped-key entry (provider id, key id, key version, bytes) is not
-    /// covered by the envelope's header tag: the provider authenticates it. A
-    /// provider must therefore never return a key for an entry whose key id or
-    /// version does not name the key that wrapped it (the local KEK's key id
-    /// is its fingerprint; a keyring selects the version, whose AEAD then
-    /// fails; a KMS ciphertext names its own key). Whichever key an entry
-    /// yields, lockbox accepts it only if it matches the envelope's commitment.
+    /// Whichever key an unwrap yields, lockbox accepts it only if it matches
+    /// the envelope's key commitment and then authenticates the whole header
+    /// (wrapped keys included) with it.
     fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError>;
 
     /// Provider-side data-key generation (as KMS `GenerateDataKey` does):
@@ -104,10 +100,11 @@ pub trait KeyEncryptionProvider: ProviderIdentity {
 
     /// Server-side rewrap (as KMS `ReEncrypt` does): re-wraps `wrapped` under
     /// the provider's current key without handing the data key to the caller,
-    /// or `Ok(None)` if not offered (lockbox then unwraps and wraps). The
-    /// envelope's header tag does not cover the wrapped-key block, so an
-    /// envelope can be rewrapped this way without the data key ever leaving
-    /// the provider; the key commitment still ties the result to the envelope.
+    /// or `Ok(None)` if not offered (lockbox then unwraps and wraps). An
+    /// envelope's header tag covers its wrapped keys and is keyed from the data
+    /// key, so rewriting an envelope's header still needs the data key; this
+    /// method serves wrapped keys kept outside envelopes (cached or stored data
+    /// keys) and providers that rotate their own keys.
     fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
         let _ = (wrapped, binding);
         Ok(None)

@@ -568,23 +568,25 @@ fn wrapped_block(keys: &[&WrappedKey]) -> Vec<u8> {
     out
 }
 
-/// Splits an envelope into (authenticated prefix + header tag, wrapped-key block, payload).
-fn split(env: &[u8]) -> (&[u8], &[u8], &[u8]) {
+/// Splits an envelope into (header before the wrapped-key block, wrapped-key
+/// block, header tag, payload), per FORMAT.md.
+fn split(env: &[u8]) -> (&[u8], &[u8], &[u8], &[u8]) {
     let info = lockbox::inspect(env).unwrap();
     let block_len = wrapped_block(&info.wrapped_keys().iter().collect::<Vec<_>>()).len();
-    let block_at = info.header_len() - block_len;
+    let tag_at = info.header_len() - 16;
+    let block_at = tag_at - block_len;
     (
         &env[..block_at],
-        &env[block_at..info.header_len()],
+        &env[block_at..tag_at],
+        &env[tag_at..info.header_len()],
         &env[info.header_len()..],
     )
 }
 
 #[test]
-fn the_wrapped_key_block_can_be_replaced_without_touching_the_payload() {
-    // What rewrap relies on: the header tag covers magic through commitment,
-    // not the wrapped keys, so a new wrapped key for the same data key can be
-    // spliced in, and prefix and payload stay byte-identical.
+fn the_header_tag_covers_the_wrapped_keys() {
+    // A valid wrapped key of the same data key, spliced in without the data
+    // key, does not open: the header tag covers every header byte.
     let old = LocalKek::generate().unwrap();
     let new = LocalKek::generate().unwrap();
     let env = Sealer::new(&old)
@@ -598,61 +600,108 @@ fn the_wrapped_key_block_can_be_replaced_without_touching_the_payload() {
         .unwrap();
     let rewrapped = new.wrap(&dek, binding.as_binding()).unwrap();
 
-    let (prefix, _, payload) = split(&env);
+    let (prefix, block, tag, payload) = split(&env);
+    assert_eq!(block, wrapped_block(&[&info.wrapped_keys()[0]]), "FORMAT.md layout");
     let mut env2 = prefix.to_vec();
     env2.extend(wrapped_block(&[&rewrapped]));
+    env2.extend_from_slice(tag);
     env2.extend_from_slice(payload);
-    assert_eq!(lockbox::open(&new, &env2, &open_ctx()).unwrap(), pattern(500));
     assert!(matches!(
-        lockbox::open(&old, &env2, &open_ctx()),
-        Err(Error::NoProviderCouldUnwrap { attempts: 0, .. })
+        lockbox::open(&new, &env2, &open_ctx()),
+        Err(Error::Authentication)
     ));
-    let (p2, _, pl2) = split(&env2);
-    assert_eq!((p2, pl2), (prefix, payload));
 }
 
 #[test]
-fn a_planted_wrapped_key_does_not_block_the_real_one() {
+fn planted_wrapped_keys_are_rejected() {
     let kek = LocalKek::generate().unwrap();
     let a = lockbox::seal(&kek, b"message a", &ctx()).unwrap();
     let b = lockbox::seal(&kek, b"message b", &ctx()).unwrap();
     let wa = lockbox::inspect(&a).unwrap().wrapped_keys()[0].clone();
     let wb = lockbox::inspect(&b).unwrap().wrapped_keys()[0].clone();
-    let (prefix, _, payload) = split(&a);
-
+    let (prefix, _, tag, payload) = split(&a);
+    let forge = |keys: &[&WrappedKey]| {
+        let mut e = prefix.to_vec();
+        e.extend(wrapped_block(keys));
+        e.extend_from_slice(tag);
+        e.extend_from_slice(payload);
+        e
+    };
     // b's wrapped key unwraps (same KEK and context) but fails a's commitment;
-    // the opener moves on to a's own wrapped key.
-    let mut both = prefix.to_vec();
-    both.extend(wrapped_block(&[&wb, &wa]));
-    both.extend_from_slice(payload);
-    assert_eq!(lockbox::open(&kek, &both, &open_ctx()).unwrap(), b"message a");
-
-    // With only the foreign key, the commitment refuses it.
-    let mut foreign = prefix.to_vec();
-    foreign.extend(wrapped_block(&[&wb]));
-    foreign.extend_from_slice(payload);
-    assert!(matches!(
-        lockbox::open(&kek, &foreign, &open_ctx()),
-        Err(Error::Authentication)
-    ));
-
-    // The wrapped-key limit is enforced on the block.
+    // a's own key then passes the commitment but the header tag sees the change.
+    for keys in [&[&wb, &wa][..], &[&wa, &wb], &[&wb], &[&wa, &wa]] {
+        assert!(matches!(
+            lockbox::open(&kek, &forge(keys), &open_ctx()),
+            Err(Error::Authentication)
+        ));
+    }
+    // The wrapped-key limit is checked before any provider is called.
     let many: Vec<&WrappedKey> = std::iter::repeat_n(&wa, 17).collect();
-    let mut crowded = prefix.to_vec();
-    crowded.extend(wrapped_block(&many));
-    crowded.extend_from_slice(payload);
     assert!(matches!(
-        lockbox::open(&kek, &crowded, &open_ctx()),
+        lockbox::open(&kek, &forge(&many), &open_ctx()),
         Err(Error::LimitExceeded {
             limit: LimitKind::WrappedKeys,
             max: 16
         })
     ));
-    let roomy = Limits::default().with_max_wrapped_keys(17);
-    assert_eq!(
-        Opener::new(&kek).limits(roomy).open(&crowded, &open_ctx()).unwrap(),
-        b"message a"
-    );
+}
+
+#[test]
+fn several_providers_each_open_and_none_can_be_tampered_with() {
+    let primary = LocalKek::generate().unwrap();
+    let recovery = LocalKek::generate().unwrap();
+    let stranger = LocalKek::generate().unwrap();
+    let env = Sealer::new(&primary)
+        .also_wrap_with(&recovery)
+        .segment_size(SegmentSize::MIN)
+        .seal(&pattern(150), &ctx())
+        .unwrap();
+    let info = lockbox::inspect(&env).unwrap();
+    let ids: Vec<_> = info.wrapped_keys().iter().map(|w| w.key_id().clone()).collect();
+    assert_eq!(ids, [primary.key_id().clone(), recovery.key_id().clone()]);
+    assert_eq!(lockbox::open(&primary, &env, &open_ctx()).unwrap(), pattern(150));
+    assert_eq!(lockbox::open(&recovery, &env, &open_ctx()).unwrap(), pattern(150));
+    let either = Opener::new(&stranger).also_try(&recovery);
+    assert_eq!(either.open(&env, &open_ctx()).unwrap(), pattern(150));
+    assert!(matches!(
+        lockbox::open(&stranger, &env, &open_ctx()),
+        Err(Error::NoProviderCouldUnwrap { attempts: 0, .. })
+    ));
+
+    // Corrupting the recovery key's entry is caught even when opening with
+    // the primary key: a disaster-recovery copy cannot rot unnoticed.
+    let (prefix, block, _, _) = split(&env);
+    let recovery_bytes_at = prefix.len() + block.len() - 1;
+    let mut bad = env.clone();
+    bad[recovery_bytes_at] ^= 0x01;
+    assert!(matches!(
+        lockbox::open(&primary, &bad, &open_ctx()),
+        Err(Error::Authentication)
+    ));
+
+    // Every single-bit flip of a two-key envelope fails with either key.
+    for byte in 0..env.len() {
+        let mut bad = env.clone();
+        bad[byte] ^= 0x80;
+        assert!(lockbox::open(&primary, &bad, &open_ctx()).is_err(), "byte {byte}");
+        assert!(lockbox::open(&recovery, &bad, &open_ctx()).is_err(), "byte {byte}");
+    }
+}
+
+#[test]
+fn a_sealer_refuses_more_providers_than_its_limit() {
+    let kek = LocalKek::generate().unwrap();
+    let mut sealer = Sealer::new(&kek);
+    for _ in 0..16 {
+        sealer = sealer.also_wrap_with(&kek);
+    }
+    assert!(matches!(
+        sealer.seal(b"x", &ctx()),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::WrappedKeys,
+            max: 16
+        })
+    ));
 }
 
 #[test]
