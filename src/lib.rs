@@ -80,6 +80,9 @@ mod crypto;
 mod envelope;
 mod error;
 mod format;
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hazmat;
 mod keys;
 mod local;
