@@ -293,7 +293,9 @@ impl<'p> Sealer<'p> {
     }
 
     /// Seals in place: `buf` holds the plaintext before and the envelope after.
-    /// On error `buf` is unchanged.
+    /// On error `buf` is unchanged. Reserve the envelope's overhead in `buf`
+    /// to avoid a copy; if it lacks the capacity, the plaintext is moved to a
+    /// new allocation and the old one is zeroized before it is freed.
     pub fn seal_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
         let too_short = || Error::InvalidArgument {
             what: "buffer too short",
@@ -307,6 +309,17 @@ impl<'p> Sealer<'p> {
                 what: "plaintext too long",
             })?;
         let stride = segs.size.saturating_add(TAG_LEN);
+        if buf.capacity() < total {
+            // Growing in place would let the allocator free the old block with
+            // the plaintext still in it: move to a new buffer, wipe the old one.
+            let mut grown = Vec::new();
+            grown.try_reserve_exact(total).map_err(|_| Error::InvalidArgument {
+                what: "envelope too large to allocate",
+            })?;
+            grown.extend_from_slice(buf);
+            buf.zeroize();
+            *buf = grown;
+        }
         buf.resize(total, 0);
         // Move segments to their final places, last first (they only move right).
         for i in (0..segs.count).rev() {

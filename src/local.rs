@@ -253,9 +253,11 @@ mod io {
                         Some(e),
                     )
                 })?;
-                let mut text = self.to_base64();
-                text.push('\n');
+                // The newline is written separately: appending it to the key
+                // text would reallocate it and leave a copy in freed memory.
+                let text = self.to_base64();
                 f.write_all(text.as_bytes())
+                    .and_then(|()| f.write_all(b"\n"))
                     .and_then(|()| f.sync_all())
                     .map_err(|e| load_err(format!("cannot write key file {shown}"), Some(e)))?;
                 fs::hard_link(&tmp, path).map_err(|e| {

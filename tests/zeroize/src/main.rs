@@ -1,0 +1,938 @@
+//! Zeroization check for lockbox.
+//!
+//! A scanning global allocator wraps the system allocator. Every heap block is
+//! zero-filled when it is allocated, and every block that is given back (on
+//! `dealloc`, and the old block on `realloc`) is searched, before it goes back
+//! to the system allocator, for a set of registered secret patterns: key bytes
+//! drawn from a fixed seed, their base64 text, fragments of a plaintext. A hit
+//! means the program freed memory that still held the secret, so the secret
+//! lingers in the process heap until that memory happens to be reused.
+//!
+//! Scenarios (each prints `PASS` or `FAIL`; the exit code is non-zero if any
+//! failed; the last line is `N passed, M failed`):
+//!
+//! - a: local KEKs: built from bytes, used, dropped; exported as base64; loaded
+//!   from a key file; written to a key file; loaded from the environment.
+//! - b: data keys: a `DataKey` dropped; the DEK of an envelope (drawn from a
+//!   deterministic RNG, so it is a known pattern) after sealing and opening.
+//! - c: scanner self-checks: a plain `Vec` holding a pattern, freed without
+//!   zeroizing (and one moved by `realloc`), must be reported. If they are
+//!   not, every other result is meaningless, and the run fails.
+//! - d: failed opens hand back no plaintext: `open_to`, `open_in_place` and
+//!   `open` on an envelope whose last segment was tampered with. A control run
+//!   shows that the plaintext *is* found when it is left in a buffer.
+//!
+//! # Limits
+//!
+//! - Only heap blocks obtained through Rust's global allocator are scanned.
+//!   Stack copies (moved values, temporaries, spilled registers), CPU registers
+//!   and memory allocated by C code (libc, the environment block) are not.
+//! - A block is scanned when it is freed. Blocks still live when a scenario
+//!   ends (leaked with `mem::forget`, kept in a static) are not seen; each
+//!   scenario drops everything it created before it is judged.
+//! - `realloc` always moves here (allocate, copy, scan and free the old
+//!   block), so a secret in a buffer that grows is reported even when the
+//!   system allocator would have grown it in place. That is deliberate: the
+//!   caller cannot rely on growth in place.
+//! - The OS may have swapped pages out or written them to a core dump or
+//!   hibernation image while the secret was live; preventing that (mlock,
+//!   `MADV_DONTDUMP`) is out of scope, and so are copies made by the kernel
+//!   (page cache of a key file) or by hardware.
+//! - A derived form of a key (an AES key schedule, a GHASH key) is caught only
+//!   where it contains the raw bytes. With AES-NI the first two AES-256 round
+//!   keys are the key itself, so a key schedule that is not zeroized would be
+//!   reported; with the portable (bitsliced) AES it would not.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::fmt;
+use std::hint::black_box;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+
+use lockbox::rand_core::{TryCryptoRng, TryRng};
+use lockbox::secrecy::{ExposeSecret, SecretBox};
+use lockbox::{
+    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, LocalKek, Opener, ProviderError,
+    ProviderIdentity, Sealer, SegmentSize, WrappedKey, WrappedKeyRef, hazmat,
+};
+
+// ---------------------------------------------------------------------------
+// The scanning allocator
+// ---------------------------------------------------------------------------
+
+const MAX_PATTERNS: usize = 32;
+const MAX_PATTERN_LEN: usize = 64;
+
+/// One registered pattern and what the scanner saw of it. Only atomics and
+/// fixed arrays: the allocator must not allocate.
+struct Slot {
+    /// Pattern length; 0 means the slot is free.
+    len: AtomicUsize,
+    bytes: [AtomicU8; MAX_PATTERN_LEN],
+    /// Freed blocks (dealloc) that contained the pattern.
+    freed_hits: AtomicUsize,
+    /// Old blocks of a realloc that contained the pattern.
+    realloc_hits: AtomicUsize,
+    /// Size of the last block with a hit, and the pattern's offset in it.
+    last_size: AtomicUsize,
+    last_offset: AtomicUsize,
+}
+
+impl Slot {
+    const fn new() -> Self {
+        Self {
+            len: AtomicUsize::new(0),
+            bytes: [const { AtomicU8::new(0) }; MAX_PATTERN_LEN],
+            freed_hits: AtomicUsize::new(0),
+            realloc_hits: AtomicUsize::new(0),
+            last_size: AtomicUsize::new(0),
+            last_offset: AtomicUsize::new(0),
+        }
+    }
+}
+
+static SLOTS: [Slot; MAX_PATTERNS] = [const { Slot::new() }; MAX_PATTERNS];
+/// Blocks scanned so far (a sanity counter: it must grow).
+static SCANNED: AtomicUsize = AtomicUsize::new(0);
+/// Print a backtrace at each hit (`ZEROIZE_BACKTRACE=1`), to find the
+/// allocation that held the copy.
+static BACKTRACE_ON_HIT: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Set while a hit's backtrace is printed (which allocates), so that the
+    /// printing cannot recurse into another backtrace.
+    static IN_REPORT: Cell<bool> = const { Cell::new(false) };
+}
+
+#[derive(Clone, Copy)]
+enum Via {
+    Dealloc,
+    Realloc,
+}
+
+/// Searches `block` for every registered pattern and records hits.
+fn scan(block: &[u8], via: Via) {
+    SCANNED.fetch_add(1, Ordering::Relaxed);
+    for (index, slot) in SLOTS.iter().enumerate() {
+        let len = slot.len.load(Ordering::Acquire);
+        if len == 0 || len > block.len() {
+            continue;
+        }
+        let mut pat = [0u8; MAX_PATTERN_LEN];
+        for (d, s) in pat.iter_mut().zip(&slot.bytes).take(len) {
+            *d = s.load(Ordering::Relaxed);
+        }
+        let pat = &pat[..len];
+        let Some(offset) = block.windows(len).position(|w| w == pat) else {
+            continue;
+        };
+        match via {
+            Via::Dealloc => slot.freed_hits.fetch_add(1, Ordering::Relaxed),
+            Via::Realloc => slot.realloc_hits.fetch_add(1, Ordering::Relaxed),
+        };
+        slot.last_size.store(block.len(), Ordering::Relaxed);
+        slot.last_offset.store(offset, Ordering::Relaxed);
+        if BACKTRACE_ON_HIT.load(Ordering::Relaxed) {
+            report_hit(index, block.len(), offset, via);
+        }
+    }
+}
+
+/// Diagnostic only: prints where the block holding a pattern is freed.
+#[cold]
+#[inline(never)]
+fn report_hit(index: usize, size: usize, offset: usize, via: Via) {
+    if IN_REPORT.with(|r| r.replace(true)) {
+        return;
+    }
+    let via = match via {
+        Via::Dealloc => "dealloc",
+        Via::Realloc => "realloc (old block)",
+    };
+    let bt = std::backtrace::Backtrace::force_capture();
+    let _ = writeln!(
+        std::io::stderr(),
+        "[scanner] pattern #{index} found at offset {offset} of a {size}-byte block freed by {via}:\n{bt}"
+    );
+    IN_REPORT.with(|r| r.set(false));
+}
+
+struct ScanningAllocator;
+
+// SAFETY: every method forwards to `System` with the caller's layout (or, in
+// `realloc`, a layout of the same alignment and the requested size, which the
+// `GlobalAlloc` contract guarantees is valid), so the blocks handed out are
+// exactly the system allocator's. The only additions are a zero-fill of new
+// blocks and a read-only scan of a block before it is returned to `System`.
+unsafe impl GlobalAlloc for ScanningAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // Zero-filled so that every byte of every block is initialized when
+        // the scan reads it, and so that a secret left in memory by an earlier
+        // block is not reported again against a later one.
+        // SAFETY: forwarded with the caller's (non-zero-size) layout.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: as above.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` is a live block of `layout.size()` bytes from this
+        // allocator, zero-filled at allocation and written only through Rust
+        // code since, so every byte is initialized; it is freed only after
+        // the shared borrow ends.
+        scan(unsafe { std::slice::from_raw_parts(ptr, layout.size()) }, Via::Dealloc);
+        // SAFETY: the block came from `System` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // Always move, scanning the old block as it is freed (see "Limits").
+        // SAFETY: the caller guarantees `new_size`, rounded up to
+        // `layout.align()`, does not overflow `isize`, and it is non-zero.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
+        // SAFETY: forwarded to our own `alloc` with a valid layout.
+        let new = unsafe { self.alloc(new_layout) };
+        if !new.is_null() {
+            // SAFETY: both blocks are live, distinct, and at least this long.
+            unsafe { std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size)) };
+            // SAFETY: the old block is released here, as `realloc` must.
+            unsafe { self.dealloc_via_realloc(ptr, layout) };
+        }
+        new
+    }
+}
+
+impl ScanningAllocator {
+    /// `dealloc`, but records hits as realloc hits.
+    ///
+    /// # Safety
+    ///
+    /// As `GlobalAlloc::dealloc`.
+    unsafe fn dealloc_via_realloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: as in `dealloc`.
+        scan(unsafe { std::slice::from_raw_parts(ptr, layout.size()) }, Via::Realloc);
+        // SAFETY: the block came from `System` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: ScanningAllocator = ScanningAllocator;
+
+// ---------------------------------------------------------------------------
+// Patterns
+// ---------------------------------------------------------------------------
+
+/// A registered pattern (index into `SLOTS`).
+#[derive(Clone, Copy)]
+struct Pattern(usize);
+
+/// What the scanner saw of one pattern.
+struct Hits {
+    freed: usize,
+    realloc: usize,
+    last_size: usize,
+    last_offset: usize,
+}
+
+impl Hits {
+    fn total(&self) -> usize {
+        self.freed.saturating_add(self.realloc)
+    }
+}
+
+impl fmt::Display for Hits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} freed block(s), {} realloc'd block(s); last: offset {} of a {}-byte block",
+            self.freed, self.realloc, self.last_offset, self.last_size
+        )
+    }
+}
+
+/// Registers `bytes` (copied into the static slots, not the heap).
+fn register(bytes: &[u8]) -> Pattern {
+    assert!(!bytes.is_empty() && bytes.len() <= MAX_PATTERN_LEN, "pattern length");
+    for (index, slot) in SLOTS.iter().enumerate() {
+        if slot.len.load(Ordering::Acquire) != 0 {
+            continue;
+        }
+        for (d, s) in slot.bytes.iter().zip(bytes) {
+            d.store(*s, Ordering::Relaxed);
+        }
+        slot.freed_hits.store(0, Ordering::Relaxed);
+        slot.realloc_hits.store(0, Ordering::Relaxed);
+        slot.len.store(bytes.len(), Ordering::Release);
+        return Pattern(index);
+    }
+    panic!("too many patterns registered");
+}
+
+fn hits(p: Pattern) -> Hits {
+    let slot = &SLOTS[p.0];
+    Hits {
+        freed: slot.freed_hits.load(Ordering::Relaxed),
+        realloc: slot.realloc_hits.load(Ordering::Relaxed),
+        last_size: slot.last_size.load(Ordering::Relaxed),
+        last_offset: slot.last_offset.load(Ordering::Relaxed),
+    }
+}
+
+/// Whether `bytes` equal registered pattern `p` (read from the slot).
+fn pattern_is(p: Pattern, bytes: &[u8]) -> bool {
+    let slot = &SLOTS[p.0];
+    slot.len.load(Ordering::Acquire) == bytes.len()
+        && slot
+            .bytes
+            .iter()
+            .zip(bytes)
+            .all(|(a, b)| a.load(Ordering::Relaxed) == *b)
+}
+
+/// Unregisters every pattern (between scenarios).
+fn clear_patterns() {
+    for slot in &SLOTS {
+        slot.len.store(0, Ordering::Release);
+        for b in &slot.bytes {
+            b.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `Err` naming `what` if any freed block held `p`.
+fn expect_clean(what: &str, p: Pattern) -> Result<(), String> {
+    let h = hits(p);
+    if h.total() == 0 {
+        Ok(())
+    } else {
+        Err(format!("{what} found in freed heap memory: {h}"))
+    }
+}
+
+/// SplitMix64 output from `seed`: bytes no program writes by accident.
+fn pattern<const N: usize>(seed: u64) -> [u8; N] {
+    let mut state = seed;
+    let mut out = [0u8; N];
+    for chunk in out.chunks_mut(8) {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+    }
+    out
+}
+
+/// Standard padded base64 of a 32-byte key (44 characters), on the stack.
+fn base64_key(key: &[u8; 32]) -> [u8; 44] {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = [b'='; 44];
+    for (chunk, dst) in key.chunks(3).zip(out.chunks_mut(4)) {
+        let b1 = chunk.get(1).copied().unwrap_or(0);
+        let b2 = chunk.get(2).copied().unwrap_or(0);
+        let n = (u32::from(chunk[0]) << 16) | (u32::from(b1) << 8) | u32::from(b2);
+        let sextet = |shift: u32| ALPHABET[usize::try_from((n >> shift) & 63).unwrap_or(0)];
+        dst[0] = sextet(18);
+        dst[1] = sextet(12);
+        if chunk.len() > 1 {
+            dst[2] = sextet(6);
+        }
+        if chunk.len() > 2 {
+            dst[3] = sextet(0);
+        }
+    }
+    out
+}
+
+fn kek_from(bytes: [u8; 32]) -> LocalKek {
+    hazmat::local_kek_from_bytes(SecretBox::new(Box::new(bytes)))
+}
+
+fn ctx() -> Result<EncryptionContext, String> {
+    EncryptionContext::new()
+        .with("purpose", "zeroize-check")
+        .and_then(|c| c.with_required("tenant", "acme"))
+        .map_err(|e| format!("context: {e}"))
+}
+
+fn ensure(cond: bool, what: &str) -> Result<(), String> {
+    if cond { Ok(()) } else { Err(what.to_string()) }
+}
+
+fn lb<T>(r: Result<T, Error>, what: &str) -> Result<T, String> {
+    r.map_err(|e| format!("{what}: {e}"))
+}
+
+/// A private, empty directory for key files, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Result<Self, String> {
+        let path = std::env::temp_dir().join(format!("lockbox-zeroize-{}-{tag}", std::process::id()));
+        std::fs::create_dir(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+        Ok(Self(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes `parts` to a new file with mode 0600, straight from the caller's
+/// (stack) buffers.
+fn write_key_file(path: &Path, parts: &[&[u8]]) -> Result<(), String> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(path).map_err(|e| format!("create key file: {e}"))?;
+    for p in parts {
+        f.write_all(p).map_err(|e| format!("write key file: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Seal and open one message, checking the round trip.
+fn round_trip(kek: &LocalKek) -> Result<(), String> {
+    let ctx = ctx()?;
+    let env = lb(lockbox::seal(kek, b"zeroize check message", &ctx), "seal")?;
+    let pt = lb(lockbox::open(kek, &env, &ctx), "open")?;
+    ensure(pt == b"zeroize check message", "round trip returned other bytes")
+}
+
+// ---------------------------------------------------------------------------
+// A deterministic RNG and a probing provider (scenario b)
+// ---------------------------------------------------------------------------
+
+/// Yields `head` first, then SplitMix64 bytes. For this check only: a real
+/// RNG must never be deterministic.
+struct FixedRng {
+    head: [u8; 64],
+    drawn: usize,
+}
+
+impl TryRng for FixedRng {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        for d in dst {
+            *d = match self.head.get(self.drawn) {
+                Some(b) => *b,
+                None => pattern::<1>(u64::try_from(self.drawn).unwrap_or(0))[0],
+            };
+            self.drawn = self.drawn.saturating_add(1);
+        }
+        Ok(())
+    }
+}
+
+impl TryCryptoRng for FixedRng {}
+
+/// A local KEK that notes whether an unwrap yielded the registered data-key
+/// pattern. It holds the pattern's slot, not its bytes, so that it is no heap
+/// copy of the DEK itself.
+struct Probe {
+    inner: LocalKek,
+    expected_dek: Pattern,
+    saw_expected: AtomicBool,
+}
+
+impl fmt::Debug for Probe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Probe")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderIdentity for Probe {
+    fn provider_id(&self) -> &str {
+        self.inner.provider_id()
+    }
+
+    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
+        self.inner.matches(wrapped)
+    }
+}
+
+impl KeyEncryptionProvider for Probe {
+    fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+        self.inner.wrap(dek, binding)
+    }
+
+    fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
+        let dek = self.inner.unwrap(wrapped, binding)?;
+        if pattern_is(self.expected_dek, dek.expose_secret()) {
+            self.saw_expected.store(true, Ordering::Relaxed);
+        }
+        Ok(dek)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios
+// ---------------------------------------------------------------------------
+
+/// a1: a KEK built from bytes, used, dropped (boxed, so that the `LocalKek`
+/// itself, key schedule included, is scanned when freed).
+fn kek_from_bytes() -> Result<(), String> {
+    let key: [u8; 32] = pattern(0xA1);
+    let p = register(&key);
+    {
+        let kek = Box::new(kek_from(key));
+        ensure(hazmat::local_kek_bytes(&kek) == &key, "KEK does not hold the pattern")?;
+        round_trip(&kek)?;
+        black_box(&kek);
+    }
+    expect_clean("KEK bytes", p)
+}
+
+/// a2: a KEK exported with `local_kek_to_base64`, export dropped.
+fn kek_base64_export() -> Result<(), String> {
+    let key: [u8; 32] = pattern(0xA2);
+    let text = base64_key(&key);
+    let pk = register(&key);
+    let pt = register(&text);
+    {
+        let kek = Box::new(kek_from(key));
+        let exported = hazmat::local_kek_to_base64(&kek);
+        ensure(
+            exported.expose_secret().as_bytes() == text,
+            "export is not the registered base64 text",
+        )?;
+        let again = lb(hazmat::local_kek_from_base64(exported.expose_secret()), "re-import")?;
+        ensure(again.key_id() == kek.key_id(), "re-imported key differs")?;
+        black_box(&exported);
+    }
+    expect_clean("KEK base64 text", pt)?;
+    expect_clean("KEK bytes", pk)
+}
+
+/// a3: a KEK loaded with `LocalKek::from_file` (base64 and a newline).
+fn kek_from_file() -> Result<(), String> {
+    let key: [u8; 32] = pattern(0xA3);
+    let text = base64_key(&key);
+    let pk = register(&key);
+    let pt = register(&text);
+    let dir = TempDir::new("a3")?;
+    let path = dir.path().join("kek.b64");
+    write_key_file(&path, &[&text, b"\n"])?;
+    {
+        let kek = Box::new(lb(LocalKek::from_file(&path), "from_file")?);
+        ensure(hazmat::local_kek_bytes(&kek) == &key, "loaded KEK is not the pattern")?;
+        round_trip(&kek)?;
+        black_box(&kek);
+    }
+    drop(dir);
+    expect_clean("KEK base64 text (key file read buffer)", pt)?;
+    expect_clean("KEK bytes", pk)
+}
+
+/// a4: a KEK written with `LocalKek::write_new_file`.
+fn kek_write_new_file() -> Result<(), String> {
+    let key: [u8; 32] = pattern(0xA4);
+    let text = base64_key(&key);
+    let pk = register(&key);
+    let pt = register(&text);
+    let dir = TempDir::new("a4")?;
+    let path = dir.path().join("kek.b64");
+    {
+        let kek = kek_from(key);
+        lb(kek.write_new_file(&path), "write_new_file")?;
+    }
+    // Read back into a stack buffer (no heap copy of our own).
+    let mut back = [0u8; 64];
+    let n = {
+        use std::io::Read as _;
+        let mut f = std::fs::File::open(&path).map_err(|e| format!("reopen: {e}"))?;
+        f.read(&mut back).map_err(|e| format!("read back: {e}"))?
+    };
+    ensure(
+        n == 45 && back[..44] == text && back[44] == b'\n',
+        "file does not hold the base64 key and a newline",
+    )?;
+    drop(dir);
+    expect_clean("KEK base64 text (write_new_file)", pt)?;
+    expect_clean("KEK bytes", pk)
+}
+
+/// a5: a KEK loaded with `LocalKek::from_env`.
+fn kek_from_env() -> Result<(), String> {
+    const VAR: &str = "LOCKBOX_ZEROIZE_CHECK_KEK";
+    let key: [u8; 32] = pattern(0xA5);
+    let text = base64_key(&key);
+    let pk = register(&key);
+    let pt = register(&text);
+    let value = std::str::from_utf8(&text).map_err(|e| format!("base64 text: {e}"))?;
+    // SAFETY: this program is single-threaded, so nothing reads the
+    // environment concurrently. (The C library's copy of the variable is not
+    // on the Rust heap and is not scanned.)
+    unsafe { std::env::set_var(VAR, value) };
+    let loaded = LocalKek::from_env(VAR).map(|kek| {
+        let kek = Box::new(kek);
+        let same = hazmat::local_kek_bytes(&kek) == &key;
+        black_box(&kek);
+        same
+    });
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(VAR) };
+    ensure(lb(loaded, "from_env")?, "loaded KEK is not the pattern")?;
+    expect_clean("KEK base64 text (environment value)", pt)?;
+    expect_clean("KEK bytes", pk)
+}
+
+/// b1: a `DataKey` from bytes, boxed and dropped.
+fn data_key_dropped() -> Result<(), String> {
+    let bytes: [u8; 32] = pattern(0xB1);
+    let p = register(&bytes);
+    {
+        let dk = Box::new(hazmat::data_key_from_bytes(bytes));
+        ensure(dk.expose_secret() == &bytes, "DataKey does not hold the pattern")?;
+        black_box(&dk);
+    }
+    expect_clean("data key bytes", p)
+}
+
+/// b2: an envelope's DEK (known through a deterministic RNG) after seal and
+/// open, including the unwrap by the local KEK inside `lockbox::open`.
+fn envelope_dek() -> Result<(), String> {
+    let dek: [u8; 32] = pattern(0xB2);
+    let message_id: [u8; 32] = pattern(0xB3);
+    let kek_bytes: [u8; 32] = pattern(0xB4);
+    let pd = register(&dek);
+    let pk = register(&kek_bytes);
+    let drawn;
+    {
+        let probe = Box::new(Probe {
+            inner: kek_from(kek_bytes),
+            expected_dek: pd,
+            saw_expected: AtomicBool::new(false),
+        });
+        let mut head = [0u8; 64];
+        head[..32].copy_from_slice(&dek);
+        head[32..].copy_from_slice(&message_id);
+        let mut rng = FixedRng { head, drawn: 0 };
+        let ctx = ctx()?;
+        let msg = b"sealed under a known data key";
+        let env = lb(
+            Sealer::new(&probe.inner)
+                .segment_size(SegmentSize::MIN)
+                .seal_with_rng(&mut rng, msg, &ctx),
+            "seal_with_rng",
+        )?;
+        drawn = rng.drawn;
+        let info = lb(lockbox::inspect(&env), "inspect")?;
+        ensure(
+            info.message_id() == &message_id,
+            "message id is not bytes 32..64 of the RNG stream",
+        )?;
+        // The real path: the local KEK unwraps inside `lockbox::open`.
+        let pt = lb(lockbox::open(&probe.inner, &env, &ctx), "open")?;
+        ensure(pt == msg, "open returned other bytes")?;
+        // Proof that the DEK is the registered pattern.
+        let pt = lb(Opener::new(&*probe).open(&env, &ctx), "open via probe")?;
+        ensure(pt == msg, "probe open returned other bytes")?;
+        ensure(
+            probe.saw_expected.load(Ordering::Relaxed),
+            "the unwrapped DEK is not the registered pattern",
+        )?;
+        black_box(&probe);
+    }
+    ensure(drawn == 64, &format!("seal drew {drawn} RNG bytes, expected 64"))?;
+    expect_clean("envelope DEK", pd)?;
+    expect_clean("KEK bytes", pk)
+}
+
+/// c1: a plain `Vec` holding a pattern, dropped without zeroizing, MUST be
+/// reported.
+fn self_check_dealloc() -> Result<(), String> {
+    let secret: [u8; 32] = pattern(0xC1);
+    let p = register(&secret);
+    let scanned_before = SCANNED.load(Ordering::Relaxed);
+    {
+        let mut v = black_box(Vec::with_capacity(100));
+        v.extend_from_slice(b"some leading bytes ");
+        v.extend_from_slice(&secret);
+        black_box(&v);
+    }
+    let h = hits(p);
+    ensure(SCANNED.load(Ordering::Relaxed) > scanned_before, "no block was scanned")?;
+    ensure(
+        h.freed == 1 && h.last_offset == 19,
+        &format!("the scanner missed a pattern left in a freed Vec ({h})"),
+    )
+}
+
+/// c2: the old block of a growing `Vec` holding a pattern MUST be reported.
+fn self_check_realloc() -> Result<(), String> {
+    let secret: [u8; 32] = pattern(0xC2);
+    let p = register(&secret);
+    {
+        let mut v = black_box(Vec::with_capacity(32));
+        v.extend_from_slice(&secret);
+        v.extend_from_slice(&[0u8; 100]); // grows: realloc
+        v.fill(0); // the live copy is wiped: only the old block held it
+        black_box(&v);
+    }
+    let h = hits(p);
+    ensure(
+        h.realloc == 1 && h.freed == 0,
+        &format!("the scanner missed a pattern in a realloc'd block ({h})"),
+    )
+}
+
+/// The plaintext of scenario d: 4 full 64-byte segments and a 20-byte one.
+const PT_LEN: usize = 4 * 64 + 20;
+
+/// Registers fragments of every segment of `pt` (two 32-byte halves of each
+/// full segment, the whole short one).
+fn register_plaintext(pt: &[u8; PT_LEN]) -> Vec<Pattern> {
+    pt.chunks(32).map(register).collect()
+}
+
+/// `Err` if any plaintext fragment was found.
+fn expect_no_plaintext(what: &str, patterns: &[Pattern]) -> Result<(), String> {
+    for (i, p) in patterns.iter().enumerate() {
+        expect_clean(&format!("{what}: plaintext bytes {}..", i * 32), *p)?;
+    }
+    Ok(())
+}
+
+/// A sealed envelope of `pt` with 64-byte segments, and a copy whose last
+/// segment has one ciphertext byte flipped.
+fn sealed_and_tampered(kek: &LocalKek, pt: &[u8]) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let ctx = ctx()?;
+    let env = lb(Sealer::new(kek).segment_size(SegmentSize::MIN).seal(pt, &ctx), "seal")?;
+    let info = lb(lockbox::inspect(&env), "inspect")?;
+    ensure(info.segment_count() == 5, "expected 5 segments")?;
+    let mut bad = env.clone();
+    // The last segment is 20 ciphertext bytes then a 16-byte tag.
+    let i = bad.len() - 16 - 10;
+    bad[i] ^= 0x01;
+    Ok((env, bad))
+}
+
+const PREFIX: &[u8] = b"PREFIX:";
+
+/// d0 (control): a successful `open_to`, then the plaintext left in the Vec's
+/// capacity (truncate without zeroizing) MUST be reported.
+fn control_plaintext_detected() -> Result<(), String> {
+    let pt: [u8; PT_LEN] = pattern(0xD0);
+    let patterns = register_plaintext(&pt);
+    {
+        let kek = kek_from(pattern(0xD1));
+        let (env, _) = sealed_and_tampered(&kek, &pt)?;
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(PREFIX);
+        lb(Opener::new(&kek).open_to(&env, &ctx()?, &mut out), "open_to")?;
+        ensure(out.get(PREFIX.len()..) == Some(&pt[..]), "open_to returned other bytes")?;
+        out.truncate(PREFIX.len());
+        black_box(&out);
+    }
+    let missed: Vec<usize> = patterns
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| hits(**p).total() == 0)
+        .map(|(i, _)| i)
+        .collect();
+    ensure(
+        missed.is_empty(),
+        &format!("plaintext fragments {missed:?} left in a freed Vec were not reported"),
+    )
+}
+
+/// d1: `open_to` on a tampered envelope.
+fn failed_open_to() -> Result<(), String> {
+    let pt: [u8; PT_LEN] = pattern(0xD2);
+    let patterns = register_plaintext(&pt);
+    {
+        let kek = kek_from(pattern(0xD3));
+        let (_, bad) = sealed_and_tampered(&kek, &pt)?;
+        let mut out = Vec::with_capacity(1024);
+        out.extend_from_slice(PREFIX);
+        let r = Opener::new(&kek).open_to(&bad, &ctx()?, &mut out);
+        ensure(matches!(r, Err(Error::Authentication)), &format!("open_to gave {r:?}"))?;
+        ensure(out == PREFIX, "open_to changed the Vec's contents on failure")?;
+        // The plaintext had room in this very block, so earlier segments were
+        // decrypted into it before the last one failed.
+        ensure(out.capacity() >= PREFIX.len() + PT_LEN, "Vec was reallocated")?;
+        black_box(&out);
+    }
+    expect_no_plaintext("open_to", &patterns)
+}
+
+/// e1: `seal_in_place` into a Vec with no spare capacity: the envelope needs
+/// a bigger block, and the plaintext must not stay behind in the old one.
+fn seal_in_place_growth() -> Result<(), String> {
+    let pt: [u8; PT_LEN] = pattern(0xE1);
+    let patterns = register_plaintext(&pt);
+    {
+        let kek = kek_from(pattern(0xE2));
+        let mut buf = Vec::with_capacity(PT_LEN);
+        buf.extend_from_slice(&pt);
+        lb(
+            Sealer::new(&kek).segment_size(SegmentSize::MIN).seal_in_place(&mut buf, &ctx()?),
+            "seal_in_place",
+        )?;
+        ensure(buf.len() > PT_LEN, "seal_in_place did not produce an envelope")?;
+        black_box(&buf);
+    }
+    expect_no_plaintext("seal_in_place", &patterns)
+}
+
+/// d2: `open_in_place` on a tampered envelope.
+fn failed_open_in_place() -> Result<(), String> {
+    let pt: [u8; PT_LEN] = pattern(0xD4);
+    let patterns = register_plaintext(&pt);
+    {
+        let kek = kek_from(pattern(0xD5));
+        let (_, bad) = sealed_and_tampered(&kek, &pt)?;
+        let mut buf = bad.clone();
+        let r = Opener::new(&kek).open_in_place(&mut buf, &ctx()?);
+        ensure(
+            matches!(r, Err(Error::Authentication)),
+            &format!("open_in_place gave {r:?}"),
+        )?;
+        ensure(buf == bad, "open_in_place did not restore the envelope byte for byte")?;
+        black_box(&buf);
+    }
+    expect_no_plaintext("open_in_place", &patterns)
+}
+
+/// d3: `lockbox::open` on a tampered envelope.
+fn failed_open() -> Result<(), String> {
+    let pt: [u8; PT_LEN] = pattern(0xD6);
+    let patterns = register_plaintext(&pt);
+    {
+        let kek = kek_from(pattern(0xD7));
+        let (env, bad) = sealed_and_tampered(&kek, &pt)?;
+        let ctx = ctx()?;
+        let r = lockbox::open(&kek, &bad, &ctx);
+        ensure(matches!(r, Err(Error::Authentication)), &format!("open gave {r:?}"))?;
+        // The untampered envelope opens (the failure is the tampering).
+        let good = lb(lockbox::open(&kek, &env, &ctx), "open untampered")?;
+        ensure(good == pt, "untampered envelope opened to other bytes")?;
+        // Wipe our own copy before it is freed: only the failed open is judged.
+        let mut good = good;
+        good.iter_mut().for_each(|b| *b = 0);
+        black_box(&good);
+    }
+    expect_no_plaintext("open", &patterns)
+}
+
+// ---------------------------------------------------------------------------
+
+struct Runner {
+    passed: usize,
+    failed: usize,
+}
+
+impl Runner {
+    fn run(&mut self, name: &str, f: fn() -> Result<(), String>) -> bool {
+        clear_patterns();
+        let r = f();
+        clear_patterns();
+        match r {
+            Ok(()) => {
+                self.passed += 1;
+                println!("PASS {name}");
+                true
+            }
+            Err(e) => {
+                self.failed += 1;
+                println!("FAIL {name}: {e}");
+                false
+            }
+        }
+    }
+}
+
+fn main() {
+    if std::env::var_os("ZEROIZE_BACKTRACE").is_some_and(|v| v == "1") {
+        BACKTRACE_ON_HIT.store(true, Ordering::Relaxed);
+    }
+    let mut r = Runner { passed: 0, failed: 0 };
+
+    let ok1 = r.run(
+        "c1 self-check: a pattern left in a freed Vec is detected",
+        self_check_dealloc,
+    );
+    let ok2 = r.run(
+        "c2 self-check: a pattern in a realloc'd-away block is detected",
+        self_check_realloc,
+    );
+    let ok3 = r.run(
+        "d0 control: plaintext left in a Vec's spare capacity is detected",
+        control_plaintext_detected,
+    );
+    if !(ok1 && ok2 && ok3) {
+        println!("the scanner does not detect what it must: the results below prove nothing");
+    }
+
+    r.run(
+        "a1 LocalKek from bytes, used to seal and open, dropped: no KEK bytes",
+        kek_from_bytes,
+    );
+    r.run(
+        "a2 local_kek_to_base64 export dropped: no base64 text",
+        kek_base64_export,
+    );
+    r.run("a3 LocalKek::from_file: no base64 text, no KEK bytes", kek_from_file);
+    r.run(
+        "a4 LocalKek::write_new_file: no base64 text, no KEK bytes",
+        kek_write_new_file,
+    );
+    r.run("a5 LocalKek::from_env: no base64 text, no KEK bytes", kek_from_env);
+    r.run("b1 DataKey from bytes dropped: no DEK bytes", data_key_dropped);
+    r.run(
+        "b2 envelope DEK after seal_with_rng and open: no DEK bytes",
+        envelope_dek,
+    );
+    r.run(
+        "d1 open_to, last segment tampered: Err, Vec == prefix, no plaintext",
+        failed_open_to,
+    );
+    r.run(
+        "d2 open_in_place, last segment tampered: Err, envelope restored, no plaintext",
+        failed_open_in_place,
+    );
+    r.run("d3 open, last segment tampered: Err, no plaintext", failed_open);
+    r.run(
+        "e1 seal_in_place growing a full Vec: no plaintext left in the old block",
+        seal_in_place_growth,
+    );
+
+    println!("{} passed, {} failed", r.passed, r.failed);
+    if r.failed != 0 {
+        std::process::exit(1);
+    }
+}
