@@ -695,3 +695,49 @@ fn open_chunk_in_place(u: &Unlocked, i: usize, chunk: &mut [u8]) -> Result<(), E
     let index = u32::try_from(i).map_err(|_| Error::Authentication)?;
     u.cipher.open_segment_in_place(index, last, ct, &tag)
 }
+
+/// Small, fast tests of the whole seal/open path, sized for Miri (CI runs
+/// the unit tests under it); the integration tests cover sizes and limits.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::LocalKek;
+
+    fn ctx() -> EncryptionContext {
+        EncryptionContext::new()
+            .with("a", "1")
+            .unwrap()
+            .with_required("t", "x")
+            .unwrap()
+    }
+
+    #[test]
+    fn round_trips_and_rejections_through_every_path() {
+        let kek = LocalKek::generate().unwrap();
+        for suite in Suite::ALL {
+            let sealer = Sealer::new(&kek).suite(suite).segment_size(SegmentSize::MIN);
+            let opener = Opener::new(&kek);
+            // Under Miri (software AES, interpreted) fewer sizes keep CI fast.
+            let lens: &[usize] = if cfg!(miri) { &[0, 65] } else { &[0, 1, 64, 65] };
+            for &len in lens {
+                let pt: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
+                let env = sealer.seal(&pt, &ctx()).unwrap();
+                assert_eq!(opener.open(&env, &ctx()).unwrap(), pt);
+                let mut buf = pt.clone();
+                sealer.seal_in_place(&mut buf, &ctx()).unwrap();
+                opener.open_in_place(&mut buf, &ctx()).unwrap();
+                assert_eq!(buf, pt);
+                // The last byte of the last tag, a payload byte, a header byte.
+                for at in [env.len() - 1, env.len() - 17, 9] {
+                    let mut bad = env.clone();
+                    bad[at] ^= 1;
+                    assert!(opener.open(&bad, &ctx()).is_err());
+                    let mut copy = bad.clone();
+                    assert!(opener.open_in_place(&mut copy, &ctx()).is_err());
+                    assert_eq!(copy, bad);
+                }
+                assert!(opener.open(&env[..env.len() - 1], &ctx()).is_err());
+            }
+        }
+    }
+}
