@@ -87,6 +87,8 @@ pub mod hazmat;
 mod keys;
 mod local;
 mod provider;
+#[cfg(feature = "std")]
+mod stream;
 mod suite;
 
 pub use context::{Binding, BindingBuf, ContextEntry, EncryptionContext, Storage};
@@ -96,6 +98,8 @@ pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
 pub use local::{LOCAL_KEK_LEN, LOCAL_PROVIDER_ID, LocalKek};
 pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, KeyEncryptionProvider, ProviderIdentity};
+#[cfg(feature = "std")]
+pub use stream::{Decryptor, Encryptor};
 pub use suite::Suite;
 /// Re-exported so callers can name [`ExposeSecret`](secrecy::ExposeSecret) and
 /// pass their own RNGs without adding these crates themselves.

@@ -1,0 +1,567 @@
+//! Streaming encryption and decryption over `std::io`, in the same format
+//! (and for the same input and randomness, the same bytes) as one-shot
+//! [`seal`](crate::seal) and [`open`](crate::open).
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::vec::Vec;
+
+use rand_core::TryCryptoRng;
+use zeroize::Zeroize;
+
+use crate::context::EncryptionContext;
+use crate::crypto::PayloadCipher;
+use crate::envelope::{Opener, Sealer};
+use crate::error::Error;
+use crate::format::{self, SegmentSize, Segments, TAG_LEN};
+use crate::keys::{os_random, rng_random};
+
+/// Wraps a lockbox error for `std::io`; `get_ref()` and `downcast` give it back.
+pub(crate) fn io_error(e: Error) -> io::Error {
+    let kind = match e {
+        Error::Authentication
+        | Error::Malformed { .. }
+        | Error::UnsupportedVersion(_)
+        | Error::UnsupportedSuite(_)
+        | Error::LimitExceeded { .. } => io::ErrorKind::InvalidData,
+        Error::MissingContext { .. } | Error::ContextMismatch { .. } | Error::InvalidArgument { .. } => {
+            io::ErrorKind::InvalidInput
+        }
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, e)
+}
+
+fn poisoned() -> io::Error {
+    io::Error::other("lockbox stream already failed")
+}
+
+/// Encrypts a stream into an envelope, segment by segment, writing to `W`.
+///
+/// Created by [`Sealer::encryptor`]; the header is written at once. Bytes
+/// written are buffered up to one segment, encrypted and passed on. The
+/// stream **must** be ended with [`finish`](Self::finish), which seals the last
+/// segment with the final flag and returns the writer: an encryptor dropped
+/// unfinished leaves an envelope that never opens (its buffered plaintext is
+/// zeroized).
+///
+/// ```
+/// # fn main() -> std::io::Result<()> {
+/// use std::io::Write;
+/// let kek = lockbox::LocalKek::generate().map_err(std::io::Error::other)?;
+/// let ctx = lockbox::EncryptionContext::new();
+/// let mut enc = lockbox::Sealer::new(&kek).encryptor(Vec::new(), &ctx)?;
+/// enc.write_all(b"streamed ")?;
+/// enc.write_all(b"plaintext")?;
+/// let envelope = enc.finish()?;
+/// assert_eq!(lockbox::open(&kek, &envelope, &ctx).unwrap(), b"streamed plaintext");
+/// # Ok(()) }
+/// ```
+#[must_use = "an Encryptor must be finished with .finish(), or the envelope never opens"]
+pub struct Encryptor<W: Write> {
+    inner: Option<W>,
+    cipher: PayloadCipher,
+    segment: usize,
+    /// Plaintext of the segment being filled; capacity segment + tag.
+    buf: Vec<u8>,
+    index: u32,
+    failed: bool,
+}
+
+impl Sealer<'_> {
+    /// Starts a streaming encryption into `writer` (header written at once).
+    pub fn encryptor<W: Write>(&self, writer: W, context: &EncryptionContext) -> io::Result<Encryptor<W>> {
+        Encryptor::start(self, writer, context, os_random)
+    }
+
+    /// [`encryptor`](Self::encryptor) drawing the data key and message id from
+    /// `rng` (see [`Sealer::seal_with_rng`]).
+    pub fn encryptor_with_rng<W: Write, R: TryCryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        writer: W,
+        context: &EncryptionContext,
+    ) -> io::Result<Encryptor<W>> {
+        Encryptor::start(self, writer, context, |b| rng_random(rng, b))
+    }
+}
+
+impl<W: Write> Encryptor<W> {
+    fn start(
+        sealer: &Sealer<'_>,
+        mut writer: W,
+        context: &EncryptionContext,
+        random: impl FnMut(&mut [u8]) -> Result<(), Error>,
+    ) -> io::Result<Self> {
+        let mut header = Vec::new();
+        let (cipher, size) = sealer.start(context, random, &mut header).map_err(io_error)?;
+        writer.write_all(&header)?;
+        let segment = size.bytes();
+        Ok(Self {
+            inner: Some(writer),
+            cipher,
+            segment,
+            buf: Vec::with_capacity(segment.saturating_add(TAG_LEN)),
+            index: 0,
+            failed: false,
+        })
+    }
+
+    /// Encrypts the buffered segment and writes it with its tag.
+    fn emit(&mut self, last: bool) -> io::Result<()> {
+        let inner = self.inner.as_mut().ok_or_else(poisoned)?;
+        let tag = self
+            .cipher
+            .seal_segment_in_place(self.index, last, &mut self.buf)
+            .map_err(io_error)?;
+        self.buf.extend_from_slice(&tag);
+        let r = inner.write_all(&self.buf);
+        self.buf.clear();
+        r?;
+        self.index = self
+            .index
+            .checked_add(1)
+            .ok_or_else(|| io::Error::other("more than 2^32 - 1 segments"))?;
+        Ok(())
+    }
+
+    /// Seals the last segment, flushes, and returns the inner writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        if self.failed {
+            return Err(poisoned());
+        }
+        self.emit(true)?;
+        let mut inner = self.inner.take().ok_or_else(poisoned)?;
+        inner.flush()?;
+        Ok(inner)
+    }
+
+    /// The inner writer.
+    pub fn get_ref(&self) -> Option<&W> {
+        self.inner.as_ref()
+    }
+}
+
+impl<W: Write> Write for Encryptor<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.failed {
+            return Err(poisoned());
+        }
+        let mut rest = data;
+        while !rest.is_empty() {
+            if self.buf.len() == self.segment {
+                // A full segment is final only if nothing follows: more does.
+                if let Err(e) = self.emit(false) {
+                    self.failed = true;
+                    return Err(e);
+                }
+            }
+            let take = self.segment.saturating_sub(self.buf.len()).min(rest.len());
+            let (now, later) = rest.split_at(take);
+            self.buf.extend_from_slice(now);
+            rest = later;
+        }
+        Ok(data.len())
+    }
+
+    /// Flushes the inner writer. The partly filled segment stays buffered: a
+    /// segment can only be written whole.
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.as_mut().ok_or_else(poisoned)?.flush()
+    }
+}
+
+impl<W: Write> Drop for Encryptor<W> {
+    fn drop(&mut self) {
+        self.buf.zeroize();
+    }
+}
+
+impl<W: Write> core::fmt::Debug for Encryptor<W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Encryptor")
+            .field("segment_size", &self.segment)
+            .field("segments_written", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decrypts an envelope from `R`, segment by segment.
+///
+/// Created by [`Opener::decryptor`], which reads and authenticates the header.
+/// Plaintext is released one segment at a time, only after that segment's tag
+/// verified. Truncation, reordering and appended data are detected; the error
+/// comes at the point of the damage, so **read to the end** (until `read`
+/// returns `Ok(0)`) before acting on the data: only then is it complete.
+/// After an error every further read fails.
+///
+/// Over a `Read + Seek` source the decryptor also implements [`Seek`] (in
+/// plaintext offsets), decrypting only the segments it reads; the first seek
+/// verifies the last segment, so the length is authenticated too.
+///
+/// Errors are `io::Error`s wrapping a [`lockbox::Error`](crate::Error):
+/// `e.get_ref().and_then(|e| e.downcast_ref::<lockbox::Error>())`.
+pub struct Decryptor<R: Read> {
+    inner: R,
+    cipher: PayloadCipher,
+    segment: usize,
+    header_len: u64,
+    /// Input bytes; after a decrypt, plaintext at `plain`, unread input after.
+    buf: Vec<u8>,
+    plain: core::ops::Range<usize>,
+    /// Input bytes read ahead, not yet part of a decrypted segment.
+    carry: core::ops::Range<usize>,
+    /// Index of the next segment to decrypt.
+    index: u64,
+    /// Bytes read from `inner` since the envelope started.
+    consumed: u64,
+    /// Plaintext offset of `plain.start`.
+    position: u64,
+    finished: bool,
+    failed: bool,
+    /// Known after the first seek: the payload's segmentation.
+    indexed: Option<Segments>,
+    /// Known after the first seek: the reader offset where the envelope starts.
+    base: u64,
+}
+
+impl Opener<'_> {
+    /// Reads and authenticates the header from `reader` and returns a
+    /// decryptor for the payload.
+    pub fn decryptor<R: Read>(&self, mut reader: R, context: &EncryptionContext) -> io::Result<Decryptor<R>> {
+        let limits = *self.limits_ref();
+        let mut buf: Vec<u8> = Vec::with_capacity(1024);
+        let mut eof = false;
+        let (cipher, header_len, size) = loop {
+            match format::parse(&buf, &limits) {
+                Ok((h, _)) => {
+                    if h.segment_size.bytes() > limits.max_segment_size() {
+                        return Err(io_error(Error::LimitExceeded {
+                            limit: crate::LimitKind::SegmentSize,
+                            max: limits.max_segment_size(),
+                        }));
+                    }
+                    let cipher = self.unlock_header(&h, context).map_err(io_error)?;
+                    break (cipher, h.len, h.segment_size);
+                }
+                Err(Error::Malformed { what: "truncated", .. }) if !eof => {
+                    let want = buf
+                        .len()
+                        .saturating_mul(2)
+                        .clamp(256, limits.max_header_len().saturating_add(1));
+                    eof = fill(&mut reader, &mut buf, want)?;
+                }
+                Err(e) => return Err(io_error(e)),
+            }
+        };
+        let have = buf.len();
+        Ok(Decryptor {
+            inner: reader,
+            cipher,
+            segment: size.bytes(),
+            header_len: u64::try_from(header_len).unwrap_or(u64::MAX),
+            buf,
+            plain: 0..0,
+            carry: header_len..have,
+            index: 0,
+            consumed: u64::try_from(have).unwrap_or(u64::MAX),
+            position: 0,
+            finished: false,
+            failed: false,
+            indexed: None,
+            base: 0,
+        })
+    }
+}
+
+/// Reads into `buf` until it holds `want` bytes or the reader ends; returns
+/// whether it ended.
+fn fill<R: Read>(reader: &mut R, buf: &mut Vec<u8>, want: usize) -> io::Result<bool> {
+    let start = buf.len();
+    buf.resize(want.max(start), 0);
+    let mut have = start;
+    let mut eof = false;
+    while have < want {
+        match reader.read(buf.get_mut(have..).unwrap_or_default()) {
+            Ok(0) => {
+                eof = true;
+                break;
+            }
+            Ok(n) => have = have.saturating_add(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(have);
+                return Err(e);
+            }
+        }
+    }
+    buf.truncate(have);
+    Ok(eof)
+}
+
+impl<R: Read> Decryptor<R> {
+    fn stride(&self) -> usize {
+        self.segment.saturating_add(TAG_LEN)
+    }
+
+    fn fail(&mut self, e: io::Error) -> io::Error {
+        self.failed = true;
+        self.buf.zeroize();
+        self.plain = 0..0;
+        e
+    }
+
+    /// Decrypts the next segment in stream order (length found by reading one
+    /// byte ahead: a segment followed by more input is not the last).
+    fn next_sequential(&mut self) -> io::Result<()> {
+        let stride = self.stride();
+        let carry = self.carry.clone();
+        let carried = carry.len();
+        self.buf.copy_within(carry, 0);
+        self.buf.truncate(carried);
+        let before = self.buf.len();
+        let eof = fill(&mut self.inner, &mut self.buf, stride.saturating_add(1))?;
+        self.consumed = self
+            .consumed
+            .saturating_add(u64::try_from(self.buf.len().saturating_sub(before)).unwrap_or(u64::MAX));
+        let have = self.buf.len();
+        let last = eof && have <= stride;
+        let ct_len = if last {
+            if have < TAG_LEN {
+                return Err(io_error(Error::Malformed {
+                    offset: 0,
+                    what: "truncated payload",
+                }));
+            }
+            if have == TAG_LEN && self.index > 0 {
+                return Err(io_error(Error::Malformed {
+                    offset: 0,
+                    what: "empty final segment after a full one",
+                }));
+            }
+            have.saturating_sub(TAG_LEN)
+        } else {
+            self.segment
+        };
+        self.decrypt_at(ct_len, last)?;
+        self.carry = ct_len.saturating_add(TAG_LEN)..have;
+        Ok(())
+    }
+
+    /// Verifies and decrypts the segment at the front of `buf`.
+    fn decrypt_at(&mut self, ct_len: usize, last: bool) -> io::Result<()> {
+        let index = u32::try_from(self.index).map_err(|_| io_error(Error::Authentication))?;
+        let (ct, rest) = self
+            .buf
+            .split_at_mut_checked(ct_len)
+            .ok_or_else(|| io_error(Error::Authentication))?;
+        let tag: [u8; TAG_LEN] = rest
+            .get(..TAG_LEN)
+            .and_then(|t| t.try_into().ok())
+            .ok_or_else(|| io_error(Error::Authentication))?;
+        self.cipher
+            .open_segment_in_place(index, last, ct, &tag)
+            .map_err(io_error)?;
+        self.plain = 0..ct_len;
+        self.index = self.index.saturating_add(1);
+        if last {
+            self.finished = true;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for Decryptor<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.failed {
+                return Err(poisoned());
+            }
+            if !self.plain.is_empty() {
+                let src = self.buf.get(self.plain.clone()).unwrap_or_default();
+                let n = src.len().min(out.len());
+                if let (Some(d), Some(s)) = (out.get_mut(..n), src.get(..n)) {
+                    d.copy_from_slice(s);
+                }
+                self.plain.start = self.plain.start.saturating_add(n);
+                self.position = self.position.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+                return Ok(n);
+            }
+            if self.finished || out.is_empty() {
+                return Ok(0);
+            }
+            let r = match self.indexed {
+                Some(segs) => self.next_indexed(segs),
+                None => self.next_sequential(),
+            };
+            if let Err(e) = r {
+                return Err(self.fail(e));
+            }
+        }
+    }
+}
+
+impl<R: Read + Seek> Decryptor<R> {
+    /// Switches to indexed reading: finds the payload length, checks it frames,
+    /// and verifies the last segment so that the length is authenticated.
+    fn index(&mut self) -> io::Result<Segments> {
+        if let Some(s) = self.indexed {
+            return Ok(s);
+        }
+        let here = self.inner.stream_position()?;
+        let base = here
+            .checked_sub(self.consumed)
+            .ok_or_else(|| io::Error::other("reader moved under the decryptor"))?;
+        let end = self.inner.seek(SeekFrom::End(0))?;
+        let payload = end
+            .checked_sub(base)
+            .and_then(|n| n.checked_sub(self.header_len))
+            .ok_or_else(|| {
+                io_error(Error::Malformed {
+                    offset: 0,
+                    what: "truncated",
+                })
+            })?;
+        let payload = usize::try_from(payload).map_err(|_| io::Error::other("envelope too large for this platform"))?;
+        let size = SegmentSize::new(self.segment).map_err(io_error)?;
+        let header_len = usize::try_from(self.header_len).unwrap_or(usize::MAX);
+        let segs = Segments::for_payload(payload, size, header_len).map_err(io_error)?;
+        self.indexed = Some(segs);
+        self.base = base;
+        // Authenticate the length: the last segment must verify as final.
+        let keep = self.position;
+        self.load(segs.count.saturating_sub(1))?;
+        self.buf.zeroize();
+        self.plain = 0..0;
+        self.finished = false;
+        self.seek_plain(keep)?;
+        Ok(segs)
+    }
+}
+
+impl<R: Read> Decryptor<R> {
+    /// In indexed mode, reads the next segment: the reader is positioned
+    /// right after the previous one and every segment's length is known.
+    fn next_indexed(&mut self, segs: Segments) -> io::Result<()> {
+        let k = usize::try_from(self.index).unwrap_or(usize::MAX);
+        if k >= segs.count {
+            self.finished = true;
+            return Ok(());
+        }
+        let len = segs.len_of(k).saturating_add(TAG_LEN);
+        self.buf.clear();
+        fill(&mut self.inner, &mut self.buf, len)?;
+        if self.buf.len() < len {
+            return Err(io_error(Error::Malformed {
+                offset: 0,
+                what: "truncated payload",
+            }));
+        }
+        self.carry = 0..0;
+        self.decrypt_at(segs.len_of(k), k.saturating_add(1) == segs.count)
+    }
+}
+
+impl<R: Read + Seek> Decryptor<R> {
+    /// Reads and decrypts segment `k` by position.
+    fn load(&mut self, k: usize) -> io::Result<()> {
+        let segs = self.indexed.ok_or_else(|| io::Error::other("not indexed"))?;
+        let stride = u64::try_from(self.stride()).unwrap_or(u64::MAX);
+        let at = u64::try_from(k)
+            .ok()
+            .and_then(|k| k.checked_mul(stride))
+            .and_then(|o| o.checked_add(self.base))
+            .and_then(|o| o.checked_add(self.header_len))
+            .ok_or_else(|| io::Error::other("offset overflow"))?;
+        self.inner.seek(SeekFrom::Start(at))?;
+        let len = segs.len_of(k).saturating_add(TAG_LEN);
+        self.buf.clear();
+        let eof = fill(&mut self.inner, &mut self.buf, len)?;
+        if eof && self.buf.len() < len {
+            return Err(io_error(Error::Malformed {
+                offset: 0,
+                what: "truncated payload",
+            }));
+        }
+        self.carry = 0..0;
+        self.index = u64::try_from(k).unwrap_or(u64::MAX);
+        self.position = u64::try_from(k.saturating_mul(self.segment)).unwrap_or(u64::MAX);
+        self.finished = false;
+        let last = k.saturating_add(1) == segs.count;
+        self.decrypt_at(segs.len_of(k), last)
+    }
+
+    /// Positions the decryptor at plaintext offset `p` (at most the length).
+    fn seek_plain(&mut self, p: u64) -> io::Result<()> {
+        let segs = self.indexed.ok_or_else(|| io::Error::other("not indexed"))?;
+        let len = u64::try_from(segs.plaintext_len()).unwrap_or(u64::MAX);
+        if p >= len {
+            // At the end: nothing left to read (the length is authenticated).
+            self.buf.zeroize();
+            self.plain = 0..0;
+            self.position = len;
+            self.finished = true;
+            return Ok(());
+        }
+        let seg = u64::try_from(self.segment).unwrap_or(u64::MAX);
+        let k = usize::try_from(p.checked_div(seg).unwrap_or(0)).unwrap_or(usize::MAX);
+        self.load(k)?;
+        let skip = usize::try_from(p.saturating_sub(self.position)).unwrap_or(usize::MAX);
+        self.plain.start = self.plain.start.saturating_add(skip).min(self.plain.end);
+        self.position = p;
+        Ok(())
+    }
+
+    /// The plaintext length (switches to indexed mode if needed).
+    pub fn plaintext_len(&mut self) -> io::Result<u64> {
+        let segs = self.index()?;
+        Ok(u64::try_from(segs.plaintext_len()).unwrap_or(u64::MAX))
+    }
+}
+
+impl<R: Read + Seek> Decryptor<R> {
+    fn seek_inner(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        let segs = self.index()?;
+        let len = u64::try_from(segs.plaintext_len()).unwrap_or(u64::MAX);
+        let target = match pos {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::End(d) => len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.position.checked_add_signed(d),
+        };
+        let target = target
+            .filter(|t| *t <= len)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek outside the plaintext"))?;
+        self.seek_plain(target)?;
+        Ok(target)
+    }
+}
+
+impl<R: Read + Seek> Seek for Decryptor<R> {
+    /// Seeks in plaintext offsets, `0..=len`. Seeking outside fails with
+    /// `InvalidInput` and leaves the decryptor usable; any other failure
+    /// (I/O, authentication) poisons it.
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        if self.failed {
+            return Err(poisoned());
+        }
+        match self.seek_inner(pos) {
+            Err(e) if e.kind() != io::ErrorKind::InvalidInput => Err(self.fail(e)),
+            r => r,
+        }
+    }
+}
+
+impl<R: Read> Drop for Decryptor<R> {
+    fn drop(&mut self) {
+        self.buf.zeroize();
+    }
+}
+
+impl<R: Read> core::fmt::Debug for Decryptor<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Decryptor")
+            .field("segment_size", &self.segment)
+            .field("position", &self.position)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}

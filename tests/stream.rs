@@ -1,0 +1,326 @@
+//! Streaming, seekable and parallel encryption: same bytes as one-shot seal,
+//! every truncation and reordering detected, seeks against the plaintext.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::cast_possible_truncation
+)]
+
+use std::io::{Cursor, Read, Seek, SeekFrom, Write};
+
+use lockbox::rand_core::{TryCryptoRng, TryRng};
+use lockbox::secrecy::ExposeSecret;
+use lockbox::{
+    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, Opener,
+    ProviderError, ProviderErrorKind, ProviderIdentity, Sealer, SegmentSize, Suite, WrappedKey, WrappedKeyRef,
+};
+
+/// Deterministic "wrap" for byte-equality tests only (not encryption!).
+#[derive(Debug)]
+struct FixedWrap;
+
+impl ProviderIdentity for FixedWrap {
+    fn provider_id(&self) -> &str {
+        "test.fixed"
+    }
+}
+
+impl KeyEncryptionProvider for FixedWrap {
+    fn wrap(&self, dek: &DataKey, _: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+        let bytes = dek.expose_secret().iter().map(|b| b ^ 0x5c).collect();
+        Ok(WrappedKey::new("test.fixed", KeyId::new("k").unwrap(), KeyVersion(1), bytes).unwrap())
+    }
+    fn unwrap(&self, w: WrappedKeyRef<'_>, _: Binding<'_>) -> Result<DataKey, ProviderError> {
+        let b: [u8; 32] = w
+            .bytes()
+            .try_into()
+            .map_err(|_| ProviderError::new(ProviderErrorKind::Authentication, "test.fixed"))?;
+        Ok(lockbox::hazmat::data_key_from_bytes(b.map(|x| x ^ 0x5c)))
+    }
+}
+
+struct SeqRng(u8);
+impl TryRng for SeqRng {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        unreachable!()
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        unreachable!()
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for b in dst {
+            *b = self.0;
+            self.0 = self.0.wrapping_add(1);
+        }
+        Ok(())
+    }
+}
+impl TryCryptoRng for SeqRng {}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(7).wrapping_add(3) % 253) as u8)
+        .collect()
+}
+
+fn ctx() -> EncryptionContext {
+    EncryptionContext::new().with("file", "report.pdf").unwrap()
+}
+
+fn stream_seal(sealer: &Sealer<'_>, pt: &[u8], chunk: usize, seed: u8) -> Vec<u8> {
+    let mut enc = sealer
+        .encryptor_with_rng(&mut SeqRng(seed), Vec::new(), &ctx())
+        .unwrap();
+    for c in pt.chunks(chunk.max(1)) {
+        enc.write_all(c).unwrap();
+    }
+    enc.finish().unwrap()
+}
+
+fn stream_open(p: &dyn KeyEncryptionProvider, env: &[u8], buf: usize) -> std::io::Result<Vec<u8>> {
+    let mut dec = Opener::new(p).decryptor(env, &ctx())?;
+    let mut out = Vec::new();
+    let mut chunk = vec![0u8; buf];
+    loop {
+        let n = dec.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn lockbox_error(e: &std::io::Error) -> &Error {
+    e.get_ref()
+        .and_then(|e| e.downcast_ref::<Error>())
+        .expect("a lockbox error")
+}
+
+#[test]
+fn streaming_produces_and_reads_exactly_the_one_shot_bytes() {
+    for suite in Suite::ALL {
+        let sealer = Sealer::new(&FixedWrap).suite(suite).segment_size(SegmentSize::MIN);
+        for len in [0, 1, 63, 64, 65, 127, 128, 129, 640, 1000] {
+            let pt = pattern(len);
+            let one_shot = sealer.seal_with_rng(&mut SeqRng(9), &pt, &ctx()).unwrap();
+            for chunk in [1, 7, 64, 100, len.max(1)] {
+                assert_eq!(
+                    stream_seal(&sealer, &pt, chunk, 9),
+                    one_shot,
+                    "{suite} len {len} chunk {chunk}"
+                );
+            }
+            for buf in [1, 13, 64, 4096] {
+                assert_eq!(
+                    stream_open(&FixedWrap, &one_shot, buf).unwrap(),
+                    pt,
+                    "{suite} len {len} buf {buf}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn default_segments_round_trip_with_a_local_kek() {
+    let kek = LocalKek::generate().unwrap();
+    let seg = SegmentSize::DEFAULT.bytes();
+    for len in [seg - 1, seg, seg + 1, 3 * seg + 17] {
+        let pt = pattern(len);
+        let mut enc = Sealer::new(&kek).encryptor(Vec::new(), &ctx()).unwrap();
+        enc.write_all(&pt).unwrap();
+        let env = enc.finish().unwrap();
+        assert_eq!(lockbox::open(&kek, &env, &ctx()).unwrap(), pt);
+        let mut out = Vec::new();
+        Opener::new(&kek)
+            .decryptor(&env[..], &ctx())
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, pt);
+    }
+}
+
+#[test]
+fn every_truncation_point_fails_without_reporting_success() {
+    let sealer = Sealer::new(&FixedWrap).segment_size(SegmentSize::MIN);
+    let env = sealer.seal_with_rng(&mut SeqRng(1), &pattern(300), &ctx()).unwrap();
+    for len in 0..env.len() {
+        let r = Opener::new(&FixedWrap)
+            .decryptor(&env[..len], &ctx())
+            .and_then(|mut d| d.read_to_end(&mut Vec::new()));
+        assert!(r.is_err(), "truncated to {len} read as complete");
+    }
+}
+
+#[test]
+fn appended_reordered_and_tampered_streams_fail() {
+    let sealer = Sealer::new(&FixedWrap).segment_size(SegmentSize::MIN);
+    let env = sealer.seal_with_rng(&mut SeqRng(2), &pattern(300), &ctx()).unwrap();
+    let h = lockbox::inspect(&env).unwrap().header_len();
+    let mut appended = env.clone();
+    appended.push(0);
+    let mut appended_segment = env.clone();
+    appended_segment.extend_from_slice(&env[h..h + 80]);
+    let mut swapped = env.clone();
+    swapped[h..h + 80].copy_from_slice(&env[h + 80..h + 160]);
+    swapped[h + 80..h + 160].copy_from_slice(&env[h..h + 80]);
+    let mut flipped = env.clone();
+    flipped[h + 100] ^= 1;
+    for (what, bad) in [
+        ("appended byte", appended),
+        ("appended segment", appended_segment),
+        ("swapped segments", swapped),
+        ("flipped bit", flipped),
+    ] {
+        let mut dec = Opener::new(&FixedWrap).decryptor(&bad[..], &ctx()).unwrap();
+        let mut out = Vec::new();
+        let e = dec.read_to_end(&mut out).unwrap_err();
+        assert!(matches!(lockbox_error(&e), Error::Authentication), "{what}: {e}");
+        // Only whole, verified segments were released before the failure.
+        assert_eq!(out.len() % 64, 0, "{what}");
+        assert_eq!(out, pattern(300)[..out.len()], "{what}");
+        // The decryptor stays failed.
+        assert!(dec.read(&mut [0u8; 8]).is_err());
+    }
+}
+
+#[test]
+fn an_unfinished_encryptor_never_yields_a_valid_envelope() {
+    let kek = LocalKek::generate().unwrap();
+    let mut out = Vec::new();
+    {
+        let mut enc = Sealer::new(&kek)
+            .segment_size(SegmentSize::MIN)
+            .encryptor(&mut out, &ctx())
+            .unwrap();
+        enc.write_all(&pattern(500)).unwrap();
+        // Dropped without finish().
+    }
+    assert!(lockbox::open(&kek, &out, &ctx()).is_err());
+    let r = Opener::new(&kek)
+        .decryptor(&out[..], &ctx())
+        .unwrap()
+        .read_to_end(&mut Vec::new());
+    assert!(r.is_err());
+}
+
+#[test]
+fn header_errors_surface_when_the_decryptor_is_created() {
+    let kek = LocalKek::generate().unwrap();
+    let env = lockbox::seal(&kek, b"x", &ctx()).unwrap();
+    let e = Opener::new(&kek)
+        .decryptor(&env[..], &EncryptionContext::new().with("file", "other").unwrap())
+        .unwrap_err();
+    assert!(matches!(lockbox_error(&e), Error::ContextMismatch { .. }));
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    let other = LocalKek::generate().unwrap();
+    let e = Opener::new(&other).decryptor(&env[..], &ctx()).unwrap_err();
+    assert!(matches!(lockbox_error(&e), Error::NoProviderCouldUnwrap { .. }));
+    let mut v2 = env.clone();
+    v2[4] = 2;
+    let e = Opener::new(&kek).decryptor(&v2[..], &ctx()).unwrap_err();
+    assert!(matches!(lockbox_error(&e), Error::UnsupportedVersion(2)));
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+}
+
+#[test]
+fn seeking_to_random_offsets_matches_the_plaintext() {
+    let kek = LocalKek::generate().unwrap();
+    let pt = pattern(5000);
+    for size in [SegmentSize::MIN, SegmentSize::new(1024).unwrap()] {
+        let env = Sealer::new(&kek).segment_size(size).seal(&pt, &ctx()).unwrap();
+        // The envelope need not start at offset 0 of the source.
+        let mut file = b"some prefix".to_vec();
+        file.extend_from_slice(&env);
+        let mut src = Cursor::new(file);
+        src.seek(SeekFrom::Start(11)).unwrap();
+        let mut dec = Opener::new(&kek).decryptor(src, &ctx()).unwrap();
+        // Read a little sequentially first, then jump around.
+        let mut head = [0u8; 10];
+        dec.read_exact(&mut head).unwrap();
+        assert_eq!(head, pt[..10]);
+        assert_eq!(dec.plaintext_len().unwrap(), 5000);
+        let mut state = 12345u64;
+        for _ in 0..200 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let at = (state >> 33) % 5001;
+            let n = ((state >> 13) % 300) as usize;
+            assert_eq!(dec.seek(SeekFrom::Start(at)).unwrap(), at);
+            let mut got = vec![0u8; n];
+            let read = dec.read(&mut got).unwrap();
+            let end = (at as usize + n).min(5000);
+            assert!(read <= end - at as usize);
+            assert_eq!(got[..read], pt[at as usize..at as usize + read], "at {at}");
+        }
+        assert_eq!(dec.seek(SeekFrom::End(-100)).unwrap(), 4900);
+        let mut tail = Vec::new();
+        dec.read_to_end(&mut tail).unwrap();
+        assert_eq!(tail, pt[4900..]);
+        assert_eq!(dec.seek(SeekFrom::Current(-50)).unwrap(), 4950);
+        assert_eq!(dec.stream_position().unwrap(), 4950);
+        let e = dec.seek(SeekFrom::Start(5001)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+        // Still usable after an out-of-range seek.
+        dec.seek(SeekFrom::Start(0)).unwrap();
+        let mut all = Vec::new();
+        dec.read_to_end(&mut all).unwrap();
+        assert_eq!(all, pt);
+    }
+}
+
+#[test]
+fn seeking_authenticates_the_length() {
+    let kek = LocalKek::generate().unwrap();
+    let env = Sealer::new(&kek)
+        .segment_size(SegmentSize::MIN)
+        .seal(&pattern(640), &ctx())
+        .unwrap();
+    // Cut off the last segment exactly: the rest still frames.
+    let cut = env.len() - 80;
+    let mut dec = Opener::new(&kek)
+        .decryptor(Cursor::new(env[..cut].to_vec()), &ctx())
+        .unwrap();
+    let e = dec.seek(SeekFrom::Start(0)).unwrap_err();
+    assert!(matches!(lockbox_error(&e), Error::Authentication), "{e}");
+    assert!(dec.read(&mut [0u8; 4]).is_err());
+}
+
+#[test]
+fn parallel_and_sequential_give_the_same_bytes() {
+    let pt = pattern(100_000);
+    for suite in Suite::ALL {
+        let base = Sealer::new(&FixedWrap)
+            .suite(suite)
+            .segment_size(SegmentSize::new(1024).unwrap());
+        let seq = base.seal_with_rng(&mut SeqRng(5), &pt, &ctx()).unwrap();
+        for threads in [2, 3, 8, 200] {
+            let par = base
+                .clone()
+                .threads(threads)
+                .seal_with_rng(&mut SeqRng(5), &pt, &ctx())
+                .unwrap();
+            assert_eq!(par, seq, "{suite} {threads} threads");
+            assert_eq!(Opener::new(&FixedWrap).threads(threads).open(&seq, &ctx()).unwrap(), pt);
+        }
+        // A tampered segment fails the parallel open and releases nothing.
+        let mut bad = seq.clone();
+        let n = bad.len();
+        bad[n / 2] ^= 1;
+        let mut out = b"keep".to_vec();
+        assert!(
+            Opener::new(&FixedWrap)
+                .threads(4)
+                .open_to(&bad, &ctx(), &mut out)
+                .is_err()
+        );
+        assert_eq!(out, b"keep");
+    }
+}
