@@ -61,7 +61,10 @@
 //!
 //! ## Features
 //!
-//! - `std` (default): loading local KEKs from files and environment variables.
+//! - `std` (default): loading local KEKs from files and environment variables,
+//!   streaming [`Encryptor`] / [`Decryptor`], parallel segments.
+//! - `tokio`: `AsyncEncryptor` / `AsyncDecryptor` over tokio's `AsyncWrite` /
+//!   `AsyncRead` (the io traits only; lockbox starts no runtime).
 //!   Without it the crate is `no_std` + `alloc`; on targets without an OS,
 //!   configure getrandom's custom backend to supply randomness.
 
@@ -89,6 +92,8 @@ mod local;
 mod provider;
 #[cfg(feature = "std")]
 mod stream;
+#[cfg(feature = "tokio")]
+mod stream_async;
 mod suite;
 
 pub use context::{Binding, BindingBuf, ContextEntry, EncryptionContext, Storage};
@@ -100,6 +105,8 @@ pub use local::{LOCAL_KEK_LEN, LOCAL_PROVIDER_ID, LocalKek};
 pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, KeyEncryptionProvider, ProviderIdentity};
 #[cfg(feature = "std")]
 pub use stream::{Decryptor, Encryptor};
+#[cfg(feature = "tokio")]
+pub use stream_async::{AsyncDecryptor, AsyncEncryptor};
 pub use suite::Suite;
 /// Re-exported so callers can name [`ExposeSecret`](secrecy::ExposeSecret) and
 /// pass their own RNGs without adding these crates themselves.
