@@ -221,7 +221,8 @@ impl EncryptionContext {
 
     /// Rebuilds the full context an envelope was sealed under from its header
     /// and what the caller supplies to open, returning the binding bytes.
-    pub(crate) fn reconcile(&self, header: ContextBlock<'_>, suite: Suite) -> Result<Vec<u8>, Error> {
+    /// With `strict`, every stored entry must be supplied too.
+    pub(crate) fn reconcile(&self, header: ContextBlock<'_>, suite: Suite, strict: bool) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
         put_binding_prefix(&mut out, suite, header.len());
         let mut matched = 0usize;
@@ -231,6 +232,7 @@ impl EncryptionContext {
                 (Some(stored), Some(v)) if v != stored => {
                     return Err(Error::ContextMismatch { key: e.key.to_string() });
                 }
+                (Some(_), None) if strict => return Err(Error::MissingContext { key: e.key.to_string() }),
                 (Some(stored), _) => put_binding_entry(&mut out, e.key, stored, Storage::Stored),
                 (None, Some(v)) => put_binding_entry(&mut out, e.key, v, Storage::Required),
                 (None, None) => return Err(Error::MissingContext { key: e.key.to_string() }),

@@ -63,7 +63,9 @@ pub(crate) enum PayloadCipher {
 
 impl PayloadCipher {
     pub(crate) fn new(suite: Suite, key: &[u8; 32]) -> Self {
-        // Borrowed as an `Array`, not copied: no stray key bytes on the stack.
+        // Borrowed as an `Array`, not copied into a temporary. (The key schedule
+        // itself is moved by value on the stack; only heap memory is checked
+        // for stray copies, by tests/zeroize.)
         let key: &Array<u8, _> = key.into();
         match suite {
             Suite::Aes256Gcm => Self::Aes(Aes256Gcm::new(key)),

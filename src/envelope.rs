@@ -37,8 +37,11 @@ pub fn seal(
 ///
 /// `context` must hold every [required](crate::Storage::Required) entry the
 /// envelope was sealed with; stored entries may be given too, and must then
-/// match. Plaintext is returned only if everything authenticated: on any
-/// failure nothing is released. See [`Opener`].
+/// match. Stored entries left out are **not** checked: any envelope the
+/// provider can open passes, whatever else its context says. When that
+/// matters, use [`Opener::strict_context`] or [`Opener::open_with_context`].
+/// Plaintext is returned only if everything authenticated: on any failure
+/// nothing is released. See [`Opener`].
 pub fn open(
     provider: &dyn KeyEncryptionProvider,
     envelope: &[u8],
@@ -305,7 +308,8 @@ impl<'p> Sealer<'p> {
     }
 
     /// Seals in place: `buf` holds the plaintext before and the envelope after.
-    /// On error `buf` is unchanged. Reserve the envelope's overhead in `buf`
+    /// Provider, randomness, limit and allocation errors leave `buf` unchanged
+    /// (they happen before it is touched). Reserve the envelope's overhead in `buf`
     /// to avoid a copy; if it lacks the capacity, the plaintext is moved to a
     /// new allocation and the old one is zeroized before it is freed.
     pub fn seal_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
@@ -429,6 +433,16 @@ impl<'p> Sealer<'p> {
         for p in others {
             wrapped.push(p.wrap(&dek, binding)?);
         }
+        // An envelope its own providers would not try to open is a provider
+        // bug; catch it here rather than when the data is needed.
+        for (p, w) in self.providers.iter().zip(&wrapped) {
+            if !p.matches(w.as_ref()) {
+                return Err(Error::Provider(ProviderError::new(
+                    crate::ProviderErrorKind::Other,
+                    p.provider_id(),
+                )));
+            }
+        }
         let keys = crypto::derive(self.suite, dek.expose_secret(), &message_id);
         drop(dek);
         let header_len = wrapped.iter().fold(
@@ -503,7 +517,9 @@ impl<'p> Sealer<'p> {
             .ok_or(Error::InvalidArgument {
                 what: "plaintext too long",
             })?;
-        out.reserve_exact(total);
+        out.try_reserve_exact(total).map_err(|_| Error::InvalidArgument {
+            what: "envelope too large to allocate",
+        })?;
         self.write_header(p, context, out);
         let tag = p.cipher.header_tag(out.get(start..).unwrap_or_default())?;
         out.extend_from_slice(&tag);
@@ -534,6 +550,7 @@ pub struct Opener<'p> {
     providers: Vec<&'p dyn KeyEncryptionProvider>,
     limits: Limits,
     threads: usize,
+    strict_context: bool,
 }
 
 impl fmt::Debug for Opener<'_> {
@@ -559,7 +576,20 @@ impl<'p> Opener<'p> {
             providers: alloc::vec![provider],
             limits: Limits::default(),
             threads: 1,
+            strict_context: false,
         }
+    }
+
+    /// Requires the caller's context to name every entry of the envelope's
+    /// context, stored ones included (with their values), so an envelope with
+    /// any entry the caller did not expect fails with
+    /// [`Error::MissingContext`]. Without it, stored entries the caller leaves
+    /// out are accepted as the envelope has them: use
+    /// [`open_with_context`](Self::open_with_context) to see them.
+    #[must_use]
+    pub fn strict_context(mut self) -> Self {
+        self.strict_context = true;
+        self
     }
 
     /// Verifies and decrypts the segments of one-shot opens on up to `threads`
@@ -592,6 +622,27 @@ impl<'p> Opener<'p> {
         let mut out = Vec::new();
         self.open_to(envelope, context, &mut out)?;
         Ok(out)
+    }
+
+    /// Opens `envelope` and also returns the whole authenticated context: the
+    /// envelope's stored entries and the required ones the caller supplied.
+    /// Decide on the data only after checking it (or use
+    /// [`strict_context`](Self::strict_context)).
+    pub fn open_with_context(
+        &self,
+        envelope: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, EncryptionContext), Error> {
+        let plaintext = self.open(envelope, context)?;
+        let (h, _) = format::parse(envelope, &self.limits)?;
+        let mut full = EncryptionContext::new();
+        for e in h.context.iter() {
+            match e.value {
+                Some(v) => full.insert(e.key, v)?,
+                None => full.insert_required(e.key, context.get(e.key).unwrap_or_default())?,
+            }
+        }
+        Ok((plaintext, full))
     }
 
     /// Opens `envelope` and appends the plaintext to `out`. On error `out` is
@@ -672,7 +723,7 @@ impl<'p> Opener<'p> {
 
     /// Reconciles the context, unwraps and authenticates a parsed header.
     pub(crate) fn unlock_header(&self, h: &Header<'_>, context: &EncryptionContext) -> Result<PayloadCipher, Error> {
-        let binding_bytes = context.reconcile(h.context, h.suite)?;
+        let binding_bytes = context.reconcile(h.context, h.suite, self.strict_context)?;
         self.unwrap_and_verify(h, Binding::from_encoded(h.suite, &binding_bytes))
     }
 

@@ -180,7 +180,11 @@ mod io {
                     ));
                 }
             }
-            let mut text = Zeroizing::new(Vec::with_capacity(64));
+            // Sized for the largest accepted file up front: growing the buffer
+            // would free a block with key text in it.
+            let mut text = Zeroizing::new(Vec::with_capacity(
+                usize::try_from(MAX_KEY_FILE_LEN).unwrap_or(1024).saturating_add(1),
+            ));
             file.take(MAX_KEY_FILE_LEN.saturating_add(1))
                 .read_to_end(&mut text)
                 .map_err(|e| load_err(format!("cannot read key file {shown}"), Some(e)))?;
@@ -220,8 +224,10 @@ mod io {
         /// (mode `0600` on Unix), atomically: the key is written and synced to a
         /// temporary file in the same directory, which is then linked into
         /// place. An existing file is never overwritten (losing a KEK loses
-        /// every envelope it wrapped), and a crash leaves either no file or a
-        /// complete one.
+        /// every envelope it wrapped), and a crash leaves either no key file or
+        /// a complete one; a crash before the temporary file is removed can
+        /// leave it behind (`.<name>.tmp-<random>`, mode `0600`, holding the
+        /// key): remove it. Needs a file system with hard links.
         pub fn write_new_file(&self, path: impl AsRef<Path>) -> Result<(), Error> {
             let path = path.as_ref();
             let shown = path.display();

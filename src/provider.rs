@@ -20,13 +20,15 @@ pub trait ProviderIdentity: Send + Sync + Debug + 'static {
     /// visible ASCII.
     fn provider_id(&self) -> &str;
 
-    /// Whether this provider should try to unwrap `wrapped`. The default
-    /// matches on provider id; providers holding specific keys should also
-    /// compare the key id, so that opening never calls a provider (perhaps a
-    /// remote one) for a key it does not hold.
-    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
-        wrapped.provider_id() == self.provider_id()
-    }
+    /// Whether this provider should try to unwrap `wrapped`: the provider id
+    /// and the key id must name a key this provider was configured with.
+    ///
+    /// There is deliberately no default. Matching on the provider id alone
+    /// ("discovery") would let an envelope name any key, for example a KMS
+    /// key an attacker controls and whose policy lets the caller decrypt:
+    /// such an envelope, built entirely by the attacker, would open. A
+    /// provider that offers discovery must make it an explicit opt-in.
+    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool;
 }
 
 /// Wraps and unwraps data keys under a key-encryption key (KEK) it holds or
@@ -37,7 +39,9 @@ pub trait ProviderIdentity: Send + Sync + Debug + 'static {
 /// implementation **must** authenticate the wrapped key against it, so that a
 /// wrapped key opens only under the context it was sealed with. The local
 /// provider uses [`Binding::as_bytes`] as AEAD associated data; AWS KMS maps it
-/// to an `EncryptionContext`.
+/// to an `EncryptionContext`. A provider that binds a map instead of the bytes
+/// must include the suite (and should include the binding's label) as well as
+/// every entry with its storage kind.
 ///
 /// The trait is object-safe and `Send + Sync + Debug + 'static`: lockbox takes
 /// providers as `&dyn KeyEncryptionProvider` (an `Arc<dyn ...>` derefs to one),
@@ -57,6 +61,9 @@ pub trait ProviderIdentity: Send + Sync + Debug + 'static {
 ///
 /// impl ProviderIdentity for Renamed {
 ///     fn provider_id(&self) -> &str { "example.renamed" }
+///     fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
+///         w.provider_id() == "example.renamed" && w.key_id() == self.0.key_id().as_str()
+///     }
 /// }
 ///
 /// impl KeyEncryptionProvider for Renamed {

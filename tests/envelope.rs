@@ -401,6 +401,9 @@ impl ProviderIdentity for Broken {
     fn provider_id(&self) -> &str {
         "test.broken"
     }
+    fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
+        w.provider_id() == "test.broken"
+    }
 }
 
 impl KeyEncryptionProvider for Broken {
@@ -756,4 +759,81 @@ fn seal_with_rng_draws_key_and_message_id_in_one_call() {
         .unwrap();
     let expected_key: Vec<u8> = (0u8..32).collect();
     assert_eq!(dek.expose_secret().as_slice(), expected_key.as_slice());
+}
+
+#[test]
+fn strict_context_requires_every_stored_entry() {
+    let kek = LocalKek::generate().unwrap();
+    let evil = EncryptionContext::new().with("tenant", "evil").unwrap();
+    let env = lockbox::seal(&kek, b"evil data", &evil).unwrap();
+    // Lenient (default): stored entries the caller leaves out are not checked.
+    assert_eq!(
+        lockbox::open(&kek, &env, &EncryptionContext::new()).unwrap(),
+        b"evil data"
+    );
+    // Strict: the caller must name them, with their values.
+    let strict = Opener::new(&kek).strict_context();
+    match strict.open(&env, &EncryptionContext::new()) {
+        Err(Error::MissingContext { key }) => assert_eq!(key, "tenant"),
+        r => panic!("{r:?}"),
+    }
+    assert!(matches!(
+        strict.open(&env, &EncryptionContext::new().with("tenant", "good").unwrap()),
+        Err(Error::ContextMismatch { .. })
+    ));
+    assert_eq!(strict.open(&env, &evil).unwrap(), b"evil data");
+}
+
+#[test]
+fn open_with_context_returns_the_authenticated_context() {
+    let kek = LocalKek::generate().unwrap();
+    let env = lockbox::seal(&kek, b"data", &ctx()).unwrap();
+    let (pt, full) = Opener::new(&kek).open_with_context(&env, &open_ctx()).unwrap();
+    assert_eq!(pt, b"data");
+    assert_eq!(
+        full,
+        ctx(),
+        "stored entries from the envelope, required ones as supplied"
+    );
+    assert_eq!(full.get("purpose"), Some("test"));
+    assert!(
+        Opener::new(&kek)
+            .open_with_context(&env, &EncryptionContext::new())
+            .is_err()
+    );
+}
+
+/// A provider whose wrapped keys name a key it would not match.
+#[derive(Debug)]
+struct Misnamed(LocalKek);
+
+impl ProviderIdentity for Misnamed {
+    fn provider_id(&self) -> &str {
+        "test.misnamed"
+    }
+    fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
+        w.provider_id() == "test.misnamed"
+    }
+}
+
+impl KeyEncryptionProvider for Misnamed {
+    fn wrap(&self, dek: &DataKey, b: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+        // Bug under test: reports the inner provider's id.
+        self.0.wrap(dek, b)
+    }
+    fn unwrap(&self, w: WrappedKeyRef<'_>, b: Binding<'_>) -> Result<DataKey, ProviderError> {
+        self.0.unwrap(w, b)
+    }
+}
+
+#[test]
+fn sealing_refuses_a_wrapped_key_its_provider_would_not_open() {
+    let p = Misnamed(LocalKek::generate().unwrap());
+    match lockbox::seal(&p, b"x", &ctx()) {
+        Err(Error::Provider(e)) => {
+            assert_eq!(e.kind(), ProviderErrorKind::Other);
+            assert_eq!(e.provider_id(), "test.misnamed");
+        }
+        r => panic!("{r:?}"),
+    }
 }

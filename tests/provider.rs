@@ -55,6 +55,9 @@ impl ProviderIdentity for AsyncOnly {
     fn provider_id(&self) -> &str {
         "test.async-only"
     }
+    fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
+        w.key_id() == self.0.key_id().as_str()
+    }
 }
 
 impl AsyncKeyEncryptionProvider for AsyncOnly {

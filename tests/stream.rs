@@ -27,6 +27,9 @@ impl ProviderIdentity for FixedWrap {
     fn provider_id(&self) -> &str {
         "test.fixed"
     }
+    fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
+        w.provider_id() == "test.fixed" && w.key_id() == "k"
+    }
 }
 
 impl KeyEncryptionProvider for FixedWrap {
