@@ -321,7 +321,7 @@ impl<'p> Sealer<'p> {
         let total = segs
             .payload_len()
             .and_then(|n| n.checked_add(p.header_len))
-            .ok_or(Error::InvalidArgument {
+            .ok_or_else(|| Error::InvalidArgument {
                 what: "plaintext too long",
             })?;
         let stride = segs.size.saturating_add(TAG_LEN);
@@ -406,7 +406,7 @@ impl<'p> Sealer<'p> {
         if self.providers.len() > max_wrapped {
             return Err(exceeded(LimitKind::WrappedKeys, max_wrapped));
         }
-        let (first, others) = self.providers.split_first().ok_or(Error::InvalidArgument {
+        let (first, others) = self.providers.split_first().ok_or_else(|| Error::InvalidArgument {
             what: "no provider to wrap the data key",
         })?;
         let binding_bytes = context.binding_bytes(self.suite);
@@ -514,7 +514,7 @@ impl<'p> Sealer<'p> {
         let total = segs
             .payload_len()
             .and_then(|n| n.checked_add(p.header_len))
-            .ok_or(Error::InvalidArgument {
+            .ok_or_else(|| Error::InvalidArgument {
                 what: "plaintext too long",
             })?;
         out.try_reserve_exact(total).map_err(|_| Error::InvalidArgument {
@@ -777,9 +777,11 @@ fn seal_run(cipher: &PayloadCipher, segs: Segments, first: usize, src: &[u8], ds
         let i = first.saturating_add(j);
         let last = i.saturating_add(1) == segs.count;
         let pt = chunks.next().unwrap_or_default();
-        let (ct, tag) = out.split_at_mut_checked(pt.len()).ok_or(Error::InvalidArgument {
-            what: "buffer too short",
-        })?;
+        let (ct, tag) = out
+            .split_at_mut_checked(pt.len())
+            .ok_or_else(|| Error::InvalidArgument {
+                what: "buffer too short",
+            })?;
         let index = u32::try_from(i).map_err(|_| Error::InvalidArgument {
             what: "too many segments",
         })?;

@@ -201,11 +201,12 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], Error> {
-        let end = self.pos.checked_add(n).ok_or(Error::Malformed {
+        // Errors are built only on failure: this is the hot path of every open.
+        let end = self.pos.checked_add(n).ok_or_else(|| Error::Malformed {
             offset: self.pos,
             what: "length overflow",
         })?;
-        let out = self.buf.get(self.pos..end).ok_or(Error::Malformed {
+        let out = self.buf.get(self.pos..end).ok_or_else(|| Error::Malformed {
             offset: self.buf.len(),
             what: "truncated",
         })?;
@@ -421,7 +422,7 @@ pub(crate) fn parse<'a>(input: &'a [u8], limits: &Limits) -> Result<(Header<'a>,
         other => other,
     };
     parse_v1(window, limits).map_err(header_too_long).and_then(|h| {
-        let payload = input.get(h.len..).ok_or(Error::Malformed {
+        let payload = input.get(h.len..).ok_or_else(|| Error::Malformed {
             offset: input.len(),
             what: "truncated",
         })?;
@@ -433,7 +434,7 @@ fn parse_v1<'a>(input: &'a [u8], limits: &Limits) -> Result<Header<'a>, Error> {
     let mut r = Reader::new(input);
     r.take(5)?; // magic + version, checked by the caller
     let suite_id = r.u8()?;
-    let suite = Suite::from_id(suite_id).ok_or(Error::UnsupportedSuite(suite_id))?;
+    let suite = Suite::from_id(suite_id).ok_or_else(|| Error::UnsupportedSuite(suite_id))?;
     let exp_at = r.pos();
     let segment_size = SegmentSize::from_exponent(r.u8()?).map_err(|_| Error::Malformed {
         offset: exp_at,
