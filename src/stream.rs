@@ -108,6 +108,10 @@ impl<W: Write> Encryptor<W> {
 
     /// Encrypts the buffered segment and writes it with its tag.
     fn emit(&mut self, last: bool) -> io::Result<()> {
+        // At most 2^32 - 1 segments: indices 0 ..= 2^32 - 2.
+        if self.index == u32::MAX {
+            return Err(io::Error::other("more than 2^32 - 1 segments"));
+        }
         let inner = self.inner.as_mut().ok_or_else(poisoned)?;
         let tag = self
             .cipher
@@ -117,10 +121,7 @@ impl<W: Write> Encryptor<W> {
         let r = inner.write_all(&self.buf);
         self.buf.clear();
         r?;
-        self.index = self
-            .index
-            .checked_add(1)
-            .ok_or_else(|| io::Error::other("more than 2^32 - 1 segments"))?;
+        self.index = self.index.saturating_add(1);
         Ok(())
     }
 
@@ -166,6 +167,9 @@ impl<W: Write> Write for Encryptor<W> {
     /// Flushes the inner writer. The partly filled segment stays buffered: a
     /// segment can only be written whole.
     fn flush(&mut self) -> io::Result<()> {
+        if self.failed {
+            return Err(poisoned());
+        }
         self.inner.as_mut().ok_or_else(poisoned)?.flush()
     }
 }
@@ -244,10 +248,19 @@ impl Opener<'_> {
                     break (cipher, h.len, h.segment_size);
                 }
                 Err(Error::Malformed { what: "truncated", .. }) if !eof => {
+                    // Grow geometrically, never past one byte more than the
+                    // header limit (the parser then reports the limit).
                     let want = buf
                         .len()
                         .saturating_mul(2)
-                        .clamp(256, limits.max_header_len().saturating_add(1));
+                        .max(256)
+                        .min(limits.max_header_len().saturating_add(1));
+                    if want <= buf.len() {
+                        return Err(io_error(Error::LimitExceeded {
+                            limit: crate::LimitKind::HeaderBytes,
+                            max: limits.max_header_len(),
+                        }));
+                    }
                     eof = fill(&mut reader, &mut buf, want)?;
                 }
                 Err(e) => return Err(io_error(e)),
@@ -402,7 +415,8 @@ impl<R: Read> Read for Decryptor<R> {
 
 impl<R: Read + Seek> Decryptor<R> {
     /// Switches to indexed reading: finds the payload length, checks it frames,
-    /// and verifies the last segment so that the length is authenticated.
+    /// and verifies the last segment so that the length is authenticated. The
+    /// layout is kept only once that check passed.
     fn index(&mut self) -> io::Result<Segments> {
         if let Some(s) = self.indexed {
             return Ok(s);
@@ -425,14 +439,13 @@ impl<R: Read + Seek> Decryptor<R> {
         let size = SegmentSize::new(self.segment).map_err(io_error)?;
         let header_len = usize::try_from(self.header_len).unwrap_or(usize::MAX);
         let segs = Segments::for_payload(payload, size, header_len).map_err(io_error)?;
-        self.indexed = Some(segs);
         self.base = base;
         // Authenticate the length: the last segment must verify as final.
         let keep = self.position;
-        self.load(segs.count.saturating_sub(1))?;
+        self.load(segs, segs.count.saturating_sub(1))?;
         self.buf.zeroize();
         self.plain = 0..0;
-        self.finished = false;
+        self.indexed = Some(segs);
         self.seek_plain(keep)?;
         Ok(segs)
     }
@@ -462,9 +475,8 @@ impl<R: Read> Decryptor<R> {
 }
 
 impl<R: Read + Seek> Decryptor<R> {
-    /// Reads and decrypts segment `k` by position.
-    fn load(&mut self, k: usize) -> io::Result<()> {
-        let segs = self.indexed.ok_or_else(|| io::Error::other("not indexed"))?;
+    /// Reads and decrypts segment `k` of `segs` by position.
+    fn load(&mut self, segs: Segments, k: usize) -> io::Result<()> {
         let stride = u64::try_from(self.stride()).unwrap_or(u64::MAX);
         let at = u64::try_from(k)
             .ok()
@@ -504,48 +516,53 @@ impl<R: Read + Seek> Decryptor<R> {
         }
         let seg = u64::try_from(self.segment).unwrap_or(u64::MAX);
         let k = usize::try_from(p.checked_div(seg).unwrap_or(0)).unwrap_or(usize::MAX);
-        self.load(k)?;
+        self.load(segs, k)?;
         let skip = usize::try_from(p.saturating_sub(self.position)).unwrap_or(usize::MAX);
         self.plain.start = self.plain.start.saturating_add(skip).min(self.plain.end);
         self.position = p;
         Ok(())
     }
 
-    /// The plaintext length (switches to indexed mode if needed).
+    /// The plaintext length, authenticated (switches to indexed mode: the
+    /// last segment is verified). A failure poisons the decryptor.
     pub fn plaintext_len(&mut self) -> io::Result<u64> {
-        let segs = self.index()?;
-        Ok(u64::try_from(segs.plaintext_len()).unwrap_or(u64::MAX))
+        if self.failed {
+            return Err(poisoned());
+        }
+        match self.index() {
+            Ok(segs) => Ok(u64::try_from(segs.plaintext_len()).unwrap_or(u64::MAX)),
+            Err(e) => Err(self.fail(e)),
+        }
     }
 }
 
-impl<R: Read + Seek> Decryptor<R> {
-    fn seek_inner(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        let segs = self.index()?;
+impl<R: Read + Seek> Seek for Decryptor<R> {
+    /// Seeks in plaintext offsets, `0..=len`. A target outside that range
+    /// fails with `InvalidInput` and leaves the decryptor as it was; any other
+    /// failure (I/O, authentication) poisons it.
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        if self.failed {
+            return Err(poisoned());
+        }
+        let segs = match self.index() {
+            Ok(segs) => segs,
+            Err(e) => return Err(self.fail(e)),
+        };
         let len = u64::try_from(segs.plaintext_len()).unwrap_or(u64::MAX);
         let target = match pos {
             SeekFrom::Start(n) => Some(n),
             SeekFrom::End(d) => len.checked_add_signed(d),
             SeekFrom::Current(d) => self.position.checked_add_signed(d),
         };
-        let target = target
-            .filter(|t| *t <= len)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek outside the plaintext"))?;
-        self.seek_plain(target)?;
-        Ok(target)
-    }
-}
-
-impl<R: Read + Seek> Seek for Decryptor<R> {
-    /// Seeks in plaintext offsets, `0..=len`. Seeking outside fails with
-    /// `InvalidInput` and leaves the decryptor usable; any other failure
-    /// (I/O, authentication) poisons it.
-    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        if self.failed {
-            return Err(poisoned());
-        }
-        match self.seek_inner(pos) {
-            Err(e) if e.kind() != io::ErrorKind::InvalidInput => Err(self.fail(e)),
-            r => r,
+        let Some(target) = target.filter(|t| *t <= len) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek outside the plaintext",
+            ));
+        };
+        match self.seek_plain(target) {
+            Ok(()) => Ok(target),
+            Err(e) => Err(self.fail(e)),
         }
     }
 }

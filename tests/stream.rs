@@ -327,3 +327,54 @@ fn parallel_and_sequential_give_the_same_bytes() {
         assert_eq!(out, b"keep");
     }
 }
+
+#[test]
+fn a_failed_length_check_poisons_the_decryptor() {
+    // Found in review: plaintext_len() on an envelope cut at a segment
+    // boundary failed, but left a decryptor that then released non-plaintext
+    // bytes and reported a clean end.
+    let kek = LocalKek::generate().unwrap();
+    let pt = pattern(640);
+    let env = Sealer::new(&kek)
+        .segment_size(SegmentSize::MIN)
+        .seal(&pt, &ctx())
+        .unwrap();
+    let cut = env.len() - 80;
+    let mut dec = Opener::new(&kek)
+        .decryptor(Cursor::new(env[..cut].to_vec()), &ctx())
+        .unwrap();
+    let mut head = [0u8; 10];
+    dec.read_exact(&mut head).unwrap();
+    assert_eq!(head, pt[..10]);
+    let e = dec.plaintext_len().unwrap_err();
+    assert!(matches!(lockbox_error(&e), Error::Authentication), "{e}");
+    assert!(dec.read(&mut [0u8; 64]).is_err());
+    assert!(dec.seek(SeekFrom::End(0)).is_err());
+    assert!(dec.read_to_end(&mut Vec::new()).is_err());
+}
+
+#[test]
+fn tiny_header_limits_fail_cleanly() {
+    // Found in review: a header limit below 255 bytes panicked, below 5 looped.
+    let kek = LocalKek::generate().unwrap();
+    let env = lockbox::seal(&kek, b"x", &ctx()).unwrap();
+    let h = lockbox::inspect(&env).unwrap().header_len();
+    for max in [0, 1, 4, 5, 100, h - 1, h, 255, 70_000] {
+        let opener = Opener::new(&kek).limits(lockbox::Limits::default().with_max_header_len(max));
+        match opener.decryptor(&env[..], &ctx()) {
+            Err(e) => {
+                assert!(max < h, "max {max} >= header {h} refused: {e}");
+                assert!(
+                    matches!(lockbox_error(&e), Error::LimitExceeded { .. }),
+                    "max {max}: {e}"
+                );
+            }
+            Ok(mut d) => {
+                assert!(max >= h, "max {max} < header {h} accepted");
+                let mut out = Vec::new();
+                d.read_to_end(&mut out).unwrap();
+                assert_eq!(out, b"x");
+            }
+        }
+    }
+}
