@@ -202,6 +202,12 @@ impl<W: Write> core::fmt::Debug for Encryptor<W> {
 /// plaintext offsets), decrypting only the segments it reads; the first seek
 /// verifies the last segment, so the length is authenticated too.
 ///
+/// A segment is released once the first byte after it has arrived (or the
+/// input ended): that is how the last segment is recognised, so on a pipe or
+/// socket plaintext lags the sender by up to one segment. The source should
+/// block: any I/O error other than `Interrupted` (`WouldBlock` included) ends
+/// the stream.
+///
 /// Errors are `io::Error`s wrapping a [`lockbox::Error`](crate::Error):
 /// `e.get_ref().and_then(|e| e.downcast_ref::<lockbox::Error>())`.
 pub struct Decryptor<R: Read> {
@@ -380,6 +386,13 @@ impl<R: Read> Decryptor<R> {
             self.finished = true;
         }
         Ok(())
+    }
+}
+
+impl<R: Read> Decryptor<R> {
+    /// The inner reader.
+    pub fn get_ref(&self) -> &R {
+        &self.inner
     }
 }
 
