@@ -85,6 +85,71 @@ pub fn inspect_with_limits(envelope: &[u8], limits: &Limits) -> Result<EnvelopeI
     })
 }
 
+/// For range reads (object stores): the byte range of an envelope that holds
+/// the segments covering `plaintext` (a range of plaintext offsets).
+///
+/// `header_prefix` must start at the envelope's first byte and hold at least
+/// the whole header (fetch, say, the first 64 KiB); `envelope_len` is the
+/// envelope's total size (an object store's content length). Nothing is
+/// authenticated here. Fetch the header and the returned range and decrypt
+/// the segments with a [`Decryptor`](crate::Decryptor) over a reader that
+/// serves those bytes at their offsets: its first seek also verifies the
+/// final segment (which proves the length), so fetch that segment too.
+///
+/// ```
+/// # fn main() -> Result<(), lockbox::Error> {
+/// let kek = lockbox::LocalKek::generate()?;
+/// let ctx = lockbox::EncryptionContext::new();
+/// let env = lockbox::Sealer::new(&kek)
+///     .segment_size(lockbox::SegmentSize::new(1024)?)
+///     .seal(&[7u8; 10_000], &ctx)?;
+/// let r = lockbox::ciphertext_range(&env, env.len() as u64, 2_000..2_100)?;
+/// // Plaintext 2000..2100 lies in segment 1 (1024..2048) and 2 (2048..3072).
+/// let h = lockbox::inspect(&env)?.header_len() as u64;
+/// assert_eq!(r, h + 1040..h + 3 * 1040);
+/// # Ok(()) }
+/// ```
+pub fn ciphertext_range(
+    header_prefix: &[u8],
+    envelope_len: u64,
+    plaintext: core::ops::Range<u64>,
+) -> Result<core::ops::Range<u64>, Error> {
+    let (h, _) = format::parse(header_prefix, &Limits::default())?;
+    let header_len = u64::try_from(h.len).unwrap_or(u64::MAX);
+    let payload = envelope_len.checked_sub(header_len).ok_or_else(|| Error::Malformed {
+        offset: h.len,
+        what: "truncated payload",
+    })?;
+    let payload = usize::try_from(payload).map_err(|_| Error::InvalidArgument {
+        what: "envelope too large for this platform",
+    })?;
+    let segs = Segments::for_payload(payload, h.segment_size, h.len)?;
+    let len = u64::try_from(segs.plaintext_len()).unwrap_or(u64::MAX);
+    if plaintext.start > plaintext.end || plaintext.end > len {
+        return Err(Error::InvalidArgument {
+            what: "plaintext range outside the envelope's plaintext",
+        });
+    }
+    let size = u64::try_from(segs.size).unwrap_or(u64::MAX);
+    let stride = size.saturating_add(16);
+    let first = plaintext.start.checked_div(size).unwrap_or(0);
+    // The segment holding the last byte of the range (or the first, if empty).
+    let last = plaintext
+        .end
+        .saturating_sub(1)
+        .max(plaintext.start)
+        .checked_div(size)
+        .unwrap_or(0);
+    let last = last.min(u64::try_from(segs.count.saturating_sub(1)).unwrap_or(u64::MAX));
+    let last_len = u64::try_from(segs.len_of(usize::try_from(last).unwrap_or(usize::MAX))).unwrap_or(u64::MAX);
+    let start = header_len.saturating_add(first.saturating_mul(stride));
+    let end = header_len
+        .saturating_add(last.saturating_mul(stride))
+        .saturating_add(last_len)
+        .saturating_add(16);
+    Ok(start..end)
+}
+
 /// What [`inspect`] reads from a header. Unauthenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnvelopeInfo {

@@ -97,7 +97,7 @@ mod stream_async;
 mod suite;
 
 pub use context::{Binding, BindingBuf, ContextEntry, EncryptionContext, Storage};
-pub use envelope::{EnvelopeInfo, Opener, Sealer, inspect, inspect_with_limits, open, seal};
+pub use envelope::{EnvelopeInfo, Opener, Sealer, ciphertext_range, inspect, inspect_with_limits, open, seal};
 pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};
 pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};

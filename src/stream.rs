@@ -228,7 +228,7 @@ pub struct Decryptor<R: Read> {
     position: u64,
     finished: bool,
     failed: bool,
-    /// Known after the first seek: the payload's segmentation.
+    /// Known after the first seek (and authenticated): the payload's segmentation.
     indexed: Option<Segments>,
     /// Known after the first seek: the reader offset where the envelope starts.
     base: u64,
@@ -415,11 +415,9 @@ impl<R: Read> Read for Decryptor<R> {
             if self.finished || out.is_empty() {
                 return Ok(0);
             }
-            let r = match self.indexed {
-                Some(segs) => self.next_indexed(segs),
-                None => self.next_sequential(),
-            };
-            if let Err(e) = r {
+            // After a seek the reader sits on a segment boundary with nothing
+            // carried over, so reading on is ordinary sequential reading.
+            if let Err(e) = self.next_sequential() {
                 return Err(self.fail(e));
             }
         }
@@ -454,40 +452,48 @@ impl<R: Read + Seek> Decryptor<R> {
         let segs = Segments::for_payload(payload, size, header_len).map_err(io_error)?;
         self.base = base;
         // Authenticate the length: the last segment must verify as final.
-        let keep = self.position;
-        self.load(segs, segs.count.saturating_sub(1))?;
-        self.buf.zeroize();
-        self.plain = 0..0;
+        // Verified in a scratch buffer, and the reader put back, so the
+        // stream state (and which segments get fetched) is unchanged.
+        self.verify_last(segs)?;
+        self.inner.seek(SeekFrom::Start(here))?;
         self.indexed = Some(segs);
-        self.seek_plain(keep)?;
         Ok(segs)
     }
 }
 
-impl<R: Read> Decryptor<R> {
-    /// In indexed mode, reads the next segment: the reader is positioned
-    /// right after the previous one and every segment's length is known.
-    fn next_indexed(&mut self, segs: Segments) -> io::Result<()> {
-        let k = usize::try_from(self.index).unwrap_or(usize::MAX);
-        if k >= segs.count {
-            self.finished = true;
-            return Ok(());
-        }
-        let len = segs.len_of(k).saturating_add(TAG_LEN);
-        self.buf.clear();
-        fill(&mut self.inner, &mut self.buf, len)?;
-        if self.buf.len() < len {
-            return Err(io_error(Error::Malformed {
+impl<R: Read + Seek> Decryptor<R> {
+    /// Verifies the final segment (in a scratch buffer, zeroized after).
+    fn verify_last(&mut self, segs: Segments) -> io::Result<()> {
+        let k = segs.count.saturating_sub(1);
+        let stride = u64::try_from(self.stride()).unwrap_or(u64::MAX);
+        let at = u64::try_from(k)
+            .ok()
+            .and_then(|k| k.checked_mul(stride))
+            .and_then(|o| o.checked_add(self.base))
+            .and_then(|o| o.checked_add(self.header_len))
+            .ok_or_else(|| io::Error::other("offset overflow"))?;
+        self.inner.seek(SeekFrom::Start(at))?;
+        let len = segs.len_of(k);
+        let mut scratch = Vec::with_capacity(len.saturating_add(TAG_LEN));
+        fill(&mut self.inner, &mut scratch, len.saturating_add(TAG_LEN))?;
+        let index = u32::try_from(k).map_err(|_| io_error(Error::Authentication))?;
+        let r = match scratch.split_at_mut_checked(len) {
+            Some((ct, tag)) => match <[u8; TAG_LEN]>::try_from(&*tag) {
+                Ok(tag) => self.cipher.open_segment_in_place(index, true, ct, &tag),
+                Err(_) => Err(Error::Malformed {
+                    offset: 0,
+                    what: "truncated payload",
+                }),
+            },
+            None => Err(Error::Malformed {
                 offset: 0,
                 what: "truncated payload",
-            }));
-        }
-        self.carry = 0..0;
-        self.decrypt_at(segs.len_of(k), k.saturating_add(1) == segs.count)
+            }),
+        };
+        scratch.zeroize();
+        r.map_err(io_error)
     }
-}
 
-impl<R: Read + Seek> Decryptor<R> {
     /// Reads and decrypts segment `k` of `segs` by position.
     fn load(&mut self, segs: Segments, k: usize) -> io::Result<()> {
         let stride = u64::try_from(self.stride()).unwrap_or(u64::MAX);

@@ -378,3 +378,44 @@ fn tiny_header_limits_fail_cleanly() {
         }
     }
 }
+
+#[test]
+fn ciphertext_range_fetches_exactly_what_a_range_read_needs() {
+    let kek = LocalKek::generate().unwrap();
+    let pt = pattern(20_000);
+    let env = Sealer::new(&kek)
+        .segment_size(SegmentSize::new(1024).unwrap())
+        .seal(&pt, &ctx())
+        .unwrap();
+    let h = lockbox::inspect(&env).unwrap().header_len();
+    let last_segment = env.len() - (20_000 % 1024 + 16);
+    let mut state = 99u64;
+    for _ in 0..100 {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let a = (state >> 33) % 20_000;
+        let b = (a + (state >> 20) % 3000).min(20_000);
+        let r = lockbox::ciphertext_range(&env[..h + 10], env.len() as u64, a..b).unwrap();
+        // An object store would serve only these bytes: header, range, final segment.
+        let mut sparse = vec![0xEE; env.len()];
+        sparse[..h].copy_from_slice(&env[..h]);
+        sparse[r.start as usize..r.end as usize].copy_from_slice(&env[r.start as usize..r.end as usize]);
+        sparse[last_segment..].copy_from_slice(&env[last_segment..]);
+        let mut dec = Opener::new(&kek).decryptor(Cursor::new(sparse), &ctx()).unwrap();
+        dec.seek(SeekFrom::Start(a)).unwrap();
+        let mut got = vec![0u8; (b - a) as usize];
+        dec.read_exact(&mut got).unwrap();
+        assert_eq!(got, pt[a as usize..b as usize], "{a}..{b}");
+        // Whole segments, on segment boundaries.
+        assert_eq!((r.start - h as u64) % 1040, 0);
+    }
+    assert!(lockbox::ciphertext_range(&env, env.len() as u64, 0..20_001).is_err());
+    assert!(lockbox::ciphertext_range(&env[..10], env.len() as u64, 0..1).is_err());
+    // A length that cannot frame (a final segment shorter than its tag).
+    assert!(lockbox::ciphertext_range(&env, (h + 19 * 1040 + 5) as u64, 0..1).is_err());
+    assert_eq!(
+        lockbox::ciphertext_range(&env, env.len() as u64, 0..0).unwrap(),
+        h as u64..(h + 1040) as u64
+    );
+}
