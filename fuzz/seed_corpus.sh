@@ -6,7 +6,7 @@ cd "$(dirname "$0")"
 python3 - <<'PY'
 import json, pathlib, hashlib
 vectors = sorted(pathlib.Path("../tests/vectors/v1").glob("*.json"))
-for target in ["inspect", "open", "header_roundtrip"]:
+for target in ["inspect", "open", "header_roundtrip", "stream_open"]:
     d = pathlib.Path("corpus") / target
     d.mkdir(parents=True, exist_ok=True)
     for v in vectors:
