@@ -189,6 +189,88 @@ impl<W: Write> core::fmt::Debug for Encryptor<W> {
     }
 }
 
+/// What reading a header from a stream needs next.
+#[allow(clippy::large_enum_variant, reason = "built once per stream, never stored")]
+pub(crate) enum HeaderStep {
+    /// The header is complete and authenticated.
+    Ready {
+        cipher: PayloadCipher,
+        header_len: usize,
+        segment: SegmentSize,
+    },
+    /// Have this many bytes buffered, then try again.
+    Read(usize),
+}
+
+/// One step of reading a header from a stream (shared by the sync and async
+/// decryptors): authenticates it once `buf` holds all of it, or says how many
+/// bytes to buffer next, growing geometrically and never past one byte more
+/// than the header limit (the parser then reports the limit).
+pub(crate) fn header_step(
+    opener: &Opener<'_>,
+    buf: &[u8],
+    eof: bool,
+    context: &EncryptionContext,
+) -> Result<HeaderStep, Error> {
+    let limits = opener.limits_ref();
+    match format::parse(buf, limits) {
+        Ok((h, _)) => {
+            if h.segment_size.bytes() > limits.max_segment_size() {
+                return Err(Error::LimitExceeded {
+                    limit: crate::LimitKind::SegmentSize,
+                    max: limits.max_segment_size(),
+                });
+            }
+            let cipher = opener.unlock_header(&h, context)?;
+            Ok(HeaderStep::Ready {
+                cipher,
+                header_len: h.len,
+                segment: h.segment_size,
+            })
+        }
+        Err(Error::Malformed { what: "truncated", .. }) if !eof => {
+            let want = buf
+                .len()
+                .saturating_mul(2)
+                .max(256)
+                .min(limits.max_header_len().saturating_add(1));
+            if want <= buf.len() {
+                // Only with a limit shorter than the fixed fields.
+                return Err(Error::LimitExceeded {
+                    limit: crate::LimitKind::HeaderBytes,
+                    max: limits.max_header_len(),
+                });
+            }
+            Ok(HeaderStep::Read(want))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Where the next segment ends, from what was read (shared by the sync and
+/// async decryptors): `have` bytes are buffered, at most segment + tag + 1,
+/// and `eof` says whether the input ended. Returns the ciphertext length and
+/// whether it is the last segment (one followed by more input is not).
+pub(crate) fn frame_segment(have: usize, eof: bool, segment: usize, index: u64) -> Result<(usize, bool), Error> {
+    if eof && have <= segment.saturating_add(TAG_LEN) {
+        if have < TAG_LEN {
+            return Err(Error::Malformed {
+                offset: 0,
+                what: "truncated payload",
+            });
+        }
+        if have == TAG_LEN && index > 0 {
+            return Err(Error::Malformed {
+                offset: 0,
+                what: "empty final segment after a full one",
+            });
+        }
+        Ok((have.saturating_sub(TAG_LEN), true))
+    } else {
+        Ok((segment, false))
+    }
+}
+
 /// Decrypts an envelope from `R`, segment by segment.
 ///
 /// Created by [`Opener::decryptor`], which reads and authenticates the header.
@@ -238,38 +320,16 @@ impl Opener<'_> {
     /// Reads and authenticates the header from `reader` and returns a
     /// decryptor for the payload.
     pub fn decryptor<R: Read>(&self, mut reader: R, context: &EncryptionContext) -> io::Result<Decryptor<R>> {
-        let limits = *self.limits_ref();
         let mut buf: Vec<u8> = Vec::with_capacity(1024);
         let mut eof = false;
         let (cipher, header_len, size) = loop {
-            match format::parse(&buf, &limits) {
-                Ok((h, _)) => {
-                    if h.segment_size.bytes() > limits.max_segment_size() {
-                        return Err(io_error(Error::LimitExceeded {
-                            limit: crate::LimitKind::SegmentSize,
-                            max: limits.max_segment_size(),
-                        }));
-                    }
-                    let cipher = self.unlock_header(&h, context).map_err(io_error)?;
-                    break (cipher, h.len, h.segment_size);
-                }
-                Err(Error::Malformed { what: "truncated", .. }) if !eof => {
-                    // Grow geometrically, never past one byte more than the
-                    // header limit (the parser then reports the limit).
-                    let want = buf
-                        .len()
-                        .saturating_mul(2)
-                        .max(256)
-                        .min(limits.max_header_len().saturating_add(1));
-                    if want <= buf.len() {
-                        return Err(io_error(Error::LimitExceeded {
-                            limit: crate::LimitKind::HeaderBytes,
-                            max: limits.max_header_len(),
-                        }));
-                    }
-                    eof = fill(&mut reader, &mut buf, want)?;
-                }
-                Err(e) => return Err(io_error(e)),
+            match header_step(self, &buf, eof, context).map_err(io_error)? {
+                HeaderStep::Ready {
+                    cipher,
+                    header_len,
+                    segment,
+                } => break (cipher, header_len, segment),
+                HeaderStep::Read(want) => eof = fill(&mut reader, &mut buf, want)?,
             }
         };
         let have = buf.len();
@@ -343,24 +403,7 @@ impl<R: Read> Decryptor<R> {
             .consumed
             .saturating_add(u64::try_from(self.buf.len().saturating_sub(before)).unwrap_or(u64::MAX));
         let have = self.buf.len();
-        let last = eof && have <= stride;
-        let ct_len = if last {
-            if have < TAG_LEN {
-                return Err(io_error(Error::Malformed {
-                    offset: 0,
-                    what: "truncated payload",
-                }));
-            }
-            if have == TAG_LEN && self.index > 0 {
-                return Err(io_error(Error::Malformed {
-                    offset: 0,
-                    what: "empty final segment after a full one",
-                }));
-            }
-            have.saturating_sub(TAG_LEN)
-        } else {
-            self.segment
-        };
+        let (ct_len, last) = frame_segment(have, eof, self.segment, self.index).map_err(io_error)?;
         self.decrypt_at(ct_len, last)?;
         self.carry = ct_len.saturating_add(TAG_LEN)..have;
         Ok(())

@@ -21,9 +21,9 @@ use crate::context::EncryptionContext;
 use crate::crypto::PayloadCipher;
 use crate::envelope::{Opener, Sealer};
 use crate::error::Error;
-use crate::format::{self, TAG_LEN};
+use crate::format::TAG_LEN;
 use crate::keys::{os_random, rng_random};
-use crate::stream::io_error;
+use crate::stream::{HeaderStep, frame_segment, header_step, io_error};
 
 fn poisoned() -> io::Error {
     io::Error::other("lockbox stream already failed")
@@ -380,39 +380,17 @@ impl Opener<'_> {
         mut reader: R,
         context: &EncryptionContext,
     ) -> io::Result<AsyncDecryptor<R>> {
-        let limits = *self.limits_ref();
         let mut buf: Vec<u8> = Vec::with_capacity(1024);
         let mut eof = false;
         let (cipher, header_len, size) = loop {
-            let want = match format::parse(&buf, &limits) {
-                Ok((h, _)) => {
-                    if h.segment_size.bytes() > limits.max_segment_size() {
-                        return Err(io_error(Error::LimitExceeded {
-                            limit: crate::LimitKind::SegmentSize,
-                            max: limits.max_segment_size(),
-                        }));
-                    }
-                    let cipher = self.unlock_header(&h, context).map_err(io_error)?;
-                    break (cipher, h.len, h.segment_size);
-                }
-                Err(Error::Malformed { what: "truncated", .. }) if !eof => {
-                    if buf.len() > limits.max_header_len() {
-                        // Only possible with a limit shorter than the fixed
-                        // fields (the parser reports those as truncated).
-                        return Err(io_error(Error::LimitExceeded {
-                            limit: crate::LimitKind::HeaderBytes,
-                            max: limits.max_header_len(),
-                        }));
-                    }
-                    // Grows geometrically, reading at most one byte past the limit.
-                    buf.len()
-                        .saturating_mul(2)
-                        .max(256)
-                        .min(limits.max_header_len().saturating_add(1))
-                }
-                Err(e) => return Err(io_error(e)),
-            };
-            eof = fill(&mut reader, &mut buf, want).await?;
+            match header_step(self, &buf, eof, context).map_err(io_error)? {
+                HeaderStep::Ready {
+                    cipher,
+                    header_len,
+                    segment,
+                } => break (cipher, header_len, segment),
+                HeaderStep::Read(want) => eof = fill(&mut reader, &mut buf, want).await?,
+            }
         };
         let have = buf.len();
         Ok(AsyncDecryptor {
@@ -506,23 +484,9 @@ impl<R: AsyncRead + Unpin> AsyncDecryptor<R> {
         }
         self.loading = false;
         let have = self.filled;
-        let last = self.eof && have <= stride;
-        let ct_len = if last {
-            if have < TAG_LEN {
-                return Poll::Ready(Err(io_error(Error::Malformed {
-                    offset: 0,
-                    what: "truncated payload",
-                })));
-            }
-            if have == TAG_LEN && self.index > 0 {
-                return Poll::Ready(Err(io_error(Error::Malformed {
-                    offset: 0,
-                    what: "empty final segment after a full one",
-                })));
-            }
-            have.saturating_sub(TAG_LEN)
-        } else {
-            self.segment
+        let (ct_len, last) = match frame_segment(have, self.eof, self.segment, self.index) {
+            Ok(framed) => framed,
+            Err(e) => return Poll::Ready(Err(io_error(e))),
         };
         self.decrypt_at(ct_len, last, have)?;
         self.carry = ct_len.saturating_add(TAG_LEN)..have;
