@@ -312,6 +312,12 @@ impl<'p> Sealer<'p> {
         self
     }
 
+    /// The number of threads set with `threads` (1 by default).
+    #[cfg(feature = "std")]
+    pub(crate) fn thread_count(&self) -> usize {
+        self.threads
+    }
+
     /// Also wraps each data key with `provider` (for example a disaster-recovery
     /// key or a second region's KMS): any one of the providers can open the
     /// envelope. Wrapped keys appear in the header in the order added.
@@ -645,6 +651,12 @@ impl<'p> Opener<'p> {
         }
     }
 
+    /// The number of threads set with `threads` (1 by default).
+    #[cfg(feature = "std")]
+    pub(crate) fn thread_count(&self) -> usize {
+        self.threads
+    }
+
     /// Requires the caller's context to name every entry of the envelope's
     /// context, stored ones included (with their values), so an envelope with
     /// any entry the caller did not expect fails with
@@ -835,7 +847,13 @@ impl<'p> Opener<'p> {
 
 /// Encrypts consecutive segments starting at segment `first`: `src` holds
 /// their plaintext, `dst` room for their ciphertexts and tags.
-fn seal_run(cipher: &PayloadCipher, segs: Segments, first: usize, src: &[u8], dst: &mut [u8]) -> Result<(), Error> {
+pub(crate) fn seal_run(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    first: usize,
+    src: &[u8],
+    dst: &mut [u8],
+) -> Result<(), Error> {
     let stride = segs.size.saturating_add(TAG_LEN);
     let mut chunks = src.chunks(segs.size);
     for (j, out) in dst.chunks_mut(stride).enumerate() {
@@ -877,7 +895,7 @@ fn open_run(cipher: &PayloadCipher, segs: Segments, first: usize, src: &[u8], ds
 
 /// Which side of a segment run carries the tags.
 #[derive(Clone, Copy)]
-enum Direction {
+pub(crate) enum Direction {
     Seal,
     Open,
 }
@@ -885,7 +903,7 @@ enum Direction {
 /// Runs `work` over the segments, on up to `threads` scoped threads, each
 /// taking a contiguous run of whole segments of `src` (input) and `dst`
 /// (output). Same bytes as one thread.
-fn run_parallel<F>(
+pub(crate) fn run_parallel<F>(
     threads: usize,
     direction: Direction,
     segs: Segments,

@@ -10,7 +10,7 @@ use zeroize::Zeroize;
 
 use crate::context::EncryptionContext;
 use crate::crypto::PayloadCipher;
-use crate::envelope::{Opener, Sealer};
+use crate::envelope::{Direction, Opener, Sealer, run_parallel, seal_run};
 use crate::error::Error;
 use crate::format::{self, SegmentSize, Segments, TAG_LEN};
 use crate::keys::{os_random, rng_random};
@@ -61,8 +61,12 @@ pub struct Encryptor<W: Write> {
     inner: Option<W>,
     cipher: PayloadCipher,
     segment: usize,
-    /// Plaintext of the segment being filled; capacity segment + tag.
+    /// Plaintext being buffered: one segment (one thread, encrypted in place,
+    /// capacity segment + tag) or a batch of `threads` segments.
     buf: Vec<u8>,
+    /// With several threads: the sealed batch, reused.
+    out: Vec<u8>,
+    threads: usize,
     index: u32,
     failed: bool,
 }
@@ -96,18 +100,75 @@ impl<W: Write> Encryptor<W> {
         let (cipher, size) = sealer.start(context, random, &mut header).map_err(io_error)?;
         writer.write_all(&header)?;
         let segment = size.bytes();
+        let threads = sealer.thread_count().max(1);
         Ok(Self {
             inner: Some(writer),
             cipher,
             segment,
-            buf: Vec::with_capacity(segment.saturating_add(TAG_LEN)),
+            buf: Vec::with_capacity(segment.saturating_mul(threads).saturating_add(TAG_LEN)),
+            out: Vec::new(),
+            threads,
             index: 0,
             failed: false,
         })
     }
 
-    /// Encrypts the buffered segment and writes it with its tag.
+    /// Bytes buffered before sealing: one segment, or one per thread.
+    fn batch(&self) -> usize {
+        self.segment.saturating_mul(self.threads)
+    }
+
+    /// Encrypts what is buffered and writes it: one segment in place, or a
+    /// batch of segments on several threads (the same bytes).
     fn emit(&mut self, last: bool) -> io::Result<()> {
+        if self.threads > 1 {
+            return self.emit_batch(last);
+        }
+        self.emit_one(last)
+    }
+
+    /// Seals the buffered batch on `threads` threads; only the batch that
+    /// ends the stream holds the last segment.
+    fn emit_batch(&mut self, last: bool) -> io::Result<()> {
+        let inner = self.inner.as_mut().ok_or_else(poisoned)?;
+        let n = self.buf.len();
+        let nsegs = if n == 0 { 1 } else { n.div_ceil(self.segment) };
+        let base = usize::try_from(self.index).unwrap_or(usize::MAX);
+        if base.saturating_add(nsegs) > usize::try_from(u32::MAX).unwrap_or(usize::MAX) {
+            return Err(io::Error::other("more than 2^32 - 1 segments"));
+        }
+        let last_len = n.saturating_sub(nsegs.saturating_sub(1).saturating_mul(self.segment));
+        // Work split over the batch; "last" judged against the whole stream.
+        let batch = Segments {
+            size: self.segment,
+            count: nsegs,
+            last_len,
+        };
+        let stream = Segments {
+            size: self.segment,
+            count: if last { base.saturating_add(nsegs) } else { usize::MAX },
+            last_len,
+        };
+        self.out.clear();
+        self.out.resize(n.saturating_add(nsegs.saturating_mul(TAG_LEN)), 0);
+        let cipher = &self.cipher;
+        let r = run_parallel(
+            self.threads,
+            Direction::Seal,
+            batch,
+            &self.buf,
+            &mut self.out,
+            |first, src, dst| seal_run(cipher, stream, base.saturating_add(first), src, dst),
+        );
+        self.buf.zeroize();
+        r.map_err(io_error)?;
+        inner.write_all(&self.out)?;
+        self.index = self.index.saturating_add(u32::try_from(nsegs).unwrap_or(u32::MAX));
+        Ok(())
+    }
+
+    /// Encrypts the buffered segment in place and writes it with its tag.
+    fn emit_one(&mut self, last: bool) -> io::Result<()> {
         // At most 2^32 - 1 segments: indices 0 ..= 2^32 - 2.
         if self.index == u32::MAX {
             return Err(io::Error::other("more than 2^32 - 1 segments"));
@@ -149,14 +210,14 @@ impl<W: Write> Write for Encryptor<W> {
         }
         let mut rest = data;
         while !rest.is_empty() {
-            if self.buf.len() == self.segment {
+            if self.buf.len() == self.batch() {
                 // A full segment is final only if nothing follows: more does.
                 if let Err(e) = self.emit(false) {
                     self.failed = true;
                     return Err(e);
                 }
             }
-            let take = self.segment.saturating_sub(self.buf.len()).min(rest.len());
+            let take = self.batch().saturating_sub(self.buf.len()).min(rest.len());
             let (now, later) = rest.split_at(take);
             self.buf.extend_from_slice(now);
             rest = later;
@@ -177,6 +238,7 @@ impl<W: Write> Write for Encryptor<W> {
 impl<W: Write> Drop for Encryptor<W> {
     fn drop(&mut self) {
         self.buf.zeroize();
+        self.out.zeroize();
     }
 }
 
@@ -312,6 +374,8 @@ pub struct Decryptor<R: Read> {
     failed: bool,
     /// Known after the first seek (and authenticated): the payload's segmentation.
     indexed: Option<Segments>,
+    /// Segments verified per read on several threads (1: one at a time).
+    threads: usize,
     /// Known after the first seek: the reader offset where the envelope starts.
     base: u64,
 }
@@ -348,6 +412,7 @@ impl Opener<'_> {
             failed: false,
             indexed: None,
             base: 0,
+            threads: self.thread_count().max(1),
         })
     }
 }
@@ -392,6 +457,104 @@ impl<R: Read> Decryptor<R> {
     /// Decrypts the next segment in stream order (length found by reading one
     /// byte ahead: a segment followed by more input is not the last).
     fn next_sequential(&mut self) -> io::Result<()> {
+        if self.threads > 1 {
+            return self.next_batch();
+        }
+        self.next_one()
+    }
+
+    /// Reads up to `threads` segments (plus one byte ahead), verifies and
+    /// decrypts them in place on several threads, and releases their
+    /// plaintext only if all of them verified.
+    fn next_batch(&mut self) -> io::Result<()> {
+        let stride = self.stride();
+        let full = stride.saturating_mul(self.threads);
+        let carry = self.carry.clone();
+        let carried = carry.len();
+        self.buf.copy_within(carry, 0);
+        self.buf.truncate(carried);
+        let eof = fill(&mut self.inner, &mut self.buf, full.saturating_add(1))?;
+        let have = self.buf.len();
+        self.consumed = self
+            .consumed
+            .saturating_add(u64::try_from(have.saturating_sub(carried)).unwrap_or(u64::MAX));
+        let size = SegmentSize::new(self.segment).map_err(io_error)?;
+        let (region, segs, last) = if have > full {
+            let segs = Segments {
+                size: self.segment,
+                count: self.threads,
+                last_len: self.segment,
+            };
+            (full, segs, false)
+        } else {
+            let _ = eof;
+            let segs = Segments::for_payload(have, size, 0).map_err(io_error)?;
+            if segs.count == 1 && segs.last_len == 0 && self.index > 0 {
+                return Err(io_error(Error::Malformed {
+                    offset: 0,
+                    what: "empty final segment after a full one",
+                }));
+            }
+            (have, segs, true)
+        };
+        let base = self.index;
+        let cipher = &self.cipher;
+        let per = segs.count.div_ceil(self.threads).max(1);
+        let area = self
+            .buf
+            .get_mut(..region)
+            .ok_or_else(|| io_error(Error::Authentication))?;
+        let results: Vec<Result<(), Error>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = area
+                .chunks_mut(per.saturating_mul(stride))
+                .enumerate()
+                .map(|(t, group)| {
+                    scope.spawn(move || {
+                        for (j, chunk) in group.chunks_mut(stride).enumerate() {
+                            let k = t.saturating_mul(per).saturating_add(j);
+                            let is_last = last && k.saturating_add(1) == segs.count;
+                            let index = u64::try_from(k)
+                                .ok()
+                                .and_then(|k| base.checked_add(k))
+                                .and_then(|i| u32::try_from(i).ok())
+                                .ok_or(Error::Authentication)?;
+                            let (ct, tag) = chunk
+                                .split_at_mut_checked(segs.len_of(k))
+                                .ok_or(Error::Authentication)?;
+                            let tag: [u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Error::Authentication)?;
+                            cipher.open_segment_in_place(index, is_last, ct, &tag)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(Error::Authentication)))
+                .collect()
+        });
+        if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+            return Err(io_error(e));
+        }
+        // Move the plaintexts together (tags sit between them).
+        for k in 0..segs.count {
+            let from = k.saturating_mul(stride);
+            self.buf.copy_within(
+                from..from.saturating_add(segs.len_of(k)),
+                k.saturating_mul(self.segment),
+            );
+        }
+        self.plain = 0..segs.plaintext_len();
+        self.carry = region..have;
+        self.index = self.index.saturating_add(u64::try_from(segs.count).unwrap_or(u64::MAX));
+        if last {
+            self.finished = true;
+        }
+        Ok(())
+    }
+
+    /// Decrypts the next single segment.
+    fn next_one(&mut self) -> io::Result<()> {
         let stride = self.stride();
         let carry = self.carry.clone();
         let carried = carry.len();

@@ -419,3 +419,95 @@ fn ciphertext_range_fetches_exactly_what_a_range_read_needs() {
         h as u64..(h + 1040) as u64
     );
 }
+
+#[test]
+fn parallel_streams_give_the_same_bytes_and_the_same_guarantees() {
+    for suite in Suite::ALL {
+        let base = Sealer::new(&FixedWrap).suite(suite).segment_size(SegmentSize::MIN);
+        for len in [0, 1, 64, 65, 191, 192, 193, 1000] {
+            let pt = pattern(len);
+            let one_shot = base.seal_with_rng(&mut SeqRng(4), &pt, &ctx()).unwrap();
+            for threads in [2, 3, 8] {
+                let sealer = base.clone().threads(threads);
+                for chunk in [1, 64, 100, len.max(1)] {
+                    assert_eq!(
+                        stream_seal(&sealer, &pt, chunk, 4),
+                        one_shot,
+                        "{suite} {len} {threads} {chunk}"
+                    );
+                }
+                let opener = Opener::new(&FixedWrap).threads(threads);
+                for buf in [7, 4096] {
+                    let mut dec = opener.decryptor(&one_shot[..], &ctx()).unwrap();
+                    let mut out = Vec::new();
+                    let mut chunk = vec![0u8; buf];
+                    loop {
+                        let n = dec.read(&mut chunk).unwrap();
+                        if n == 0 {
+                            break;
+                        }
+                        out.extend_from_slice(&chunk[..n]);
+                    }
+                    assert_eq!(out, pt, "{suite} {len} {threads} {buf}");
+                }
+            }
+        }
+    }
+    // Every truncation point, tampering and reordering, with three threads.
+    let env = Sealer::new(&FixedWrap)
+        .segment_size(SegmentSize::MIN)
+        .seal_with_rng(&mut SeqRng(1), &pattern(700), &ctx())
+        .unwrap();
+    let opener = Opener::new(&FixedWrap).threads(3);
+    for len in 0..env.len() {
+        let r = opener
+            .decryptor(&env[..len], &ctx())
+            .and_then(|mut d| d.read_to_end(&mut Vec::new()));
+        assert!(r.is_err(), "truncated to {len} read as complete");
+    }
+    let h = lockbox::inspect(&env).unwrap().header_len();
+    for at in [h + 5, h + 80 + 70, env.len() - 1] {
+        let mut bad = env.clone();
+        bad[at] ^= 1;
+        let mut out = Vec::new();
+        let e = opener
+            .decryptor(&bad[..], &ctx())
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert!(matches!(lockbox_error(&e), Error::Authentication));
+        assert_eq!(
+            out,
+            pattern(700)[..out.len()],
+            "only verified plaintext before the failure"
+        );
+    }
+    let mut appended = env.clone();
+    appended.extend_from_slice(&env[h..h + 80]);
+    assert!(
+        opener
+            .decryptor(&appended[..], &ctx())
+            .unwrap()
+            .read_to_end(&mut Vec::new())
+            .is_err()
+    );
+    // Seeking still works after parallel reads.
+    let kek = LocalKek::generate().unwrap();
+    let pt = pattern(3000);
+    let env = Sealer::new(&kek)
+        .segment_size(SegmentSize::MIN)
+        .threads(4)
+        .seal(&pt, &ctx())
+        .unwrap();
+    let mut dec = Opener::new(&kek)
+        .threads(4)
+        .decryptor(Cursor::new(env), &ctx())
+        .unwrap();
+    let mut head = [0u8; 300];
+    dec.read_exact(&mut head).unwrap();
+    assert_eq!(head, pt[..300]);
+    dec.seek(SeekFrom::Start(2500)).unwrap();
+    let mut tail = Vec::new();
+    dec.read_to_end(&mut tail).unwrap();
+    assert_eq!(tail, pt[2500..]);
+}
