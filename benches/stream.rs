@@ -8,6 +8,7 @@
 //! - `one-shot-into`: `seal_to` / `open_to` into a reused buffer (no
 //!   allocation, as in `stream`: isolates the allocation's cost).
 //! - `one-shot-parallel`: `seal` / `open` with `threads(2)`.
+//! - `stream-parallel`: the streaming API with `threads(2)`.
 //! - `stream`: an `Encryptor` fed in 64 KiB writes into a pre-allocated
 //!   `Vec`; a `Decryptor` read in 64 KiB chunks into one reused buffer
 //!   (memory stays at a few segments, whatever the size).
@@ -103,6 +104,18 @@ fn stream(c: &mut Criterion) {
                 black_box(out.len())
             })
         });
+        g.bench_with_input(BenchmarkId::new("stream-parallel", size), &pt, |b, pt| {
+            let mut out = Vec::with_capacity(size + OVERHEAD);
+            b.iter(|| {
+                out.clear();
+                let mut enc = parallel_sealer.encryptor(&mut out, &ctx).unwrap();
+                for chunk in black_box(pt).chunks(CHUNK) {
+                    enc.write_all(chunk).unwrap();
+                }
+                enc.finish().unwrap();
+                black_box(out.len())
+            })
+        });
     }
     g.finish();
 
@@ -135,6 +148,21 @@ fn stream(c: &mut Criterion) {
             let mut buf = vec![0u8; CHUNK];
             b.iter(|| {
                 let mut dec = opener.decryptor(black_box(&env[..]), &ctx).unwrap();
+                let mut total = 0usize;
+                loop {
+                    match dec.read(&mut buf).unwrap() {
+                        0 => break,
+                        n => total += n,
+                    }
+                }
+                assert_eq!(total, size);
+                black_box(total)
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("stream-parallel", size), &env, |b, env| {
+            let mut buf = vec![0u8; CHUNK];
+            b.iter(|| {
+                let mut dec = parallel_opener.decryptor(black_box(&env[..]), &ctx).unwrap();
                 let mut total = 0usize;
                 loop {
                     match dec.read(&mut buf).unwrap() {
