@@ -302,9 +302,12 @@ impl<'p> Sealer<'p> {
         }
     }
 
-    /// Encrypts the segments of one-shot seals on up to `threads` threads
-    /// (scoped, spawned per call; worth it from about a megabyte). The bytes
-    /// are the same as with one thread. Default 1.
+    /// Encrypts the segments of one-shot seals, and of streams started with
+    /// [`encryptor`](Self::encryptor), on up to `threads` threads (scoped,
+    /// spawned per call or per batch; worth it from about a megabyte). The
+    /// bytes are the same as with one thread. A parallel stream buffers 8
+    /// segments per thread (1 MiB for two threads at the default segment
+    /// size) instead of one segment. Default 1.
     #[cfg(feature = "std")]
     #[must_use]
     pub fn threads(mut self, threads: usize) -> Self {
@@ -669,9 +672,11 @@ impl<'p> Opener<'p> {
         self
     }
 
-    /// Verifies and decrypts the segments of one-shot opens on up to `threads`
-    /// threads. On failure the whole output is zeroized, as with one thread.
-    /// Default 1.
+    /// Verifies and decrypts the segments of one-shot opens, and of streams
+    /// read with [`decryptor`](Self::decryptor), on up to `threads` threads.
+    /// On failure the whole output is zeroized, as with one thread; a parallel
+    /// stream releases a batch (8 segments per thread) only if all of it
+    /// verified. Default 1.
     #[cfg(feature = "std")]
     #[must_use]
     pub fn threads(mut self, threads: usize) -> Self {

@@ -15,6 +15,10 @@ use crate::error::Error;
 use crate::format::{self, SegmentSize, Segments, TAG_LEN};
 use crate::keys::{os_random, rng_random};
 
+/// Segments per thread in one parallel streaming batch: enough work (512 KiB
+/// at the default segment size) to pay for spawning a scoped thread.
+const SEGMENTS_PER_THREAD: usize = 8;
+
 /// Wraps a lockbox error for `std::io`; `get_ref()` and `downcast` give it back.
 pub(crate) fn io_error(e: Error) -> io::Error {
     let kind = match e {
@@ -105,7 +109,11 @@ impl<W: Write> Encryptor<W> {
             inner: Some(writer),
             cipher,
             segment,
-            buf: Vec::with_capacity(segment.saturating_mul(threads).saturating_add(TAG_LEN)),
+            buf: Vec::with_capacity(if threads > 1 {
+                segment.saturating_mul(threads).saturating_mul(SEGMENTS_PER_THREAD)
+            } else {
+                segment.saturating_add(TAG_LEN)
+            }),
             out: Vec::new(),
             threads,
             index: 0,
@@ -113,9 +121,16 @@ impl<W: Write> Encryptor<W> {
         })
     }
 
-    /// Bytes buffered before sealing: one segment, or one per thread.
+    /// Bytes buffered before sealing: one segment, or a batch of
+    /// `SEGMENTS_PER_THREAD` per thread.
     fn batch(&self) -> usize {
-        self.segment.saturating_mul(self.threads)
+        if self.threads > 1 {
+            self.segment
+                .saturating_mul(self.threads)
+                .saturating_mul(SEGMENTS_PER_THREAD)
+        } else {
+            self.segment
+        }
     }
 
     /// Encrypts what is buffered and writes it: one segment in place, or a
@@ -160,7 +175,8 @@ impl<W: Write> Encryptor<W> {
             &mut self.out,
             |first, src, dst| seal_run(cipher, stream, base.saturating_add(first), src, dst),
         );
-        self.buf.zeroize();
+        // The next batch overwrites the plaintext; drop and finish zeroize it.
+        self.buf.clear();
         r.map_err(io_error)?;
         inner.write_all(&self.out)?;
         self.index = self.index.saturating_add(u32::try_from(nsegs).unwrap_or(u32::MAX));
@@ -468,7 +484,8 @@ impl<R: Read> Decryptor<R> {
     /// plaintext only if all of them verified.
     fn next_batch(&mut self) -> io::Result<()> {
         let stride = self.stride();
-        let full = stride.saturating_mul(self.threads);
+        let per_batch = self.threads.saturating_mul(SEGMENTS_PER_THREAD);
+        let full = stride.saturating_mul(per_batch);
         let carry = self.carry.clone();
         let carried = carry.len();
         self.buf.copy_within(carry, 0);
@@ -482,7 +499,7 @@ impl<R: Read> Decryptor<R> {
         let (region, segs, last) = if have > full {
             let segs = Segments {
                 size: self.segment,
-                count: self.threads,
+                count: per_batch,
                 last_len: self.segment,
             };
             (full, segs, false)

@@ -424,7 +424,9 @@ fn ciphertext_range_fetches_exactly_what_a_range_read_needs() {
 fn parallel_streams_give_the_same_bytes_and_the_same_guarantees() {
     for suite in Suite::ALL {
         let base = Sealer::new(&FixedWrap).suite(suite).segment_size(SegmentSize::MIN);
-        for len in [0, 1, 64, 65, 191, 192, 193, 1000] {
+        // A parallel batch is 8 segments per thread: 1024 bytes for two threads
+        // at 64-byte segments, so these sizes span one to several batches.
+        for len in [0, 1, 64, 65, 1000, 1023, 1024, 1025, 2048, 3072, 5000] {
             let pt = pattern(len);
             let one_shot = base.seal_with_rng(&mut SeqRng(4), &pt, &ctx()).unwrap();
             for threads in [2, 3, 8] {
@@ -453,12 +455,13 @@ fn parallel_streams_give_the_same_bytes_and_the_same_guarantees() {
             }
         }
     }
-    // Every truncation point, tampering and reordering, with three threads.
+    // Every truncation point, tampering and reordering, with two threads
+    // (batches of 16 segments: 2500 bytes span three batches).
     let env = Sealer::new(&FixedWrap)
         .segment_size(SegmentSize::MIN)
-        .seal_with_rng(&mut SeqRng(1), &pattern(700), &ctx())
+        .seal_with_rng(&mut SeqRng(1), &pattern(2500), &ctx())
         .unwrap();
-    let opener = Opener::new(&FixedWrap).threads(3);
+    let opener = Opener::new(&FixedWrap).threads(2);
     for len in 0..env.len() {
         let r = opener
             .decryptor(&env[..len], &ctx())
@@ -466,7 +469,7 @@ fn parallel_streams_give_the_same_bytes_and_the_same_guarantees() {
         assert!(r.is_err(), "truncated to {len} read as complete");
     }
     let h = lockbox::inspect(&env).unwrap().header_len();
-    for at in [h + 5, h + 80 + 70, env.len() - 1] {
+    for at in [h + 5, h + 80 + 70, h + 16 * 80 + 3, env.len() - 1] {
         let mut bad = env.clone();
         bad[at] ^= 1;
         let mut out = Vec::new();
@@ -478,7 +481,7 @@ fn parallel_streams_give_the_same_bytes_and_the_same_guarantees() {
         assert!(matches!(lockbox_error(&e), Error::Authentication));
         assert_eq!(
             out,
-            pattern(700)[..out.len()],
+            pattern(2500)[..out.len()],
             "only verified plaintext before the failure"
         );
     }
