@@ -2,7 +2,6 @@
 
 use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
-use alloc::vec::Vec;
 use core::fmt;
 
 use crate::error::{Error, LimitKind};
@@ -201,17 +200,9 @@ impl EncryptionContext {
         }
     }
 
-    fn binding_len(&self) -> usize {
-        self.entries.iter().fold(BINDING_PREFIX_LEN, |acc, (k, e)| {
-            acc.saturating_add(5)
-                .saturating_add(k.len())
-                .saturating_add(e.value.len())
-        })
-    }
-
     /// The canonical binding bytes for `suite` and this whole context.
-    pub(crate) fn binding_bytes(&self, suite: Suite) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.binding_len());
+    pub(crate) fn binding_bytes(&self, suite: Suite) -> BindingBytes {
+        let mut out = BindingBytes::new();
         put_binding_prefix(&mut out, suite, self.entries.len());
         for (k, e) in &self.entries {
             put_binding_entry(&mut out, k, &e.value, e.storage);
@@ -222,8 +213,13 @@ impl EncryptionContext {
     /// Rebuilds the full context an envelope was sealed under from its header
     /// and what the caller supplies to open, returning the binding bytes.
     /// With `strict`, every stored entry must be supplied too.
-    pub(crate) fn reconcile(&self, header: ContextBlock<'_>, suite: Suite, strict: bool) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::new();
+    pub(crate) fn reconcile(
+        &self,
+        header: ContextBlock<'_>,
+        suite: Suite,
+        strict: bool,
+    ) -> Result<BindingBytes, Error> {
+        let mut out = BindingBytes::new();
         put_binding_prefix(&mut out, suite, header.len());
         let mut matched = 0usize;
         for e in header.iter() {
@@ -276,6 +272,10 @@ fn put_field(out: &mut impl Put, s: &str) {
 /// Domain label that starts every binding encoding.
 pub(crate) const BINDING_LABEL: &[u8] = b"lockbox v1 binding";
 const BINDING_PREFIX_LEN: usize = BINDING_LABEL.len() + 1 + 2;
+
+/// Binding bytes, inline for contexts of up to about 200 bytes (no
+/// allocation on the hot path), on the heap beyond.
+pub(crate) type BindingBytes = crate::inline::InlineBuf<256>;
 
 fn put_binding_prefix(out: &mut impl Put, suite: Suite, count: usize) {
     out.put(BINDING_LABEL);
@@ -369,7 +369,7 @@ impl fmt::Debug for DebugEntries<'_> {
 #[derive(Clone, PartialEq, Eq)]
 pub struct BindingBuf {
     suite: Suite,
-    bytes: Vec<u8>,
+    bytes: BindingBytes,
 }
 
 impl BindingBuf {
@@ -383,7 +383,7 @@ impl BindingBuf {
 
     /// Borrows it as a [`Binding`].
     pub fn as_binding(&self) -> Binding<'_> {
-        Binding::from_encoded(self.suite, &self.bytes)
+        Binding::from_encoded(self.suite, self.bytes.as_slice())
     }
 }
 
@@ -424,7 +424,7 @@ mod tests {
             .unwrap();
         let buf = BindingBuf::new(Suite::XChaCha20Poly1305, &c);
         let b = buf.as_binding();
-        let got: Vec<_> = b.entries().collect();
+        let got: alloc::vec::Vec<_> = b.entries().collect();
         assert_eq!(got.len(), 2);
         assert_eq!(
             got[0],

@@ -269,9 +269,18 @@ struct Prepared {
     cipher: PayloadCipher,
     commitment: [u8; COMMITMENT_LEN],
     message_id: [u8; MESSAGE_ID_LEN],
-    wrapped: Vec<WrappedKey>,
+    /// The first provider's wrapped key, kept apart so that the common
+    /// one-provider seal does not allocate a vector.
+    first_wrapped: WrappedKey,
+    other_wrapped: Vec<WrappedKey>,
     /// Whole header, tag included.
     header_len: usize,
+}
+
+impl Prepared {
+    fn wrapped(&self) -> impl Iterator<Item = &WrappedKey> {
+        core::iter::once(&self.first_wrapped).chain(&self.other_wrapped)
+    }
 }
 
 /// A writer into a slice that was sized exactly beforehand.
@@ -484,14 +493,12 @@ impl<'p> Sealer<'p> {
             what: "no provider to wrap the data key",
         })?;
         let binding_bytes = context.binding_bytes(self.suite);
-        let binding = Binding::from_encoded(self.suite, &binding_bytes);
+        let binding = Binding::from_encoded(self.suite, binding_bytes.as_slice());
         let mut message_id = [0u8; MESSAGE_ID_LEN];
-        let mut wrapped = Vec::with_capacity(self.providers.len());
-        let dek = match first.generate_data_key(binding)? {
+        let (dek, first_wrapped) = match first.generate_data_key(binding)? {
             Some((dek, w)) => {
                 random(&mut message_id)?;
-                wrapped.push(w);
-                dek
+                (dek, w)
             }
             None => {
                 let mut draw = Zeroizing::new([0u8; DATA_KEY_LEN + MESSAGE_ID_LEN]);
@@ -500,16 +507,18 @@ impl<'p> Sealer<'p> {
                 let mut dek = DataKey::zeroed();
                 dek.bytes_mut().copy_from_slice(k);
                 message_id.copy_from_slice(m);
-                wrapped.push(first.wrap(&dek, binding)?);
-                dek
+                let w = first.wrap(&dek, binding)?;
+                (dek, w)
             }
         };
-        for p in others {
-            wrapped.push(p.wrap(&dek, binding)?);
-        }
+        let other_wrapped = others
+            .iter()
+            .map(|p| p.wrap(&dek, binding))
+            .collect::<Result<Vec<_>, _>>()?;
         // An envelope its own providers would not try to open is a provider
         // bug; catch it here rather than when the data is needed.
-        for (p, w) in self.providers.iter().zip(&wrapped) {
+        let wrapped = core::iter::once(&first_wrapped).chain(&other_wrapped);
+        for (p, w) in self.providers.iter().zip(wrapped.clone()) {
             if !p.matches(w.as_ref()) {
                 return Err(Error::Provider(ProviderError::new(
                     crate::ProviderErrorKind::Other,
@@ -519,7 +528,7 @@ impl<'p> Sealer<'p> {
         }
         let keys = crypto::derive(self.suite, dek.expose_secret(), &message_id);
         drop(dek);
-        let header_len = wrapped.iter().fold(
+        let header_len = wrapped.fold(
             FIXED_LEN
                 .saturating_add(context.header_len())
                 .saturating_add(COMMITMENT_LEN)
@@ -537,7 +546,8 @@ impl<'p> Sealer<'p> {
             cipher: keys.cipher,
             commitment: keys.commitment,
             message_id,
-            wrapped,
+            first_wrapped,
+            other_wrapped,
             header_len,
         })
     }
@@ -553,8 +563,8 @@ impl<'p> Sealer<'p> {
         context.put_header(out);
         out.put(&p.commitment);
         // At most 255 entries: checked in `prepare`.
-        out.put_u8(u8::try_from(p.wrapped.len()).unwrap_or(u8::MAX));
-        for w in &p.wrapped {
+        out.put_u8(u8::try_from(p.other_wrapped.len().saturating_add(1)).unwrap_or(u8::MAX));
+        for w in p.wrapped() {
             let w = w.as_ref();
             format::put_wrapped_entry(out, w.provider_id, w.key_id, w.key_version.0, w.bytes);
         }
@@ -806,7 +816,7 @@ impl<'p> Opener<'p> {
     /// Reconciles the context, unwraps and authenticates a parsed header.
     pub(crate) fn unlock_header(&self, h: &Header<'_>, context: &EncryptionContext) -> Result<PayloadCipher, Error> {
         let binding_bytes = context.reconcile(h.context, h.suite, self.strict_context)?;
-        self.unwrap_and_verify(h, Binding::from_encoded(h.suite, &binding_bytes))
+        self.unwrap_and_verify(h, Binding::from_encoded(h.suite, binding_bytes.as_slice()))
     }
 
     /// The limits in force.

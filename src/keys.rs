@@ -1,6 +1,8 @@
 //! Typed key handles.
 
+use alloc::borrow::Cow;
 use alloc::string::{String, ToString};
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -80,15 +82,18 @@ impl fmt::Debug for DataKey {
 /// fingerprint, a KMS key ARN, a PKCS#11 label, a Transit key name.
 ///
 /// 1 to 255 bytes of UTF-8 without control characters.
+///
+/// Cloning is cheap (the text is shared), so a provider can stamp its id on
+/// every wrapped key without allocating.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct KeyId(pub(crate) String);
+pub struct KeyId(pub(crate) Arc<str>);
 
 impl KeyId {
     /// Validates and wraps `id`.
     pub fn new(id: impl Into<String>) -> Result<Self, Error> {
         let id = id.into();
         if valid_key_id(&id) {
-            Ok(Self(id))
+            Ok(Self(Arc::from(id)))
         } else {
             Err(Error::InvalidArgument {
                 what: "key id must be 1 to 255 bytes of UTF-8 without control characters",
@@ -129,16 +134,48 @@ impl fmt::Display for KeyVersion {
 /// and the provider's opaque bytes. Not secret: it is stored in the envelope.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct WrappedKey {
-    provider_id: String,
+    provider_id: Cow<'static, str>,
     key_id: KeyId,
     key_version: KeyVersion,
-    bytes: Vec<u8>,
+    bytes: WrappedBytes,
 }
+
+/// Wrapped bytes: inline up to 96 bytes (a local wrap is 61, a PKCS#11 or
+/// AES-KW wrap less), so the hot path does not allocate for them.
+type WrappedBytes = crate::inline::InlineBuf<96>;
 
 impl WrappedKey {
     /// Builds a wrapped key. `provider_id` must be 1 to 64 bytes of visible
     /// ASCII; `bytes` 1 to 65 535 bytes.
     pub fn new(provider_id: &str, key_id: KeyId, key_version: KeyVersion, bytes: Vec<u8>) -> Result<Self, Error> {
+        Self::check(provider_id, &bytes)?;
+        Ok(Self {
+            provider_id: Cow::Owned(provider_id.to_string()),
+            key_id,
+            key_version,
+            bytes: WrappedBytes::from(bytes),
+        })
+    }
+
+    /// Like [`new`](Self::new), for a provider whose id is a constant and whose
+    /// wrapped bytes are in a buffer of its own: small wrapped keys are then
+    /// built without any allocation (the seal hot path).
+    pub fn from_static(
+        provider_id: &'static str,
+        key_id: KeyId,
+        key_version: KeyVersion,
+        bytes: &[u8],
+    ) -> Result<Self, Error> {
+        Self::check(provider_id, bytes)?;
+        Ok(Self {
+            provider_id: Cow::Borrowed(provider_id),
+            key_id,
+            key_version,
+            bytes: WrappedBytes::from_slice(bytes),
+        })
+    }
+
+    fn check(provider_id: &str, bytes: &[u8]) -> Result<(), Error> {
         if !valid_provider_id(provider_id) {
             return Err(Error::InvalidArgument {
                 what: "provider id must be 1 to 64 bytes of visible ASCII",
@@ -149,12 +186,7 @@ impl WrappedKey {
                 what: "wrapped key must be 1 to 65535 bytes",
             });
         }
-        Ok(Self {
-            provider_id: provider_id.to_string(),
-            key_id,
-            key_version,
-            bytes,
-        })
+        Ok(())
     }
 
     /// The id of the provider that wrapped the key.
@@ -171,7 +203,7 @@ impl WrappedKey {
     }
     /// The provider's opaque wrapped bytes.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        self.bytes.as_slice()
     }
     /// A borrowed view, as passed to [`KeyEncryptionProvider::unwrap`](crate::KeyEncryptionProvider::unwrap).
     pub fn as_ref(&self) -> WrappedKeyRef<'_> {
@@ -179,7 +211,7 @@ impl WrappedKey {
             provider_id: &self.provider_id,
             key_id: self.key_id.as_str(),
             key_version: self.key_version,
-            bytes: &self.bytes,
+            bytes: self.bytes.as_slice(),
         }
     }
 }
@@ -219,10 +251,10 @@ impl<'a> WrappedKeyRef<'a> {
     /// An owned copy.
     pub fn to_owned(&self) -> WrappedKey {
         WrappedKey {
-            provider_id: self.provider_id.to_string(),
-            key_id: KeyId(self.key_id.to_string()),
+            provider_id: Cow::Owned(self.provider_id.to_string()),
+            key_id: KeyId(Arc::from(self.key_id)),
             key_version: self.key_version,
-            bytes: self.bytes.to_vec(),
+            bytes: WrappedBytes::from_slice(self.bytes),
         }
     }
 }

@@ -87,6 +87,7 @@ mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hazmat;
+mod inline;
 mod keys;
 mod local;
 mod provider;

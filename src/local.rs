@@ -133,7 +133,7 @@ impl LocalKek {
 
 fn unreachable_key_id() -> KeyId {
     // A hex fingerprint is always valid; this is only a typed fallback.
-    KeyId(String::from("0"))
+    KeyId(alloc::sync::Arc::from("0"))
 }
 
 #[cfg(feature = "std")]
@@ -313,12 +313,15 @@ impl KeyEncryptionProvider for LocalKek {
             .cipher
             .encrypt_inout_detached(&Array::from(nonce), binding.as_bytes(), buf)
             .map_err(|_| Self::err(ProviderErrorKind::Other))?;
-        let mut out = Vec::with_capacity(LOCAL_WRAPPED_LEN);
-        out.push(LOCAL_WRAP_V1);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        out.extend_from_slice(&tag);
-        WrappedKey::new(LOCAL_PROVIDER_ID, self.key_id.clone(), self.key_version(), out)
+        let mut out = [0u8; LOCAL_WRAPPED_LEN];
+        let (v, rest) = out.split_at_mut(1);
+        let (n, rest) = rest.split_at_mut(WRAP_NONCE_LEN);
+        let (c, t) = rest.split_at_mut(DATA_KEY_LEN);
+        v.copy_from_slice(&[LOCAL_WRAP_V1]);
+        n.copy_from_slice(&nonce);
+        c.copy_from_slice(&ct);
+        t.copy_from_slice(&tag);
+        WrappedKey::from_static(LOCAL_PROVIDER_ID, self.key_id.clone(), self.key_version(), &out)
             .map_err(|e| Self::err(ProviderErrorKind::Other).with_source(e))
     }
 
