@@ -2,6 +2,10 @@
 //! size sweep, each next to the raw AEAD (fixed key, in place, one nonce) in
 //! the same group, so lockbox's overhead reads as a ratio from one run.
 //!
+//! With `--features aws-lc`, each group also holds AWS-LC's raw AEAD
+//! (`raw-awslc`) and lockbox on the AWS-LC backend (`lockbox-awslc`); the
+//! `lockbox` rows are always the RustCrypto backend.
+//!
 //! `cargo bench --bench seal_open` (all), or filter: `cargo bench -- aes-256-gcm/seal`.
 #![allow(
     missing_docs,
@@ -20,7 +24,7 @@ use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use lockbox::{EncryptionContext, LocalKek, Opener, Sealer, Suite};
+use lockbox::{Backend, EncryptionContext, LocalKek, Opener, Sealer, Suite};
 
 const SIZES: [usize; 5] = [32, 1024, 64 * 1024, 1 << 20, 16 << 20];
 
@@ -64,6 +68,39 @@ impl Raw {
     }
 }
 
+/// AWS-LC's raw AEAD with a fixed key (AES-256-GCM and ChaCha20-Poly1305).
+#[cfg(feature = "aws-lc")]
+struct RawAwsLc(aws_lc_rs::aead::LessSafeKey);
+
+#[cfg(feature = "aws-lc")]
+impl RawAwsLc {
+    fn new(suite: Suite) -> Option<Self> {
+        use aws_lc_rs::aead::{AES_256_GCM, CHACHA20_POLY1305, LessSafeKey, UnboundKey};
+        let alg = match suite {
+            Suite::Aes256Gcm => &AES_256_GCM,
+            Suite::ChaCha20Poly1305 => &CHACHA20_POLY1305,
+            _ => return None,
+        };
+        Some(Self(LessSafeKey::new(UnboundKey::new(alg, &[7u8; 32]).unwrap())))
+    }
+
+    fn seal(&self, buf: &mut [u8]) -> [u8; 16] {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), buf)
+            .unwrap();
+        tag.as_ref().try_into().unwrap()
+    }
+
+    fn open(&self, ct: &[u8], out: &mut [u8], tag: &[u8; 16]) {
+        use aws_lc_rs::aead::{Aad, Nonce};
+        self.0
+            .open_separate_gather(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), ct, tag, out)
+            .unwrap();
+    }
+}
+
 fn label(suite: Suite) -> String {
     suite.name().to_ascii_lowercase()
 }
@@ -86,8 +123,16 @@ fn seal_open(c: &mut Criterion) {
         .unwrap();
     for suite in Suite::ALL {
         let raw = Raw::new(suite);
-        let sealer = Sealer::new(&kek).suite(suite);
-        let opener = Opener::new(&kek);
+        let sealer = Sealer::new(&kek).suite(suite).backend(Backend::RustCrypto);
+        let opener = Opener::new(&kek).backend(Backend::RustCrypto);
+        #[cfg(feature = "aws-lc")]
+        let fast = RawAwsLc::new(suite).map(|raw| {
+            (
+                raw,
+                Sealer::new(&kek).suite(suite).backend(Backend::AwsLc),
+                Opener::new(&kek).backend(Backend::AwsLc),
+            )
+        });
 
         let mut g = c.benchmark_group(format!("{}/seal", label(suite)));
         for size in sizes() {
@@ -108,6 +153,16 @@ fn seal_open(c: &mut Criterion) {
                     black_box(out.len())
                 })
             });
+            #[cfg(feature = "aws-lc")]
+            if let Some((raw, sealer, _)) = &fast {
+                g.bench_with_input(BenchmarkId::new("raw-awslc", size), &pt, |b, pt| {
+                    let mut buf = pt.clone();
+                    b.iter(|| black_box(raw.seal(black_box(&mut buf))))
+                });
+                g.bench_with_input(BenchmarkId::new("lockbox-awslc", size), &pt, |b, pt| {
+                    b.iter(|| black_box(sealer.seal(black_box(pt), &ctx).unwrap()))
+                });
+            }
         }
         g.finish();
 
@@ -133,6 +188,18 @@ fn seal_open(c: &mut Criterion) {
                     black_box(out.len())
                 })
             });
+            #[cfg(feature = "aws-lc")]
+            if let Some((raw, _, opener)) = &fast {
+                let mut ct = pt.clone();
+                let tag = raw.seal(&mut ct);
+                g.bench_with_input(BenchmarkId::new("raw-awslc", size), &ct, |b, ct| {
+                    let mut out = vec![0u8; ct.len()];
+                    b.iter(|| raw.open(black_box(ct), &mut out, &tag))
+                });
+                g.bench_with_input(BenchmarkId::new("lockbox-awslc", size), &env, |b, env| {
+                    b.iter(|| black_box(opener.open(black_box(env), &ctx).unwrap()))
+                });
+            }
         }
         g.finish();
     }

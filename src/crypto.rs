@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 
 use crate::error::Error;
 use crate::format::{COMMITMENT_LEN, MESSAGE_ID_LEN, TAG_LEN};
-use crate::suite::Suite;
+use crate::suite::{Backend, Suite};
 
 /// HKDF-Expand info label for the payload key (followed by the suite id byte).
 pub(crate) const LABEL_PAYLOAD_KEY: &[u8] = b"lockbox v1 payload key";
@@ -59,9 +59,36 @@ pub(crate) enum PayloadCipher {
     Aes(Aes256Gcm),
     ChaCha(ChaCha20Poly1305),
     XChaCha(XChaCha20Poly1305),
+    #[cfg(feature = "aws-lc")]
+    AwsLc(awslc::Cipher),
 }
 
 impl PayloadCipher {
+    /// The cipher for `suite` on `backend` (XChaCha20-Poly1305 is always
+    /// RustCrypto's).
+    pub(crate) fn with_backend(suite: Suite, backend: Backend, key: &[u8; 32]) -> Self {
+        match backend {
+            Backend::RustCrypto => Self::new(suite, key),
+            #[cfg(feature = "aws-lc")]
+            Backend::AwsLc => match awslc::Cipher::new(suite, key) {
+                Some(c) => Self::AwsLc(c),
+                None => Self::new(suite, key),
+            },
+        }
+    }
+
+    /// A RustCrypto twin of an AWS-LC cipher, for operations that must leave
+    /// a buffer untouched when authentication fails; `None` if this cipher
+    /// already is RustCrypto's.
+    pub(crate) fn preserving_twin(&self) -> Option<Self> {
+        match self {
+            #[cfg(feature = "aws-lc")]
+            Self::AwsLc(c) => Some(Self::new(c.suite(), c.key())),
+            _ => None,
+        }
+    }
+
+    /// The RustCrypto cipher for `suite`.
     pub(crate) fn new(suite: Suite, key: &[u8; 32]) -> Self {
         // Borrowed as an `Array`, not copied into a temporary. (The key schedule
         // itself is moved by value on the stack; only heap memory is checked
@@ -76,6 +103,8 @@ impl PayloadCipher {
 
     fn encrypt(&self, index: u32, flag: u8, aad: &[u8], buf: InOutBuf<'_, '_, u8>) -> Result<[u8; TAG_LEN], Error> {
         let tag = match self {
+            #[cfg(feature = "aws-lc")]
+            Self::AwsLc(_) => return Err(aws_lc_dispatch()),
             Self::Aes(c) => c.encrypt_inout_detached(&Array::from(nonce12(index, flag)), aad, buf),
             Self::ChaCha(c) => c.encrypt_inout_detached(&Array::from(nonce12(index, flag)), aad, buf),
             Self::XChaCha(c) => c.encrypt_inout_detached(&Array::from(nonce24(index, flag)), aad, buf),
@@ -96,6 +125,8 @@ impl PayloadCipher {
     ) -> Result<(), Error> {
         let tag = Array::from(*tag);
         match self {
+            #[cfg(feature = "aws-lc")]
+            Self::AwsLc(_) => return Err(aws_lc_dispatch()),
             Self::Aes(c) => c.decrypt_inout_detached(&Array::from(nonce12(index, flag)), aad, buf, &tag),
             Self::ChaCha(c) => c.decrypt_inout_detached(&Array::from(nonce12(index, flag)), aad, buf, &tag),
             Self::XChaCha(c) => c.decrypt_inout_detached(&Array::from(nonce24(index, flag)), aad, buf, &tag),
@@ -103,27 +134,35 @@ impl PayloadCipher {
         .map_err(|_| Error::Authentication)
     }
 
-    /// Encrypts segment `index` from `input` into `out` (same length).
-    pub(crate) fn seal_segment(
-        &self,
-        index: u32,
-        last: bool,
-        input: &[u8],
-        out: &mut [u8],
-    ) -> Result<[u8; TAG_LEN], Error> {
-        let buf = InOutBuf::new(input, out).map_err(|_| Error::InvalidArgument {
+    /// Encrypts segment `index` from `input` into `out`: its ciphertext, then
+    /// its tag (`out` is 16 bytes longer than `input`).
+    pub(crate) fn seal_segment(&self, index: u32, last: bool, input: &[u8], out: &mut [u8]) -> Result<(), Error> {
+        #[cfg(feature = "aws-lc")]
+        if let Self::AwsLc(c) = self {
+            return c.seal_to(nonce12(index, flag(last)), input, out);
+        }
+        let too_short = || Error::InvalidArgument {
             what: "segment buffers differ in length",
-        })?;
-        self.encrypt(index, flag(last), &[], buf)
+        };
+        let (ct, tag_out) = out.split_at_mut_checked(input.len()).ok_or_else(too_short)?;
+        let buf = InOutBuf::new(input, ct).map_err(|_| too_short())?;
+        let tag = self.encrypt(index, flag(last), &[], buf)?;
+        tag_out.copy_from_slice(&tag);
+        Ok(())
     }
 
     /// Encrypts segment `index` in place.
     pub(crate) fn seal_segment_in_place(&self, index: u32, last: bool, buf: &mut [u8]) -> Result<[u8; TAG_LEN], Error> {
+        #[cfg(feature = "aws-lc")]
+        if let Self::AwsLc(c) = self {
+            return c.seal_in_place(nonce12(index, flag(last)), &[], buf);
+        }
         self.encrypt(index, flag(last), &[], InOutBuf::from(buf))
     }
 
     /// Verifies then decrypts segment `index` from `input` into `out`. On
-    /// failure `out` is left untouched (the AEADs verify before decrypting).
+    /// failure `out` holds no plaintext (RustCrypto leaves it untouched,
+    /// AWS-LC's is zeroized).
     pub(crate) fn open_segment(
         &self,
         index: u32,
@@ -132,12 +171,17 @@ impl PayloadCipher {
         out: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), Error> {
+        #[cfg(feature = "aws-lc")]
+        if let Self::AwsLc(c) = self {
+            return c.open_to(nonce12(index, flag(last)), input, out, tag);
+        }
         let buf = InOutBuf::new(input, out).map_err(|_| Error::Authentication)?;
         self.decrypt(index, flag(last), &[], buf, tag)
     }
 
-    /// Verifies then decrypts segment `index` in place; on failure the buffer
-    /// still holds the ciphertext.
+    /// Verifies then decrypts segment `index` in place. On failure the
+    /// buffer holds no plaintext: RustCrypto leaves the ciphertext, AWS-LC's
+    /// is zeroized (see [`preserving_twin`](Self::preserving_twin)).
     pub(crate) fn open_segment_in_place(
         &self,
         index: u32,
@@ -145,18 +189,38 @@ impl PayloadCipher {
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> Result<(), Error> {
+        #[cfg(feature = "aws-lc")]
+        if let Self::AwsLc(c) = self {
+            return c.open_in_place(nonce12(index, flag(last)), &[], buf, tag);
+        }
         self.decrypt(index, flag(last), &[], InOutBuf::from(buf), tag)
     }
 
     /// The header tag: the AEAD tag of an empty plaintext with the header as
     /// associated data, under a nonce no segment uses.
     pub(crate) fn header_tag(&self, header: &[u8]) -> Result<[u8; TAG_LEN], Error> {
+        #[cfg(feature = "aws-lc")]
+        if let Self::AwsLc(c) = self {
+            return c.seal_in_place(nonce12(0, FLAG_HEADER), header, &mut []);
+        }
         self.encrypt(0, FLAG_HEADER, header, InOutBuf::from(&mut [][..]))
     }
 
     /// Checks the header tag in constant time.
     pub(crate) fn verify_header_tag(&self, header: &[u8], tag: &[u8; TAG_LEN]) -> Result<(), Error> {
+        #[cfg(feature = "aws-lc")]
+        if let Self::AwsLc(c) = self {
+            return c.open_in_place(nonce12(0, FLAG_HEADER), header, &mut [], tag);
+        }
         self.decrypt(0, FLAG_HEADER, header, InOutBuf::from(&mut [][..]), tag)
+    }
+}
+
+/// The AWS-LC variant is dispatched before the RustCrypto helpers are reached.
+#[cfg(feature = "aws-lc")]
+fn aws_lc_dispatch() -> Error {
+    Error::InvalidArgument {
+        what: "internal: AWS-LC cipher reached a RustCrypto path",
     }
 }
 
@@ -168,6 +232,8 @@ impl PayloadCipher {
         let buf = InOutBuf::from(out.as_mut_slice());
         let bad = || Error::InvalidArgument { what: "nonce length" };
         let tag = match self {
+            #[cfg(feature = "aws-lc")]
+            Self::AwsLc(_) => return Err(aws_lc_dispatch()),
             Self::Aes(c) => c.encrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf),
             Self::ChaCha(c) => c.encrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf),
             Self::XChaCha(c) => c.encrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf),
@@ -187,6 +253,8 @@ impl PayloadCipher {
         let bad = || Error::InvalidArgument { what: "nonce length" };
         let tag = Array::from(tag);
         match self {
+            #[cfg(feature = "aws-lc")]
+            Self::AwsLc(_) => return Err(aws_lc_dispatch()),
             Self::Aes(c) => c.decrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf, &tag),
             Self::ChaCha(c) => c.decrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf, &tag),
             Self::XChaCha(c) => c.decrypt_inout_detached(&Array::try_from(nonce).map_err(|_| bad())?, aad, buf, &tag),
@@ -195,6 +263,10 @@ impl PayloadCipher {
         Ok(out)
     }
 }
+
+/// AES-256-GCM and ChaCha20-Poly1305 on AWS-LC.
+#[cfg(feature = "aws-lc")]
+mod awslc;
 
 /// Wycheproof AEAD vectors through the suite layer.
 #[cfg(test)]
@@ -208,7 +280,7 @@ pub(crate) struct MessageKeys {
 
 /// HKDF-SHA-256 with the message id as salt and the data key as input keying
 /// material; the payload key and the commitment come from distinct labels.
-pub(crate) fn derive(suite: Suite, dek: &[u8; 32], message_id: &[u8; MESSAGE_ID_LEN]) -> MessageKeys {
+pub(crate) fn derive(suite: Suite, backend: Backend, dek: &[u8; 32], message_id: &[u8; MESSAGE_ID_LEN]) -> MessageKeys {
     let hk = Hkdf::<Sha256>::new(Some(message_id), dek);
     let mut payload_key = Zeroizing::new([0u8; 32]);
     let mut commitment = [0u8; COMMITMENT_LEN];
@@ -218,7 +290,7 @@ pub(crate) fn derive(suite: Suite, dek: &[u8; 32], message_id: &[u8; MESSAGE_ID_
     let b = hk.expand_multi_info(&[LABEL_COMMITMENT, &suite_id], &mut commitment);
     debug_assert!(a.is_ok() && b.is_ok());
     MessageKeys {
-        cipher: PayloadCipher::new(suite, &payload_key),
+        cipher: PayloadCipher::with_backend(suite, backend, &payload_key),
         commitment,
     }
 }
@@ -245,25 +317,36 @@ mod tests {
     fn derivation_depends_on_every_input() {
         let k = [7u8; 32];
         let m = [9u8; 32];
-        let base = derive(Suite::Aes256Gcm, &k, &m).commitment;
-        assert_ne!(base, derive(Suite::ChaCha20Poly1305, &k, &m).commitment);
-        assert_ne!(base, derive(Suite::Aes256Gcm, &[8u8; 32], &m).commitment);
-        assert_ne!(base, derive(Suite::Aes256Gcm, &k, &[8u8; 32]).commitment);
-        assert_eq!(base, derive(Suite::Aes256Gcm, &k, &m).commitment);
+        let base = derive(Suite::Aes256Gcm, Backend::RustCrypto, &k, &m).commitment;
+        assert_ne!(
+            base,
+            derive(Suite::ChaCha20Poly1305, Backend::RustCrypto, &k, &m).commitment
+        );
+        assert_ne!(
+            base,
+            derive(Suite::Aes256Gcm, Backend::RustCrypto, &[8u8; 32], &m).commitment
+        );
+        assert_ne!(
+            base,
+            derive(Suite::Aes256Gcm, Backend::RustCrypto, &k, &[8u8; 32]).commitment
+        );
+        assert_eq!(base, derive(Suite::Aes256Gcm, Backend::RustCrypto, &k, &m).commitment);
     }
 
     #[test]
     fn segment_round_trip_and_flag_binding() {
         for suite in Suite::ALL {
-            let keys = derive(suite, &[1u8; 32], &[2u8; 32]);
+            let keys = derive(suite, Backend::default(), &[1u8; 32], &[2u8; 32]);
             let pt = b"segment plaintext";
-            let mut ct = [0u8; 17];
-            let tag = keys.cipher.seal_segment(3, true, pt, &mut ct).unwrap();
+            let mut out = [0u8; 17 + TAG_LEN];
+            keys.cipher.seal_segment(3, true, pt, &mut out).unwrap();
+            let (ct, tag) = out.split_at(17);
+            let tag: &[u8; TAG_LEN] = tag.try_into().unwrap();
             let mut back = [0u8; 17];
-            assert!(keys.cipher.open_segment(3, false, &ct, &mut back, &tag).is_err());
-            assert!(keys.cipher.open_segment(4, true, &ct, &mut back, &tag).is_err());
-            assert_eq!(back, [0u8; 17], "failed opens write nothing");
-            keys.cipher.open_segment(3, true, &ct, &mut back, &tag).unwrap();
+            assert!(keys.cipher.open_segment(3, false, ct, &mut back, tag).is_err());
+            assert!(keys.cipher.open_segment(4, true, ct, &mut back, tag).is_err());
+            assert_eq!(back, [0u8; 17], "failed opens release nothing");
+            keys.cipher.open_segment(3, true, ct, &mut back, tag).unwrap();
             assert_eq!(&back, pt);
         }
     }

@@ -17,7 +17,7 @@ use crate::format::{
 };
 use crate::keys::{DATA_KEY_LEN, DataKey, KeyVersion, WrappedKey, WrappedKeyRef, os_random, rng_random};
 use crate::provider::KeyEncryptionProvider;
-use crate::suite::Suite;
+use crate::suite::{Backend, Suite};
 
 /// Seals plaintext into an envelope under one provider, with the default
 /// suite (AES-256-GCM), segment size (64 KiB) and limits.
@@ -252,6 +252,7 @@ pub struct Sealer<'p> {
     segment_size: SegmentSize,
     limits: Limits,
     threads: usize,
+    backend: Backend,
 }
 
 impl fmt::Debug for Sealer<'_> {
@@ -308,6 +309,7 @@ impl<'p> Sealer<'p> {
             segment_size: SegmentSize::default(),
             limits: Limits::default(),
             threads: 1,
+            backend: Backend::default(),
         }
     }
 
@@ -343,6 +345,14 @@ impl<'p> Sealer<'p> {
     #[must_use]
     pub fn suite(mut self, suite: Suite) -> Self {
         self.suite = suite;
+        self
+    }
+
+    /// Sets the AEAD implementation (default [`Backend::default`]); the bytes
+    /// are the same with every backend.
+    #[must_use]
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
         self
     }
 
@@ -526,7 +536,7 @@ impl<'p> Sealer<'p> {
                 )));
             }
         }
-        let keys = crypto::derive(self.suite, dek.expose_secret(), &message_id);
+        let keys = crypto::derive(self.suite, self.backend, dek.expose_secret(), &message_id);
         drop(dek);
         let header_len = wrapped.fold(
             FIXED_LEN
@@ -635,6 +645,7 @@ pub struct Opener<'p> {
     limits: Limits,
     threads: usize,
     strict_context: bool,
+    backend: Backend,
 }
 
 impl fmt::Debug for Opener<'_> {
@@ -661,6 +672,7 @@ impl<'p> Opener<'p> {
             limits: Limits::default(),
             threads: 1,
             strict_context: false,
+            backend: Backend::default(),
         }
     }
 
@@ -699,6 +711,14 @@ impl<'p> Opener<'p> {
     #[must_use]
     pub fn also_try(mut self, provider: &'p dyn KeyEncryptionProvider) -> Self {
         self.providers.push(provider);
+        self
+    }
+
+    /// Sets the AEAD implementation (default [`Backend::default`]); every
+    /// backend opens every envelope.
+    #[must_use]
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
         self
     }
 
@@ -763,7 +783,12 @@ impl<'p> Opener<'p> {
     /// after. On error `buf` still holds the envelope, byte for byte: segments
     /// already decrypted are encrypted back (no plaintext is left behind).
     pub fn open_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
-        let (u, _) = self.unlock(buf, context)?;
+        let (mut u, _) = self.unlock(buf, context)?;
+        // AWS-LC overwrites a segment that fails to open; this method promises
+        // the envelope back byte for byte, so it decrypts with RustCrypto.
+        if let Some(twin) = u.cipher.preserving_twin() {
+            u.cipher = twin;
+        }
         let stride = u.segs.size.saturating_add(TAG_LEN);
         let payload = buf.get_mut(u.header_len..).unwrap_or_default();
         let mut failed = None;
@@ -839,7 +864,7 @@ impl<'p> Opener<'p> {
             attempts = attempts.saturating_add(1);
             match provider.unwrap(w, binding) {
                 Ok(dek) => {
-                    let keys = crypto::derive(h.suite, dek.expose_secret(), h.message_id);
+                    let keys = crypto::derive(h.suite, self.backend, dek.expose_secret(), h.message_id);
                     drop(dek);
                     if !crypto::commitment_matches(&keys.commitment, h.commitment) {
                         // Not this envelope's data key (a wrapped key lifted
@@ -875,15 +900,10 @@ pub(crate) fn seal_run(
         let i = first.saturating_add(j);
         let last = i.saturating_add(1) == segs.count;
         let pt = chunks.next().unwrap_or_default();
-        let (ct, tag) = out
-            .split_at_mut_checked(pt.len())
-            .ok_or_else(|| Error::InvalidArgument {
-                what: "buffer too short",
-            })?;
         let index = u32::try_from(i).map_err(|_| Error::InvalidArgument {
             what: "too many segments",
         })?;
-        tag.copy_from_slice(&cipher.seal_segment(index, last, pt, ct)?);
+        cipher.seal_segment(index, last, pt, out)?;
     }
     Ok(())
 }

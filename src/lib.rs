@@ -108,7 +108,7 @@ pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, KeyEncryptionProvider,
 pub use stream::{Decryptor, Encryptor};
 #[cfg(feature = "tokio")]
 pub use stream_async::{AsyncDecryptor, AsyncEncryptor};
-pub use suite::Suite;
+pub use suite::{Backend, Suite};
 /// Re-exported so callers can name [`ExposeSecret`](secrecy::ExposeSecret) and
 /// pass their own RNGs without adding these crates themselves.
 pub use {rand_core, secrecy};

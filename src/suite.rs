@@ -66,6 +66,36 @@ impl fmt::Display for Suite {
     }
 }
 
+/// Which implementation runs the payload AEAD. Envelopes are byte-identical
+/// whichever backend sealed or opens them; the choice is speed, and platform
+/// or certification policy.
+///
+/// The default is [`AwsLc`](Self::AwsLc) when the `aws-lc` feature is on,
+/// [`RustCrypto`](Self::RustCrypto) otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// The RustCrypto crates (`aes-gcm`, `chacha20poly1305`): pure Rust,
+    /// `no_std`, every suite. Always available.
+    RustCrypto,
+    /// AWS-LC through `aws-lc-rs` for AES-256-GCM and ChaCha20-Poly1305
+    /// (XChaCha20-Poly1305 stays on RustCrypto, which AWS-LC does not
+    /// implement). `Opener::open_in_place` also runs on RustCrypto, because it
+    /// promises to leave a failed envelope byte for byte as it was, and AWS-LC
+    /// overwrites a buffer that fails to open.
+    #[cfg(feature = "aws-lc")]
+    AwsLc,
+}
+
+impl Default for Backend {
+    fn default() -> Self {
+        #[cfg(feature = "aws-lc")]
+        return Self::AwsLc;
+        #[cfg(not(feature = "aws-lc"))]
+        return Self::RustCrypto;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
