@@ -4,7 +4,14 @@
 //! is skipped by provider and key id, without an unwrap attempt).
 //!
 //! `cargo bench --bench header`
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::as_conversions)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::as_conversions,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 use std::hint::black_box;
 

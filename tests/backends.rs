@@ -2,6 +2,15 @@
 //! for every suite and size class, each backend opening the other's, and the
 //! same failure behaviour (nothing released, `open_in_place` restores).
 #![cfg(feature = "aws-lc")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::cast_possible_truncation
+)]
 
 use lockbox::rand_core::{TryCryptoRng, TryRng};
 use lockbox::secrecy::ExposeSecret;
