@@ -10,6 +10,8 @@ use aes_gcm::aead::array::Array;
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use base64ct::{Base64, Encoding};
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
 use rand_core::TryCryptoRng;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::{Digest, Sha256};
@@ -32,6 +34,8 @@ const WRAP_TAG_LEN: usize = 16;
 const LOCAL_WRAPPED_LEN: usize = 1 + WRAP_NONCE_LEN + DATA_KEY_LEN + WRAP_TAG_LEN;
 /// Prefix hashed with the key to form its id.
 const KEY_ID_LABEL: &[u8] = b"lockbox v1 local kek id";
+/// HKDF-Expand info of the key that derives synthetic wrap nonces.
+const NONCE_KEY_LABEL: &[u8] = b"lockbox v1 local wrap nonce key";
 /// Largest key file accepted (a base64 key is 44 bytes).
 #[cfg(feature = "std")]
 const MAX_KEY_FILE_LEN: u64 = 1024;
@@ -43,11 +47,15 @@ const MAX_KEY_FILE_LEN: u64 = 1024;
 /// - Its [`KeyId`] is a fingerprint: the first 16 bytes of
 ///   `SHA-256("lockbox v1 local kek id" || key)`, in hex. Every way of loading
 ///   the same key gives the same id; the id reveals nothing about the key.
-/// - Wrapping is AES-256-GCM with a fresh random 96-bit nonce and the
-///   envelope's [`Binding`] as associated data (`FORMAT.md`, "Local KEK").
-///   The key schedule is computed once, when the key is loaded.
+/// - Wrapping is AES-256-GCM with the envelope's [`Binding`] as associated
+///   data (`FORMAT.md`, "Local KEK"). The 96-bit nonce is synthetic (as in
+///   SIV): a PRF (HMAC-SHA-256 under a key derived from the KEK) of the data
+///   key and the binding. Data keys are random, so nonces are as unique as
+///   random ones; wrapping needs no call to the OS generator; and wrapping the
+///   same key for the same binding twice repeats the whole output, never a
+///   nonce alone. Key schedules are computed once, when the key is loaded.
 /// - The key bytes are zeroized on drop; `Debug` shows only the id.
-/// - Under one KEK, keep the number of wraps below 2^32 (random nonces).
+/// - Under one KEK, keep the number of wraps below 2^32 (96-bit nonces).
 ///
 /// ```
 /// # fn main() -> Result<(), lockbox::Error> {
@@ -59,6 +67,8 @@ const MAX_KEY_FILE_LEN: u64 = 1024;
 /// ```
 pub struct LocalKek {
     cipher: Aes256Gcm,
+    /// HMAC-SHA-256 keyed with the nonce key (zeroized on drop).
+    nonce_prf: Hmac<Sha256>,
     key: SecretBox<[u8; LOCAL_KEK_LEN]>,
     key_id: KeyId,
 }
@@ -90,7 +100,24 @@ impl LocalKek {
         }
         // 32 lowercase hex digits always form a valid key id.
         let key_id = KeyId::new(hex).unwrap_or_else(|_| unreachable_key_id());
-        Self { cipher, key, key_id }
+        let nonce_prf = nonce_prf(bytes);
+        Self {
+            cipher,
+            nonce_prf,
+            key,
+            key_id,
+        }
+    }
+
+    /// The synthetic wrap nonce for `dek` under `binding`.
+    fn wrap_nonce(&self, dek: &DataKey, binding: Binding<'_>) -> [u8; WRAP_NONCE_LEN] {
+        let mut mac = self.nonce_prf.clone();
+        mac.update(dek.expose_secret());
+        mac.update(binding.as_bytes());
+        let out = mac.finalize().into_bytes();
+        let mut nonce = [0u8; WRAP_NONCE_LEN];
+        nonce.copy_from_slice(out.get(..WRAP_NONCE_LEN).unwrap_or(&[0u8; WRAP_NONCE_LEN]));
+        nonce
     }
 
     /// Decodes a key from standard, padded base64 (44 characters, surrounding
@@ -129,6 +156,19 @@ impl LocalKek {
     fn err(kind: ProviderErrorKind) -> ProviderError {
         ProviderError::new(kind, LOCAL_PROVIDER_ID)
     }
+}
+
+/// HMAC-SHA-256 keyed with `HKDF-SHA-256(IKM = KEK, salt = none,
+/// info = "lockbox v1 local wrap nonce key")`, 32 bytes.
+fn nonce_prf(kek: &[u8; LOCAL_KEK_LEN]) -> Hmac<Sha256> {
+    // HMAC pads a 32-byte key with zeros to the 64-byte block: derive into
+    // the first half of a zeroed block (same MAC as a 32-byte key).
+    let mut block = Zeroizing::new([0u8; 64]);
+    if let Some(nonce_key) = block.get_mut(..32) {
+        // 32 bytes is far below HKDF-SHA-256's output limit.
+        let _ = Hkdf::<Sha256>::new(None, kek).expand(NONCE_KEY_LABEL, nonce_key);
+    }
+    <Hmac<Sha256>>::new((&*block).into())
 }
 
 fn unreachable_key_id() -> KeyId {
@@ -305,8 +345,7 @@ impl ProviderIdentity for LocalKek {
 
 impl KeyEncryptionProvider for LocalKek {
     fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
-        let mut nonce = [0u8; WRAP_NONCE_LEN];
-        os_random(&mut nonce).map_err(|e| Self::err(ProviderErrorKind::Unavailable).with_source(e))?;
+        let nonce = self.wrap_nonce(dek, binding);
         let mut ct = [0u8; DATA_KEY_LEN];
         let buf = InOutBuf::new(dek.expose_secret(), &mut ct).map_err(|_| Self::err(ProviderErrorKind::Other))?;
         let tag = self
@@ -358,5 +397,60 @@ impl KeyEncryptionProvider for LocalKek {
             .decrypt_inout_detached(&Array::from(nonce), binding.as_bytes(), buf, &Array::from(tag))
             .map_err(|_| Self::err(ProviderErrorKind::Authentication))?;
         Ok(dek)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BindingBuf;
+    use crate::context::EncryptionContext;
+    use crate::suite::Suite;
+
+    fn kek() -> LocalKek {
+        LocalKek::from_boxed(SecretBox::new(Box::new(core::array::from_fn(|i| {
+            u8::try_from(i).unwrap_or(0)
+        }))))
+    }
+
+    #[test]
+    fn wrap_nonce_is_the_documented_synthetic_iv() {
+        // Recomputed from FORMAT.md §10 with a 32-byte HMAC key (not the
+        // zero-padded block the implementation uses: the MAC is the same).
+        let kek = kek();
+        let dek = DataKey::from_array([0x42; 32]);
+        let b = BindingBuf::new(Suite::Aes256Gcm, &EncryptionContext::new().with("a", "1").unwrap());
+        let mut k = [0u8; 32];
+        Hkdf::<Sha256>::new(None, kek.key_bytes())
+            .expand(b"lockbox v1 local wrap nonce key", &mut k)
+            .unwrap();
+        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&k).unwrap();
+        mac.update(&[0x42; 32]);
+        mac.update(b.as_binding().as_bytes());
+        let expected = mac.finalize().into_bytes();
+        let w = kek.wrap(&dek, b.as_binding()).unwrap();
+        assert_eq!(&w.bytes()[1..13], &expected[..12]);
+        assert_eq!(
+            kek.unwrap(w.as_ref(), b.as_binding()).unwrap().expose_secret(),
+            &[0x42; 32]
+        );
+    }
+
+    #[test]
+    fn wrap_is_deterministic_per_key_and_binding_only() {
+        let kek = kek();
+        let b1 = BindingBuf::new(Suite::Aes256Gcm, &EncryptionContext::new());
+        let b2 = BindingBuf::new(Suite::ChaCha20Poly1305, &EncryptionContext::new());
+        let d1 = DataKey::from_array([1; 32]);
+        let d2 = DataKey::from_array([2; 32]);
+        let w = |d: &DataKey, b: &BindingBuf| kek.wrap(d, b.as_binding()).unwrap().bytes().to_vec();
+        assert_eq!(w(&d1, &b1), w(&d1, &b1));
+        assert_ne!(w(&d1, &b1)[1..13], w(&d2, &b1)[1..13]);
+        assert_ne!(w(&d1, &b1)[1..13], w(&d1, &b2)[1..13]);
+        let other = LocalKek::generate().unwrap();
+        assert_ne!(
+            w(&d1, &b1)[1..13],
+            other.wrap(&d1, b1.as_binding()).unwrap().bytes()[1..13]
+        );
     }
 }
