@@ -424,7 +424,7 @@ mod tests {
         Hkdf::<Sha256>::new(None, kek.key_bytes())
             .expand(b"lockbox v1 local wrap nonce key", &mut k)
             .unwrap();
-        let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(&k).unwrap();
+        let mut mac = <Hmac<Sha256>>::new_from_slice(&k).unwrap();
         mac.update(&[0x42; 32]);
         mac.update(b.as_binding().as_bytes());
         let expected = mac.finalize().into_bytes();
