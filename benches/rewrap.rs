@@ -1,7 +1,7 @@
 //! Rewrap versus re-encrypt versus open, over a size sweep: rewrap's cost is
 //! the header's (one unwrap, one wrap, one header tag) plus a copy of the
 //! payload, so it stays nearly flat while re-encrypt and open grow with the
-//! payload. `rewrap_header` (header only, no payload copy) is flat.
+//! payload (re-encrypt is about open plus seal). `rewrap_header` (header only, no payload copy) is flat.
 //!
 //! `cargo bench --bench rewrap`; quick look: `cargo bench --bench rewrap -- --quick`.
 #![allow(
@@ -26,6 +26,7 @@ fn rewrap(c: &mut Criterion) {
     let rewrapper = Rewrapper::new(&old).wrap_with(&new);
     let reencryptor = Reencryptor::new(Opener::new(&old), Sealer::new(&new));
     let opener = Opener::new(&old);
+    let sealer = Sealer::new(&new);
     let mut g = c.benchmark_group("rewrap");
     for size in SIZES {
         let env = Sealer::new(&old).seal(&vec![0x5a; size], &ctx).unwrap();
@@ -45,6 +46,10 @@ fn rewrap(c: &mut Criterion) {
         });
         g.bench_with_input(BenchmarkId::new("open", size), &env, |b, env| {
             b.iter(|| opener.open(black_box(env), &ctx).unwrap())
+        });
+        let plaintext = vec![0x5a; size];
+        g.bench_with_input(BenchmarkId::new("seal", size), &plaintext, |b, pt| {
+            b.iter(|| sealer.seal(black_box(pt), &ctx).unwrap())
         });
         g.bench_with_input(BenchmarkId::new("reencrypt", size), &env, |b, env| {
             b.iter(|| reencryptor.reencrypt(black_box(env), &ctx).unwrap())
