@@ -60,7 +60,7 @@ fn main() -> Result<()> {
         ("large.lbx", 64 << 20),
     ];
     for (name, size) in sizes {
-        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let data: Vec<u8> = (0..size).map(|i| u8::try_from(i % 251).unwrap_or(0)).collect();
         fs::write(dir.path().join(name), Sealer::new(&old).seal(&data, &ctx)?)?;
     }
     // And one whose header was damaged in storage.
