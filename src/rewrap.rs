@@ -293,8 +293,8 @@ impl<'p> Rewrapper<'p> {
     fn new_header(&self, h: &Header<'_>, context: &EncryptionContext) -> Result<(Vec<u8>, PayloadCipher), Error> {
         let binding_bytes = context.reconcile(h.context, h.suite, self.strict_context)?;
         let binding = Binding::from_encoded(h.suite, &binding_bytes);
-        let (dek, cipher) = unwrap_verified(&self.unwrap_with, h, binding)?;
-
+        // Which entries survive depends only on routing: refuse a rewrap whose
+        // result could not be written before any provider is called.
         let kept: Vec<WrappedEntry<'_>> = h.wrapped.iter().filter(|w| self.keeps(entry_ref(*w))).collect();
         let count = kept.len().saturating_add(self.wrap_with.len());
         if count == 0 {
@@ -309,6 +309,8 @@ impl<'p> Rewrapper<'p> {
                 max: max_wrapped,
             });
         }
+        // Never wrap a data key from a header that did not authenticate.
+        let (dek, cipher) = unwrap_verified(&self.unwrap_with, h, binding)?;
         let mut fresh = Vec::with_capacity(self.wrap_with.len());
         for p in &self.wrap_with {
             let w = p.wrap(&dek, binding)?;

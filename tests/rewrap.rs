@@ -1132,3 +1132,31 @@ proptest! {
         prop_assert_eq!(&streamed, &out);
     }
 }
+
+#[test]
+fn a_rewrap_that_could_not_be_written_calls_no_provider() {
+    let log = leak_log();
+    let p = Recording::new("solo", log);
+    let q = Recording::new("other", log);
+    let env = Sealer::new(&p).seal(b"x", &ctx()).unwrap();
+    log.lock().unwrap().clear();
+    assert!(matches!(
+        Rewrapper::new(&p).no_new_wraps().rewrap(&env, &open_ctx()),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        Rewrapper::new(&p)
+            .also_wrap_with(&q)
+            .limits(Limits::default().with_max_wrapped_keys(1))
+            .rewrap(&env, &open_ctx()),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::WrappedKeys,
+            max: 1
+        })
+    ));
+    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+    // The same rewrap within the limits: one unwrap, then the wraps in order.
+    let out = Rewrapper::new(&p).also_wrap_with(&q).rewrap(&env, &open_ctx()).unwrap();
+    assert_eq!(*log.lock().unwrap(), ["unwrap solo", "wrap solo", "wrap other"]);
+    assert_eq!(key_ids(&out), ["solo", "other"]);
+}
