@@ -721,3 +721,39 @@ mod io {
         }
     }
 }
+
+/// Small tests of the whole rewrap path, sized for Miri (CI runs the unit
+/// tests under it); `tests/rewrap.rs` covers the rest.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LocalKek, SegmentSize};
+
+    #[test]
+    fn rewrap_keeps_the_payload_and_authenticates_the_header_first() {
+        let old = LocalKek::generate().unwrap();
+        let new = LocalKek::generate().unwrap();
+        let ctx = EncryptionContext::new().with_required("t", "x").unwrap();
+        let env = Sealer::new(&old)
+            .segment_size(SegmentSize::MIN)
+            .seal(&[7u8; 70], &ctx)
+            .unwrap();
+        let rw = Rewrapper::new(&old).wrap_with(&new).verify_payload(true);
+        let out = rw.rewrap(&env, &ctx).unwrap();
+        let h = crate::inspect(&env).unwrap().header_len();
+        assert_eq!(out.len(), env.len());
+        assert_eq!(out.get(h..), env.get(h..));
+        assert_eq!(crate::open(&new, &out, &ctx).unwrap(), [7u8; 70]);
+        assert!(crate::open(&old, &out, &ctx).is_err());
+        // A header byte, the header tag, a payload byte.
+        for at in [9, h - 1, h + 3] {
+            let mut bad = env.clone();
+            bad[at] ^= 1;
+            assert!(rw.rewrap(&bad, &ctx).is_err(), "byte {at}");
+        }
+        let fresh = Reencryptor::new(Opener::new(&old), Sealer::new(&new))
+            .reencrypt(&env, &ctx)
+            .unwrap();
+        assert_eq!(crate::open(&new, &fresh, &ctx).unwrap(), [7u8; 70]);
+    }
+}
