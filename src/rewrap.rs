@@ -47,7 +47,10 @@ pub enum Keep {
 /// first data key that passes the key commitment is used, and the envelope's
 /// header tag must verify with it before anything is wrapped. The caller's
 /// context is reconciled as by [`Opener`] (required entries must be supplied)
-/// and the new wrapped keys are bound to the same binding.
+/// and the new wrapped keys are bound to the same binding. Required values
+/// are not in the header: a wrong one is caught because the unwrap is bound to
+/// it and fails, so a rewrap can only be as strict as the unwrap providers'
+/// binding (every provider must authenticate it; `LocalKek` does).
 ///
 /// Rewrap does **not** verify the payload's segment tags unless asked to with
 /// [`verify_payload`](Self::verify_payload): a tampered payload is copied as
