@@ -163,7 +163,10 @@ impl<'p> Rewrapper<'p> {
     }
 
     /// Also tries `provider` to unwrap (after the earlier ones, for each
-    /// wrapped key), as [`Opener::also_try`] does.
+    /// wrapped key), as [`Opener::also_try`] does. It is part of the unwrap
+    /// side: with the default [`Keep::Unmatched`] its entries are replaced,
+    /// so wrap with it again ([`also_wrap_with`](Self::also_wrap_with)) or
+    /// use [`Keep::All`] if they must stay.
     #[must_use]
     pub fn also_try(mut self, provider: &'p dyn KeyEncryptionProvider) -> Self {
         self.unwrap_with.push(provider);
