@@ -591,6 +591,10 @@ impl<'p> Sealer<'p> {
         let start = out.len();
         let r = self.write_inner(p, context, plaintext, out, start);
         if r.is_err() {
+            // The single-thread path copies plaintext in before encrypting it.
+            if let Some(written) = out.get_mut(start..) {
+                written.zeroize();
+            }
             out.truncate(start);
         }
         r
@@ -617,17 +621,20 @@ impl<'p> Sealer<'p> {
         self.write_header(p, context, out);
         let tag = p.cipher.header_tag(out.get(start..).unwrap_or_default())?;
         out.extend_from_slice(&tag);
-        let payload_start = out.len();
-        out.resize(start.saturating_add(total), 0);
-        let payload = out.get_mut(payload_start..).unwrap_or_default();
-        run_parallel(
-            self.threads,
-            Direction::Seal,
-            segs,
-            plaintext,
-            payload,
-            |first, src, dst| seal_run(&p.cipher, segs, first, src, dst),
-        )
+        if self.threads > 1 && segs.count > 1 {
+            let payload_start = out.len();
+            out.resize(start.saturating_add(total), 0);
+            let payload = out.get_mut(payload_start..).unwrap_or_default();
+            return run_parallel(
+                self.threads,
+                Direction::Seal,
+                segs,
+                plaintext,
+                payload,
+                |first, src, dst| seal_run(&p.cipher, segs, first, src, dst),
+            );
+        }
+        seal_appending(&p.cipher, segs, plaintext, out)
     }
 }
 
@@ -766,14 +773,20 @@ impl<'p> Opener<'p> {
         out.try_reserve_exact(pt_len).map_err(|_| Error::InvalidArgument {
             what: "plaintext too large to allocate",
         })?;
-        out.resize(start.saturating_add(pt_len), 0);
-        let dst = out.get_mut(start..).unwrap_or_default();
         let segs = u.segs;
-        let r = run_parallel(self.threads, Direction::Open, segs, payload, dst, |first, src, dst| {
-            open_run(&u.cipher, segs, first, src, dst)
-        });
+        let r = if self.threads > 1 && segs.count > 1 {
+            out.resize(start.saturating_add(pt_len), 0);
+            let dst = out.get_mut(start..).unwrap_or_default();
+            run_parallel(self.threads, Direction::Open, segs, payload, dst, |first, src, dst| {
+                open_run(&u.cipher, segs, first, src, dst)
+            })
+        } else {
+            open_appending(&u.cipher, segs, payload, out)
+        };
         if r.is_err() {
-            dst.zeroize();
+            if let Some(written) = out.get_mut(start..) {
+                written.zeroize();
+            }
             out.truncate(start);
         }
         r
@@ -883,6 +896,43 @@ impl<'p> Opener<'p> {
         }
         Err(Error::NoProviderCouldUnwrap { attempts, source: last })
     }
+}
+
+/// One thread: appends each segment's plaintext to `out` and encrypts it
+/// there while it is in cache, then its tag. No zero-filled output buffer
+/// first: that would be one more pass over memory (about a tenth of the time
+/// of a megabyte with AES-NI). `out` has the capacity reserved.
+fn seal_appending(cipher: &PayloadCipher, segs: Segments, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    let mut chunks = plaintext.chunks(segs.size.max(1));
+    for i in 0..segs.count {
+        let last = i.saturating_add(1) == segs.count;
+        let pt = chunks.next().unwrap_or_default();
+        let at = out.len();
+        out.extend_from_slice(pt);
+        let index = u32::try_from(i).map_err(|_| Error::InvalidArgument {
+            what: "too many segments",
+        })?;
+        let tag = cipher.seal_segment_in_place(index, last, out.get_mut(at..).unwrap_or_default())?;
+        out.extend_from_slice(&tag);
+    }
+    Ok(())
+}
+
+/// One thread: appends each segment's ciphertext to `out` and verifies and
+/// decrypts it there. On error the caller zeroizes what was appended (a
+/// failed segment holds ciphertext, or zeros with AWS-LC: never plaintext).
+fn open_appending(cipher: &PayloadCipher, segs: Segments, payload: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    let stride = segs.size.saturating_add(TAG_LEN);
+    for (i, chunk) in payload.chunks(stride).enumerate() {
+        let last = i.saturating_add(1) == segs.count;
+        let (ct, tag) = chunk.split_at_checked(segs.len_of(i)).ok_or(Error::Authentication)?;
+        let tag: &[u8; TAG_LEN] = tag.try_into().map_err(|_| Error::Authentication)?;
+        let index = u32::try_from(i).map_err(|_| Error::Authentication)?;
+        let at = out.len();
+        out.extend_from_slice(ct);
+        cipher.open_segment_in_place(index, last, out.get_mut(at..).unwrap_or_default(), tag)?;
+    }
+    Ok(())
 }
 
 /// Encrypts consecutive segments starting at segment `first`: `src` holds
