@@ -90,6 +90,8 @@ pub mod fuzzing;
 pub mod hazmat;
 mod keys;
 mod local;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 mod provider;
 #[cfg(feature = "std")]
 mod stream;

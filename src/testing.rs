@@ -480,6 +480,23 @@ fn expect_failure(
     }
 }
 
+/// An error and its sources, joined by `: ` (for failure reasons).
+fn chain(e: &(dyn core::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    let mut depth = 0u8;
+    while let Some(s) = cur {
+        depth = depth.saturating_add(1);
+        if depth > 8 {
+            break;
+        }
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
 fn check_error_names(provider_id: &str, what: &str, e: &ProviderError) -> Result<(), ConformanceFailure> {
     if e.provider_id() == provider_id {
         Ok(())
@@ -540,8 +557,9 @@ fn expect_open_failure(
                 Err(ConformanceFailure::new(
                     check,
                     format!(
-                        "opening with {what}: provider error of kind {:?}, expected one of {kinds:?} ({p})",
-                        p.kind()
+                        "opening with {what}: provider error of kind {:?}, expected one of {kinds:?} ({})",
+                        p.kind(),
+                        chain(p)
                     ),
                 ))
             }
@@ -632,23 +650,25 @@ pub fn check_provider(
     // round_trip
     let w = provider
         .wrap(&dek, b)
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("wrap failed: {e}")))?;
+        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("wrap failed: {}", chain(&e))))?;
     t.debug("a wrapped key's Debug", &w);
     t.debug("the provider's Debug after a wrap", &provider);
     check_wrapped_identity(provider, "wrap", &w)?;
     let back = provider
         .unwrap(w.as_ref(), b)
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a fresh wrap failed: {e}")))?;
+        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a fresh wrap failed: {}", chain(&e))))?;
     t.debug("the provider's Debug after an unwrap", &provider);
     same_key(ROUND_TRIP, "unwrap of a fresh wrap", &back, &dek)?;
     for suite in Suite::ALL {
         let env = Sealer::new(provider)
             .suite(suite)
             .seal(b"conformance round trip", &f.ctx)
-            .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("seal with {} failed: {e}", suite.name())))?;
-        let pt = Opener::new(provider)
-            .open(&env, &f.ctx)
-            .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("open with {} failed: {e}", suite.name())))?;
+            .map_err(|e| {
+                ConformanceFailure::new(ROUND_TRIP, format!("seal with {} failed: {}", suite.name(), chain(&e)))
+            })?;
+        let pt = Opener::new(provider).open(&env, &f.ctx).map_err(|e| {
+            ConformanceFailure::new(ROUND_TRIP, format!("open with {} failed: {}", suite.name(), chain(&e)))
+        })?;
         if pt != b"conformance round trip" {
             return Err(ConformanceFailure::new(ROUND_TRIP, "open returned other plaintext"));
         }
@@ -885,14 +905,14 @@ pub async fn check_async_provider(
     let w = provider
         .wrap_async(&dek, b)
         .await
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("wrap failed: {e}")))?;
+        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("wrap failed: {}", chain(&e))))?;
     t.debug("a wrapped key's Debug", &w);
     t.debug("the provider's Debug after a wrap", &provider);
     check_wrapped_identity(provider, "wrap", &w)?;
     let back = provider
         .unwrap_async(w.as_ref(), b)
         .await
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a fresh wrap failed: {e}")))?;
+        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a fresh wrap failed: {}", chain(&e))))?;
     t.debug("the provider's Debug after an unwrap", &provider);
     same_key(ROUND_TRIP, "unwrap of a fresh wrap", &back, &dek)?;
     for suite in Suite::ALL {
@@ -900,11 +920,15 @@ pub async fn check_async_provider(
             .suite(suite)
             .seal(b"conformance round trip", &f.ctx)
             .await
-            .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("seal with {} failed: {e}", suite.name())))?;
+            .map_err(|e| {
+                ConformanceFailure::new(ROUND_TRIP, format!("seal with {} failed: {}", suite.name(), chain(&e)))
+            })?;
         let pt = crate::AsyncOpener::new(provider)
             .open(&env, &f.ctx)
             .await
-            .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("open with {} failed: {e}", suite.name())))?;
+            .map_err(|e| {
+                ConformanceFailure::new(ROUND_TRIP, format!("open with {} failed: {}", suite.name(), chain(&e)))
+            })?;
         if pt != b"conformance round trip" {
             return Err(ConformanceFailure::new(ROUND_TRIP, "open returned other plaintext"));
         }
