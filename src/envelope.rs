@@ -468,6 +468,18 @@ impl<'p> Sealer<'p> {
         out: &mut Vec<u8>,
     ) -> Result<(PayloadCipher, SegmentSize), Error> {
         let p = self.prepare(context, random)?;
+        self.start_prepared(p, context, out)
+    }
+
+    /// Writes the complete header of a prepared message into `out` and
+    /// returns the payload cipher (shared with the async sealer's streams).
+    #[cfg(feature = "std")]
+    pub(crate) fn start_prepared(
+        &self,
+        p: Prepared,
+        context: &EncryptionContext,
+        out: &mut Vec<u8>,
+    ) -> Result<(PayloadCipher, SegmentSize), Error> {
         let start = out.len();
         out.reserve(p.header_len);
         self.write_header(&p, context, out);

@@ -14,9 +14,10 @@ use rand_core::TryCryptoRng;
 use zeroize::Zeroizing;
 
 use crate::context::{Binding, EncryptionContext};
+use crate::crypto::PayloadCipher;
 use crate::envelope::{Sealer, check_own_wrapped, open_payload, verify_data_key, wrapped_refs};
 use crate::error::{Error, ProviderError};
-use crate::format::{self, Limits, MESSAGE_ID_LEN, SegmentSize, Segments};
+use crate::format::{self, Header, Limits, MESSAGE_ID_LEN, SegmentSize, Segments};
 use crate::keys::{DATA_KEY_LEN, DataKey, os_random, rng_random};
 use crate::provider::AsyncKeyEncryptionProvider;
 use crate::suite::Suite;
@@ -243,17 +244,25 @@ impl<'p> AsyncOpener<'p> {
     pub async fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         let (h, payload) = format::parse(envelope, &self.limits)?;
         let segs = Segments::for_payload(payload.len(), h.segment_size, h.len)?;
+        let cipher = self.unlock(&h, context).await?;
+        open_payload(&cipher, segs, payload, 1, out)
+    }
+
+    /// Reconciles the context, unwraps the data key with the first matching
+    /// provider that can, and authenticates the header: as
+    /// [`Opener`](crate::Opener) does, with the unwraps awaited.
+    async fn unlock(&self, h: &Header<'_>, context: &EncryptionContext) -> Result<PayloadCipher, Error> {
         let binding_bytes = context.reconcile(h.context, h.suite, self.strict_context)?;
         let binding = Binding::from_encoded(h.suite, &binding_bytes);
         let mut attempts = 0usize;
         let mut last: Option<ProviderError> = None;
         let mut wrong_key = false;
-        for w in wrapped_refs(&h) {
+        for w in wrapped_refs(h) {
             for provider in self.providers.iter().filter(|p| p.matches(w)) {
                 attempts = attempts.saturating_add(1);
                 match provider.unwrap_async(w, binding).await {
-                    Ok(dek) => match verify_data_key(&h, dek)? {
-                        Some(cipher) => return open_payload(&cipher, segs, payload, 1, out),
+                    Ok(dek) => match verify_data_key(h, dek)? {
+                        Some(cipher) => return Ok(cipher),
                         // Not this envelope's data key: try the others.
                         None => wrong_key = true,
                     },
@@ -265,5 +274,80 @@ impl<'p> AsyncOpener<'p> {
             return Err(Error::Authentication);
         }
         Err(Error::NoProviderCouldUnwrap { attempts, source: last })
+    }
+}
+
+#[cfg(feature = "tokio")]
+mod streams {
+    use std::io;
+    use std::vec::Vec;
+
+    use rand_core::TryCryptoRng;
+    use tokio::io::{AsyncRead, AsyncWrite};
+
+    use super::{AsyncOpener, AsyncSealer};
+    use crate::context::EncryptionContext;
+    use crate::keys::{os_random, rng_random};
+    use crate::stream::{ParseStep, io_error, parse_step};
+    use crate::stream_async::{AsyncDecryptor, AsyncEncryptor, fill};
+
+    impl AsyncSealer<'_> {
+        /// Starts a streaming encryption into `writer`, the data key wrapped
+        /// by the async providers (awaited); the header is written before
+        /// this returns. See [`AsyncEncryptor`] for how to end the stream.
+        pub async fn async_encryptor<W: AsyncWrite + Unpin>(
+            &self,
+            writer: W,
+            context: &EncryptionContext,
+        ) -> io::Result<AsyncEncryptor<W>> {
+            let (sealer, prepared) = self.prepare(context, os_random).await.map_err(io_error)?;
+            let mut header = Vec::new();
+            let (cipher, size) = sealer
+                .start_prepared(prepared, context, &mut header)
+                .map_err(io_error)?;
+            AsyncEncryptor::from_header(writer, &header, cipher, size).await
+        }
+
+        /// [`async_encryptor`](Self::async_encryptor) drawing the data key
+        /// and message id from `rng` (see [`Sealer::seal_with_rng`](crate::Sealer::seal_with_rng)).
+        pub async fn async_encryptor_with_rng<W: AsyncWrite + Unpin, R: TryCryptoRng + Send + ?Sized>(
+            &self,
+            rng: &mut R,
+            writer: W,
+            context: &EncryptionContext,
+        ) -> io::Result<AsyncEncryptor<W>> {
+            let (sealer, prepared) = self.prepare(context, |b| rng_random(rng, b)).await.map_err(io_error)?;
+            let mut header = Vec::new();
+            let (cipher, size) = sealer
+                .start_prepared(prepared, context, &mut header)
+                .map_err(io_error)?;
+            AsyncEncryptor::from_header(writer, &header, cipher, size).await
+        }
+    }
+
+    impl AsyncOpener<'_> {
+        /// Reads the header from `reader`, unwraps the data key with the
+        /// async providers (awaited), authenticates the header and returns a
+        /// decryptor for the payload. The header is read incrementally, never
+        /// more than the header limit plus one byte before it parses.
+        pub async fn async_decryptor<R: AsyncRead + Unpin>(
+            &self,
+            mut reader: R,
+            context: &EncryptionContext,
+        ) -> io::Result<AsyncDecryptor<R>> {
+            let mut buf: Vec<u8> = Vec::with_capacity(1024);
+            let mut eof = false;
+            loop {
+                let want = match parse_step(&self.limits, &buf, eof).map_err(io_error)? {
+                    ParseStep::Parsed(h) => {
+                        let cipher = self.unlock(&h, context).await.map_err(io_error)?;
+                        let (header_len, size) = (h.len, h.segment_size);
+                        return Ok(AsyncDecryptor::from_parts(reader, cipher, header_len, size, buf));
+                    }
+                    ParseStep::Read(want) => want,
+                };
+                eof = fill(&mut reader, &mut buf, want).await?;
+            }
+        }
     }
 }

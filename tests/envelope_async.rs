@@ -524,3 +524,149 @@ fn debug_shows_configuration_only() {
     let o = format!("{:?}", AsyncOpener::new(&p));
     assert!(o.starts_with("AsyncOpener"), "{o}");
 }
+
+/// Streams over async-only providers (the `tokio` feature).
+#[cfg(feature = "tokio")]
+mod streams {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn stream_seal(sealer: &AsyncSealer<'_>, pt: &[u8], ctx: &EncryptionContext) -> Vec<u8> {
+        let mut enc = sealer.async_encryptor(Vec::new(), ctx).await.unwrap();
+        for chunk in pt.chunks(100) {
+            enc.write_all(chunk).await.unwrap();
+        }
+        enc.finish().await.unwrap()
+    }
+
+    async fn stream_open(opener: &AsyncOpener<'_>, env: &[u8], ctx: &EncryptionContext) -> std::io::Result<Vec<u8>> {
+        let mut dec = opener.async_decryptor(env, ctx).await?;
+        let mut out = Vec::new();
+        dec.read_to_end(&mut out).await?;
+        Ok(out)
+    }
+
+    #[test]
+    fn an_async_only_provider_streams_both_ways() {
+        let p = Remote::new();
+        let pt = pattern(300_000);
+        let env = block_on(stream_seal(&AsyncSealer::new(&p), &pt, &ctx()));
+        assert_eq!(p.wraps.load(Ordering::SeqCst), 1);
+        // The one-shot paths read it, and the async stream reads a one-shot envelope.
+        assert_eq!(lockbox::open(&p.kek, &env, &open_ctx()).unwrap(), pt);
+        assert_eq!(
+            block_on(stream_open(&AsyncOpener::new(&p), &env, &open_ctx())).unwrap(),
+            pt
+        );
+        let one_shot = block_on(AsyncSealer::new(&p).seal(&pt, &ctx())).unwrap();
+        assert_eq!(
+            block_on(stream_open(&AsyncOpener::new(&p), &one_shot, &open_ctx())).unwrap(),
+            pt
+        );
+        assert_eq!(p.unwraps.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_async_stream_writes_the_sync_stream_bytes() {
+        let a = Deterministic {
+            id: "a",
+            generate: false,
+        };
+        let pt = pattern(5000);
+        let seg = SegmentSize::new(1024).unwrap();
+        let sync = block_on(async {
+            let mut enc = Sealer::new(&a)
+                .segment_size(seg)
+                .async_encryptor_with_rng(&mut CountingRng(9), Vec::new(), &ctx())
+                .await
+                .unwrap();
+            enc.write_all(&pt).await.unwrap();
+            enc.finish().await.unwrap()
+        });
+        let asynced = block_on(async {
+            let mut enc = AsyncSealer::new(&a)
+                .segment_size(seg)
+                .async_encryptor_with_rng(&mut CountingRng(9), Vec::new(), &ctx())
+                .await
+                .unwrap();
+            enc.write_all(&pt).await.unwrap();
+            enc.finish().await.unwrap()
+        });
+        assert_eq!(sync, asynced);
+        // And the one-shot envelope with the same randomness is the same too.
+        let one_shot = Sealer::new(&a)
+            .segment_size(seg)
+            .seal_with_rng(&mut CountingRng(9), &pt, &ctx())
+            .unwrap();
+        assert_eq!(one_shot, asynced);
+    }
+
+    fn lockbox_error(e: &std::io::Error) -> &Error {
+        e.get_ref().and_then(|e| e.downcast_ref::<Error>()).unwrap()
+    }
+
+    #[test]
+    fn stream_errors_carry_the_lockbox_error() {
+        let p = Remote::new();
+        let env = block_on(stream_seal(&AsyncSealer::new(&p), b"streamed", &ctx()));
+        let wrong = EncryptionContext::new().with_required("tenant", "evil").unwrap();
+        let e = block_on(stream_open(&AsyncOpener::new(&p), &env, &wrong)).unwrap_err();
+        assert!(
+            matches!(lockbox_error(&e), Error::NoProviderCouldUnwrap { attempts: 1, .. }),
+            "{e:?}"
+        );
+        let other = Remote::new();
+        let e = block_on(stream_open(&AsyncOpener::new(&other), &env, &open_ctx())).unwrap_err();
+        assert!(
+            matches!(lockbox_error(&e), Error::NoProviderCouldUnwrap { attempts: 0, .. }),
+            "{e:?}"
+        );
+        // A payload bit flip fails the read; a header one fails the constructor.
+        let mut bad = env.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let e = block_on(stream_open(&AsyncOpener::new(&p), &bad, &open_ctx())).unwrap_err();
+        assert!(matches!(lockbox_error(&e), Error::Authentication), "{e:?}");
+        let e = block_on(stream_open(&AsyncOpener::new(&p), &env[..20], &open_ctx())).unwrap_err();
+        assert!(matches!(lockbox_error(&e), Error::Malformed { .. }), "{e:?}");
+        let tiny = Limits::default().with_max_header_len(40);
+        let e = block_on(stream_open(&AsyncOpener::new(&p).limits(tiny), &env, &open_ctx())).unwrap_err();
+        assert!(
+            matches!(
+                lockbox_error(&e),
+                Error::LimitExceeded {
+                    limit: LimitKind::HeaderBytes,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        // A provider failure fails the encryptor's constructor.
+        let mut failing = Remote::new();
+        failing.fail_wrap = true;
+        let e = block_on(AsyncSealer::new(&failing).async_encryptor(Vec::new(), &ctx())).unwrap_err();
+        assert!(matches!(lockbox_error(&e), Error::Provider(_)), "{e:?}");
+    }
+
+    #[test]
+    fn stream_futures_are_send() {
+        let p = Remote::new();
+        let c = ctx();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let sealer = AsyncSealer::new(&p);
+        let mut enc = rt
+            .block_on(assert_send(sealer.async_encryptor(Vec::new(), &c)))
+            .unwrap();
+        rt.block_on(enc.write_all(b"send")).unwrap();
+        let env = rt.block_on(enc.finish()).unwrap();
+        let opener = AsyncOpener::new(&p);
+        let mut dec = rt.block_on(assert_send(opener.async_decryptor(&env[..], &c))).unwrap();
+        let mut out = Vec::new();
+        rt.block_on(dec.read_to_end(&mut out)).unwrap();
+        assert_eq!(out, b"send");
+    }
+}
