@@ -35,7 +35,8 @@
 //!
 //! PKCS#11 login state belongs to the process (per token), not to a session:
 //! the provider logs in once, keeps one extra session open so the login
-//! lasts, and logs in again if the token reports it is logged out. It never
+//! lasts, and, if the token forgot the login (it restarted, or other code
+//! logged out), logs in again, finds the key again and retries once. It never
 //! logs out (that would log out every other user of the token in the
 //! process). A consequence of the standard: if the process is already logged
 //! in to the token (another provider, other code), the token accepts the
@@ -73,7 +74,7 @@ use cryptoki::error::{Error as CkError, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::mechanism::aead::GcmParams;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
-use cryptoki::session::{Session, UserType};
+use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::Ulong;
 use secrecy::{ExposeSecret, SecretString};
@@ -167,6 +168,20 @@ fn decrypt_error(e: CkError) -> ProviderError {
     } else {
         ck_err(e)
     }
+}
+
+/// Whether `e` comes from the token having forgotten the login: the error a
+/// token gives for it, on a session that is now public.
+fn login_lost(session: &Session, e: &CkError) -> bool {
+    matches!(
+        e,
+        CkError::Pkcs11(
+            RvError::UserNotLoggedIn | RvError::KeyHandleInvalid | RvError::ObjectHandleInvalid,
+            _
+        )
+    ) && session
+        .get_session_info()
+        .is_ok_and(|i| matches!(i.session_state(), SessionState::RoPublic | SessionState::RwPublic))
 }
 
 /// Whether a session can be reused after `e`: only the data errors after
@@ -279,7 +294,8 @@ impl Pkcs11KekBuilder {
     /// - [`Error::InvalidArgument`]: no token, PIN or key was configured.
     /// - [`Error::KeyLoad`]: the module does not load, no token (or more than
     ///   one) has the label, more than one key matches, or the key is not a
-    ///   sensitive, non-extractable AES-256 key usable for encrypt and decrypt.
+    ///   private, sensitive, non-extractable AES-256 key usable for encrypt
+    ///   and decrypt.
     /// - [`Error::Provider`] of kind [`PermissionDenied`](ProviderErrorKind::PermissionDenied)
     ///   for a wrong or locked PIN, [`KeyNotFound`](ProviderErrorKind::KeyNotFound)
     ///   if no key matches, [`Unavailable`](ProviderErrorKind::Unavailable) if
@@ -306,7 +322,7 @@ impl Pkcs11KekBuilder {
             module: self.module,
             token_label,
             selector,
-            key,
+            key: Mutex::new(key),
             key_id,
             pin,
             _anchor: Mutex::new(anchor),
@@ -408,6 +424,7 @@ fn find_key(session: &Session, selector: &KeySelector) -> Result<(ObjectHandle, 
             &[
                 AttributeType::Label,
                 AttributeType::Id,
+                AttributeType::Private,
                 AttributeType::Sensitive,
                 AttributeType::Extractable,
                 AttributeType::ValueLen,
@@ -418,11 +435,13 @@ fn find_key(session: &Session, selector: &KeySelector) -> Result<(ObjectHandle, 
         .map_err(|e| Error::Provider(ck_err(e)))?;
     let mut label = None;
     let mut id = None;
-    let (mut sensitive, mut extractable, mut len, mut encrypt, mut decrypt) = (false, true, 0u64, false, false);
+    let (mut private, mut sensitive, mut extractable) = (false, false, true);
+    let (mut len, mut encrypt, mut decrypt) = (0u64, false, false);
     for a in attrs {
         match a {
             Attribute::Label(l) => label = Some(l),
             Attribute::Id(i) => id = Some(i),
+            Attribute::Private(b) => private = b,
             Attribute::Sensitive(b) => sensitive = b,
             Attribute::Extractable(b) => extractable = b,
             Attribute::ValueLen(n) => len = u64::from(n),
@@ -443,6 +462,12 @@ fn find_key(session: &Session, selector: &KeySelector) -> Result<(ObjectHandle, 
     if !sensitive {
         return Err(refuse(
             "it is not sensitive (CKA_SENSITIVE false); lockbox requires a key whose value the token never reveals",
+        ));
+    }
+    if !private {
+        return Err(refuse(
+            "it is a public object (CKA_PRIVATE false): anyone who can open a session on the token could use it \
+             without the PIN",
         ));
     }
     if len != AES_256_LEN {
@@ -468,7 +493,8 @@ pub struct Pkcs11Kek {
     module: PathBuf,
     token_label: String,
     selector: KeySelector,
-    key: ObjectHandle,
+    /// Replaced when a new login finds the key again.
+    key: Mutex<ObjectHandle>,
     key_id: KeyId,
     pin: SecretString,
     /// Keeps the login alive while no operation runs. Never used for one.
@@ -525,7 +551,7 @@ impl Pkcs11Kek {
     /// `map` turns the operation's cryptoki error into a provider error.
     fn with_session<T>(
         &self,
-        mut op: impl FnMut(&Session) -> Result<T, CkError>,
+        mut op: impl FnMut(&Session, ObjectHandle) -> Result<T, CkError>,
         map: fn(CkError) -> ProviderError,
     ) -> Result<T, ProviderError> {
         let pooled = lock(&self.idle).pop();
@@ -533,11 +559,17 @@ impl Pkcs11Kek {
             Some(s) => s,
             None => self.ctx.open_ro_session(self.slot).map_err(ck_err)?,
         };
-        let mut r = op(&session);
-        if let Err(CkError::Pkcs11(RvError::UserNotLoggedIn, _)) = r {
-            // The token lost the login (restarted, sessions closed): once more.
+        let key = *lock(&self.key);
+        let mut r = op(&session, key);
+        if let Err(e) = &r
+            && login_lost(&session, e)
+        {
+            // The token forgot the login (restarted, logged out by other
+            // code): log in again, find the key again (private objects'
+            // handles lapse with the login), and try once more.
             login(&session, &self.pin)?;
-            r = op(&session);
+            let key = self.refind_key(&session)?;
+            r = op(&session, key);
         }
         let keep = match &r {
             Ok(_) => true,
@@ -550,6 +582,20 @@ impl Pkcs11Kek {
             }
         }
         r.map_err(map)
+    }
+
+    /// Finds the key again after a new login; it must still have the same
+    /// name and pass the same checks.
+    fn refind_key(&self, session: &Session) -> Result<ObjectHandle, ProviderError> {
+        let (key, key_id) = find_key(session, &self.selector).map_err(|e| match e {
+            Error::Provider(p) => p,
+            other => perr(ProviderErrorKind::KeyDisabled).with_source(other),
+        })?;
+        if key_id != self.key_id {
+            return Err(perr(ProviderErrorKind::KeyNotFound));
+        }
+        *lock(&self.key) = key;
+        Ok(key)
     }
 
     /// How many idle sessions the pool holds now (for monitoring).
@@ -573,9 +619,9 @@ impl KeyEncryptionProvider for Pkcs11Kek {
         let mut iv = [0u8; IV_LEN];
         os_random(&mut iv).map_err(|e| perr(ProviderErrorKind::Unavailable).with_source(e))?;
         let ct = self.with_session(
-            |s| {
+            |s, key| {
                 let params = GcmParams::new(&mut iv, binding.as_bytes(), Ulong::from(TAG_BITS))?;
-                s.encrypt(&Mechanism::AesGcm(params), self.key, dek.expose_secret())
+                s.encrypt(&Mechanism::AesGcm(params), key, dek.expose_secret())
             },
             ck_err,
         )?;
@@ -603,10 +649,10 @@ impl KeyEncryptionProvider for Pkcs11Kek {
         let (iv, ct) = rest.split_at_checked(IV_LEN).ok_or_else(auth)?;
         let iv: [u8; IV_LEN] = iv.try_into().map_err(|_| auth())?;
         let plain = self.with_session(
-            |s| {
+            |s, key| {
                 let mut iv = iv;
                 let params = GcmParams::new(&mut iv, binding.as_bytes(), Ulong::from(TAG_BITS))?;
-                s.decrypt(&Mechanism::AesGcm(params), self.key, ct).map(Zeroizing::new)
+                s.decrypt(&Mechanism::AesGcm(params), key, ct).map(Zeroizing::new)
             },
             decrypt_error,
         )?;

@@ -12,6 +12,8 @@
     clippy::print_stdout
 )]
 
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
 use lockbox::pkcs11::{PKCS11_PROVIDER_ID, Pkcs11Kek, Pkcs11KekBuilder};
 use lockbox::secrecy::SecretString;
 use lockbox::testing::{check_async_provider, check_provider, service_env};
@@ -20,8 +22,15 @@ use lockbox::{
     Suite, WrappedKey,
 };
 
+/// SoftHSM2 keeps the token in files, and a login (failed or not) rewrites
+/// them: another process logging in at the same moment makes reads fail
+/// (`CKR_GENERAL_ERROR`). The tests that start a second process take this
+/// lock exclusively; the others share it.
+static TOKEN_FILES: RwLock<()> = RwLock::new(());
+
 /// The token the services script created.
 struct Token {
+    _shared: RwLockReadGuard<'static, ()>,
     module: String,
     pin: String,
     token: String,
@@ -31,10 +40,12 @@ struct Token {
     extractable: String,
     not_sensitive: String,
     aes128: String,
+    public: String,
 }
 
 fn token() -> Option<Token> {
     Some(Token {
+        _shared: TOKEN_FILES.read().unwrap_or_else(PoisonError::into_inner),
         module: service_env("LOCKBOX_TEST_PKCS11_MODULE")?,
         pin: service_env("LOCKBOX_TEST_PKCS11_PIN")?,
         token: service_env("LOCKBOX_TEST_PKCS11_TOKEN_LABEL")?,
@@ -44,6 +55,7 @@ fn token() -> Option<Token> {
         extractable: service_env("LOCKBOX_TEST_PKCS11_EXTRACTABLE_KEY_LABEL")?,
         not_sensitive: service_env("LOCKBOX_TEST_PKCS11_NOT_SENSITIVE_KEY_LABEL")?,
         aes128: service_env("LOCKBOX_TEST_PKCS11_AES128_KEY_LABEL")?,
+        public: service_env("LOCKBOX_TEST_PKCS11_PUBLIC_KEY_LABEL")?,
     })
 }
 
@@ -56,6 +68,13 @@ impl Token {
     fn kek(&self, label: &str) -> Pkcs11Kek {
         self.builder().key_label(label).open().unwrap()
     }
+}
+
+/// For the tests that run a probe in another process: `None` (skip) without
+/// the token, else the exclusive lock on its files.
+fn exclusive() -> Option<RwLockWriteGuard<'static, ()>> {
+    service_env("LOCKBOX_TEST_PKCS11_MODULE")?;
+    Some(TOKEN_FILES.write().unwrap_or_else(PoisonError::into_inner))
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {
@@ -222,6 +241,12 @@ fn an_aes_128_key_is_refused() {
 }
 
 #[test]
+fn a_key_usable_without_login_is_refused() {
+    let Some(t) = token() else { return };
+    refused(t.builder().key_label(&t.public).open().unwrap_err(), "CKA_PRIVATE");
+}
+
+#[test]
 fn configuration_errors_are_typed() {
     let Some(t) = token() else { return };
     refused(
@@ -317,7 +342,7 @@ const PROBE_VAR: &str = "LOCKBOX_TEST_PKCS11_PROBE";
 
 #[test]
 fn wrong_pin_probe() {
-    if std::env::var_os(PROBE_VAR).is_none() {
+    if std::env::var_os(PROBE_VAR).is_none_or(|v| v != "wrong-pin") {
         return;
     }
     let t = token().expect("the probe runs with the token's variables");
@@ -341,10 +366,10 @@ fn wrong_pin_probe() {
 
 #[test]
 fn a_wrong_pin_is_permission_denied() {
-    let Some(_) = token() else { return };
+    let Some(_exclusive) = exclusive() else { return };
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "wrong_pin_probe", "--nocapture", "--test-threads=1"])
-        .env(PROBE_VAR, "1")
+        .env(PROBE_VAR, "wrong-pin")
         .output()
         .unwrap();
     let text = format!(
@@ -354,4 +379,59 @@ fn a_wrong_pin_is_permission_denied() {
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("wrong-pin probe passed"), "{text}");
+}
+
+// Losing the login (token restarted, someone called C_Logout): the provider
+// logs in again and carries on. Logging out affects the whole process, so
+// this runs in a fresh one too.
+
+#[test]
+fn relogin_probe() {
+    if std::env::var_os(PROBE_VAR).is_none_or(|v| v != "relogin") {
+        return;
+    }
+    use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+    let t = token().expect("the probe runs with the token's variables");
+    let kek = t.kek(&t.key);
+    let ctx = EncryptionContext::new();
+    let env = lockbox::seal(&kek, b"before", &ctx).unwrap();
+    // Log the process out through a session of our own.
+    let pkcs11 = Pkcs11::new(&t.module).unwrap();
+    match pkcs11.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
+        Ok(()) | Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => panic!("{e}"),
+    }
+    let slot = pkcs11
+        .get_slots_with_token()
+        .unwrap()
+        .into_iter()
+        .find(|s| pkcs11.get_token_info(*s).unwrap().label() == t.token)
+        .unwrap();
+    let session = pkcs11.open_ro_session(slot).unwrap();
+    session.logout().unwrap();
+    let state = || session.get_session_info().unwrap().session_state();
+    assert_eq!(state(), cryptoki::session::SessionState::RoPublic);
+    // Both directions work again, and the process is logged in again.
+    assert_eq!(lockbox::open(&kek, &env, &ctx).unwrap(), b"before");
+    assert_eq!(state(), cryptoki::session::SessionState::RoUser);
+    let env = lockbox::seal(&kek, b"after", &ctx).unwrap();
+    assert_eq!(lockbox::open(&kek, &env, &ctx).unwrap(), b"after");
+    println!("relogin probe passed");
+}
+
+#[test]
+fn the_provider_logs_in_again_after_a_logout() {
+    let Some(_exclusive) = exclusive() else { return };
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "relogin_probe", "--nocapture", "--test-threads=1"])
+        .env(PROBE_VAR, "relogin")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("relogin probe passed"), "{text}");
 }
