@@ -92,11 +92,11 @@ pub const PKCS11_PROVIDER_ID: &str = "lockbox.pkcs11";
 const WRAP_V1: u8 = 1;
 const IV_LEN: usize = 12;
 const TAG_LEN: usize = 16;
-const TAG_BITS: u64 = 128;
+const TAG_BITS: usize = 128;
 /// version, IV, encrypted data key, tag.
 const WRAPPED_LEN: usize = 1 + IV_LEN + DATA_KEY_LEN + TAG_LEN;
 /// Length of an AES-256 key, as `CKA_VALUE_LEN` reports it.
-const AES_256_LEN: u64 = 32;
+const AES_256_LEN: usize = 32;
 const DEFAULT_MAX_IDLE_SESSIONS: usize = 8;
 
 /// Modules loaded and initialized in this process, by path. Never finalized:
@@ -436,7 +436,7 @@ fn find_key(session: &Session, selector: &KeySelector) -> Result<(ObjectHandle, 
     let mut label = None;
     let mut id = None;
     let (mut private, mut sensitive, mut extractable) = (false, false, true);
-    let (mut len, mut encrypt, mut decrypt) = (0u64, false, false);
+    let (mut len, mut encrypt, mut decrypt) = (0usize, false, false);
     for a in attrs {
         match a {
             Attribute::Label(l) => label = Some(l),
@@ -444,7 +444,7 @@ fn find_key(session: &Session, selector: &KeySelector) -> Result<(ObjectHandle, 
             Attribute::Private(b) => private = b,
             Attribute::Sensitive(b) => sensitive = b,
             Attribute::Extractable(b) => extractable = b,
-            Attribute::ValueLen(n) => len = u64::from(n),
+            Attribute::ValueLen(n) => len = usize::from(n),
             Attribute::Encrypt(b) => encrypt = b,
             Attribute::Decrypt(b) => decrypt = b,
             _ => {}
@@ -620,7 +620,7 @@ impl KeyEncryptionProvider for Pkcs11Kek {
         os_random(&mut iv).map_err(|e| perr(ProviderErrorKind::Unavailable).with_source(e))?;
         let ct = self.with_session(
             |s, key| {
-                let params = GcmParams::new(&mut iv, binding.as_bytes(), Ulong::from(TAG_BITS))?;
+                let params = GcmParams::new(&mut iv, binding.as_bytes(), Ulong::try_from(TAG_BITS)?)?;
                 s.encrypt(&Mechanism::AesGcm(params), key, dek.expose_secret())
             },
             ck_err,
@@ -651,7 +651,7 @@ impl KeyEncryptionProvider for Pkcs11Kek {
         let plain = self.with_session(
             |s, key| {
                 let mut iv = iv;
-                let params = GcmParams::new(&mut iv, binding.as_bytes(), Ulong::from(TAG_BITS))?;
+                let params = GcmParams::new(&mut iv, binding.as_bytes(), Ulong::try_from(TAG_BITS)?)?;
                 s.decrypt(&Mechanism::AesGcm(params), key, ct).map(Zeroizing::new)
             },
             decrypt_error,
