@@ -67,6 +67,14 @@
 //!   `AsyncRead` (the io traits only; lockbox starts no runtime).
 //!   Without it the crate is `no_std` + `alloc`; on targets without an OS,
 //!   configure getrandom's custom backend to supply randomness.
+//! - `pkcs11`: `pkcs11::Pkcs11Kek`, a KEK that never leaves a PKCS#11
+//!   token (an HSM; SoftHSM2 for tests), through `cryptoki`.
+//! - `testing`: the `testing` module, the provider conformance suite every provider
+//!   should pass, and the switch that lets service-backed tests skip or fail.
+//!
+//! [`AsyncSealer`] and [`AsyncOpener`] take
+//! [`AsyncKeyEncryptionProvider`]s (network key stores) and produce the same
+//! envelopes as [`Sealer`] and [`Opener`]; lockbox never calls `block_on`.
 
 #![no_std]
 #![forbid(unsafe_code)]
