@@ -51,6 +51,7 @@ use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
+use std::io::Write as _;
 
 use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
 use secrecy::ExposeSecret;
@@ -160,7 +161,8 @@ impl core::error::Error for ConformanceFailure {}
 /// - Unset or empty, and [`LOCKBOX_REQUIRE_SERVICES`](REQUIRE_SERVICES_VAR)
 ///   is `1`: **panics**, failing the calling test (CI must not skip).
 /// - Unset or empty otherwise: prints why the test is skipped to stderr and
-///   returns `None`; the test should return.
+///   returns `None`; the test should return. The line goes to the
+///   process's stderr directly, so `cargo test` shows it without `--nocapture`.
 ///
 /// ```
 /// fn my_kms_test() {
@@ -170,7 +172,7 @@ impl core::error::Error for ConformanceFailure {}
 /// }
 /// # if std::env::var("LOCKBOX_REQUIRE_SERVICES").as_deref() != Ok("1") { my_kms_test() }
 /// ```
-#[allow(clippy::panic, clippy::print_stderr)]
+#[allow(clippy::panic)]
 pub fn service_env(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
@@ -179,7 +181,10 @@ pub fn service_env(var: &str) -> Option<String> {
              `bash scripts/services.sh start` and `source \"$(bash scripts/services.sh env)\"`"
         ),
         _ => {
-            eprintln!(
+            // Straight to the process's stderr, past the test harness's
+            // output capture, so the skip shows in a plain `cargo test`.
+            let _ = writeln!(
+                std::io::stderr(),
                 "skipped: {var} is not set (start the services with `bash scripts/services.sh start` and \
                  `source \"$(bash scripts/services.sh env)\"`, or set {REQUIRE_SERVICES_VAR}=1 to make this a failure)"
             );
