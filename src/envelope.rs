@@ -757,14 +757,7 @@ impl<'p> Opener<'p> {
     ) -> Result<(Vec<u8>, EncryptionContext), Error> {
         let plaintext = self.open(envelope, context)?;
         let (h, _) = format::parse(envelope, &self.limits)?;
-        let mut full = EncryptionContext::new();
-        for e in h.context.iter() {
-            match e.value {
-                Some(v) => full.insert(e.key, v)?,
-                None => full.insert_required(e.key, context.get(e.key).unwrap_or_default())?,
-            }
-        }
-        Ok((plaintext, full))
+        Ok((plaintext, full_context(&h, context)?))
     }
 
     /// Opens `envelope` and appends the plaintext to `out`. On error `out` is
@@ -867,6 +860,19 @@ impl<'p> Opener<'p> {
         }
         Err(Error::NoProviderCouldUnwrap { attempts, source: last })
     }
+}
+
+/// The whole context of an opened envelope: its stored entries and the
+/// required ones the caller supplied (shared with the async opener).
+pub(crate) fn full_context(h: &Header<'_>, context: &EncryptionContext) -> Result<EncryptionContext, Error> {
+    let mut full = EncryptionContext::new();
+    for e in h.context.iter() {
+        match e.value {
+            Some(v) => full.insert(e.key, v)?,
+            None => full.insert_required(e.key, context.get(e.key).unwrap_or_default())?,
+        }
+    }
+    Ok(full)
 }
 
 /// Fails unless every provider matches the wrapped key it produced: an

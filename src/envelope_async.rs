@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::context::{Binding, EncryptionContext};
 use crate::crypto::PayloadCipher;
-use crate::envelope::{Sealer, check_own_wrapped, open_payload, verify_data_key, wrapped_refs};
+use crate::envelope::{Sealer, check_own_wrapped, full_context, open_payload, verify_data_key, wrapped_refs};
 use crate::error::{Error, ProviderError};
 use crate::format::{self, Header, Limits, MESSAGE_ID_LEN, SegmentSize, Segments};
 use crate::keys::{DATA_KEY_LEN, DataKey, os_random, rng_random};
@@ -237,6 +237,18 @@ impl<'p> AsyncOpener<'p> {
         let mut out = Vec::new();
         self.open_to(envelope, context, &mut out).await?;
         Ok(out)
+    }
+
+    /// Opens `envelope` and also returns the whole authenticated context; see
+    /// [`Opener::open_with_context`](crate::Opener::open_with_context).
+    pub async fn open_with_context(
+        &self,
+        envelope: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, EncryptionContext), Error> {
+        let plaintext = self.open(envelope, context).await?;
+        let (h, _) = format::parse(envelope, &self.limits)?;
+        Ok((plaintext, full_context(&h, context)?))
     }
 
     /// Opens `envelope` and appends the plaintext to `out`. On error `out` is

@@ -389,6 +389,21 @@ fn context_errors_are_specific() {
 }
 
 #[test]
+fn open_with_context_returns_the_whole_authenticated_context() {
+    let p = Remote::new();
+    let env = block_on(AsyncSealer::new(&p).seal(b"x", &ctx())).unwrap();
+    let (pt, full) = block_on(AsyncOpener::new(&p).open_with_context(&env, &open_ctx())).unwrap();
+    assert_eq!(pt, b"x");
+    assert_eq!(full.get("purpose"), Some("test"));
+    assert_eq!(full.get("tenant"), Some("acme"));
+    assert_eq!(full.storage("tenant"), Some(lockbox::Storage::Required));
+    let sync = Opener::new(&p.kek).open_with_context(&env, &open_ctx()).unwrap().1;
+    assert_eq!(format!("{full:?}"), format!("{sync:?}"));
+    let wrong = EncryptionContext::new().with_required("tenant", "evil").unwrap();
+    assert!(block_on(AsyncOpener::new(&p).open_with_context(&env, &wrong)).is_err());
+}
+
+#[test]
 fn providers_that_do_not_match_are_never_called() {
     let p = Remote::new();
     let other = Remote::new();
