@@ -11,6 +11,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use rand_core::TryCryptoRng;
+use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use crate::context::{Binding, EncryptionContext};
@@ -153,29 +154,41 @@ impl<'p> AsyncSealer<'p> {
         let binding = Binding::from_encoded(sealer.suite_ref(), &binding_bytes);
         let mut message_id = [0u8; MESSAGE_ID_LEN];
         let mut wrapped = Vec::with_capacity(self.providers.len());
-        let dek = match first.generate_data_key_async(binding).await? {
-            Some((dek, w)) => {
-                random(&mut message_id)?;
-                wrapped.push(w);
-                dek
+        // One data key, filled in place and never moved: this future's state
+        // may live on the heap (a spawned task), and a moved-from key would
+        // stay there unzeroized. It is zeroized where it lies when dropped.
+        let mut dek = DataKey::zeroed();
+        // Secrets are borrowed, never moved, and dropped in place at the end
+        // of blocks without an await in them.
+        let offered = {
+            let generated = first.generate_data_key_async(binding).await?;
+            match &generated {
+                Some((key, w)) => {
+                    dek.bytes_mut().copy_from_slice(key.expose_secret());
+                    wrapped.push(w.clone());
+                    true
+                }
+                None => false,
             }
-            None => {
+        };
+        if offered {
+            random(&mut message_id)?;
+        } else {
+            {
                 // One draw for key and message id, as the sync sealer does.
                 let mut draw = Zeroizing::new([0u8; DATA_KEY_LEN + MESSAGE_ID_LEN]);
                 random(draw.as_mut_slice())?;
                 let (k, m) = draw.split_at(DATA_KEY_LEN);
-                let mut dek = DataKey::zeroed();
                 dek.bytes_mut().copy_from_slice(k);
                 message_id.copy_from_slice(m);
-                wrapped.push(first.wrap_async(&dek, binding).await?);
-                dek
             }
-        };
+            wrapped.push(first.wrap_async(&dek, binding).await?);
+        }
         for p in others {
             wrapped.push(p.wrap_async(&dek, binding).await?);
         }
         check_own_wrapped(&self.providers, &wrapped)?;
-        let prepared = sealer.finish_prepare(context, dek, message_id, wrapped)?;
+        let prepared = sealer.finish_prepare(context, &dek, message_id, wrapped)?;
         Ok((sealer, prepared))
     }
 }
@@ -273,7 +286,7 @@ impl<'p> AsyncOpener<'p> {
             for provider in self.providers.iter().filter(|p| p.matches(w)) {
                 attempts = attempts.saturating_add(1);
                 match provider.unwrap_async(w, binding).await {
-                    Ok(dek) => match verify_data_key(h, dek)? {
+                    Ok(dek) => match verify_data_key(h, &dek)? {
                         Some(cipher) => return Ok(cipher),
                         // Not this envelope's data key: try the others.
                         None => wrong_key = true,
