@@ -385,7 +385,10 @@ fn check_matches(
         return fail("the provider matches a key wrapped by `other_key` (a different key)".into());
     }
     if other.matches(own.as_ref()) {
-        return fail("`other_key` matches a key wrapped by the provider (a different key)".into());
+        return fail(
+            "`other_key` matches a key wrapped by the provider (is `other_key` configured with a different key?)"
+                .into(),
+        );
     }
     if !other.matches(others.as_ref()) {
         return fail("`other_key` does not match its own wrapped key".into());
