@@ -99,6 +99,7 @@ pub mod hazmat;
 mod keys;
 mod local;
 #[cfg(feature = "pkcs11")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
 pub mod pkcs11;
 mod provider;
 #[cfg(feature = "std")]
@@ -107,6 +108,7 @@ mod stream;
 mod stream_async;
 mod suite;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use context::{Binding, BindingBuf, ContextEntry, EncryptionContext, Storage};
