@@ -545,6 +545,12 @@ impl Pkcs11Kek {
         &self.token_label
     }
 
+    /// The id of the slot holding the token (for
+    /// [`Pkcs11KekBuilder::slot`]; slot ids can change between runs).
+    pub fn slot_id(&self) -> u64 {
+        self.slot.id()
+    }
+
     /// Runs `op` on an idle session (or a new one), logging in again once if
     /// the token says the process is not logged in. The pool's lock is held
     /// only to take and return a session.
