@@ -42,8 +42,9 @@
 //! in to the token (another provider, other code), the token accepts the
 //! login without checking the PIN.
 //!
-//! The PIN is a [`SecretString`]: zeroized on drop, never printed (`Debug`
-//! shows the module, token and key only). The module is loaded and
+//! The PIN is a [`SecretString`], kept for the provider's lifetime (to log
+//! in again), zeroized on drop and never printed (`Debug` shows the module,
+//! token and key only). The module is loaded and
 //! `C_Initialize`d once per process and never finalized.
 //!
 //! ```no_run
