@@ -42,6 +42,13 @@
 //! in to the token (another provider, other code), the token accepts the
 //! login without checking the PIN.
 //!
+//! The provider is synchronous: a call blocks its thread for one token
+//! operation (about 40 µs with SoftHSM2; a network round trip with a network
+//! HSM). Through the blanket implementation it is also an
+//! [`AsyncKeyEncryptionProvider`](crate::AsyncKeyEncryptionProvider), whose
+//! futures make that call when polled; with a network HSM, seal and open on a
+//! blocking pool (`tokio::task::spawn_blocking`) instead.
+//!
 //! The PIN is a [`SecretString`], kept for the provider's lifetime (to log
 //! in again), zeroized on drop and never printed (`Debug` shows the module,
 //! token and key only). The module is loaded and
