@@ -16,7 +16,7 @@ use crate::format::{
     VERSION_1,
 };
 use crate::keys::{DATA_KEY_LEN, DataKey, KeyVersion, WrappedKey, WrappedKeyRef, os_random, rng_random};
-use crate::provider::KeyEncryptionProvider;
+use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
 use crate::suite::{Backend, Suite};
 
 /// Seals plaintext into an envelope under one provider, with the default
@@ -266,7 +266,7 @@ impl fmt::Debug for Sealer<'_> {
 }
 
 /// Everything a seal needs once the data key is wrapped; holds no plaintext key.
-struct Prepared {
+pub(crate) struct Prepared {
     cipher: PayloadCipher,
     commitment: [u8; COMMITMENT_LEN],
     message_id: [u8; MESSAGE_ID_LEN],
@@ -301,6 +301,24 @@ impl Put for SliceWriter<'_> {
 }
 
 impl<'p> Sealer<'p> {
+    /// Options only, no provider: the async sealer wraps the data key itself
+    /// and uses this for everything else.
+    pub(crate) fn without_providers(suite: Suite, segment_size: SegmentSize, limits: Limits) -> Self {
+        Self {
+            providers: Vec::new(),
+            suite,
+            segment_size,
+            limits,
+            threads: 1,
+            backend: Backend::default(),
+        }
+    }
+
+    /// The suite set with `suite`.
+    pub(crate) fn suite_ref(&self) -> Suite {
+        self.suite
+    }
+
     /// A sealer wrapping data keys with `provider`, with default options.
     pub fn new(provider: &'p dyn KeyEncryptionProvider) -> Self {
         Self {
@@ -470,6 +488,18 @@ impl<'p> Sealer<'p> {
         out: &mut Vec<u8>,
     ) -> Result<(PayloadCipher, SegmentSize), Error> {
         let p = self.prepare(context, random)?;
+        self.start_prepared(p, context, out)
+    }
+
+    /// Writes the complete header of a prepared message into `out` and
+    /// returns the payload cipher (shared with the async sealer's streams).
+    #[cfg(feature = "std")]
+    pub(crate) fn start_prepared(
+        &self,
+        p: Prepared,
+        context: &EncryptionContext,
+        out: &mut Vec<u8>,
+    ) -> Result<(PayloadCipher, SegmentSize), Error> {
         let start = out.len();
         out.reserve(p.header_len);
         self.write_header(&p, context, out);
@@ -485,20 +515,7 @@ impl<'p> Sealer<'p> {
         context: &EncryptionContext,
         mut random: impl FnMut(&mut [u8]) -> Result<(), Error>,
     ) -> Result<Prepared, Error> {
-        let exceeded = |limit, max| Error::LimitExceeded { limit, max };
-        if context.len() > self.limits.max_context_entries() {
-            return Err(exceeded(LimitKind::ContextEntries, self.limits.max_context_entries()));
-        }
-        if context.stored_bytes() > self.limits.max_context_bytes() {
-            return Err(exceeded(LimitKind::ContextBytes, self.limits.max_context_bytes()));
-        }
-        if self.segment_size.bytes() > self.limits.max_segment_size() {
-            return Err(exceeded(LimitKind::SegmentSize, self.limits.max_segment_size()));
-        }
-        let max_wrapped = self.limits.max_wrapped_keys().min(usize::from(u8::MAX));
-        if self.providers.len() > max_wrapped {
-            return Err(exceeded(LimitKind::WrappedKeys, max_wrapped));
-        }
+        self.check_seal_limits(context, self.providers.len())?;
         let (first, others) = self.providers.split_first().ok_or_else(|| Error::InvalidArgument {
             what: "no provider to wrap the data key",
         })?;
@@ -525,20 +542,44 @@ impl<'p> Sealer<'p> {
             .iter()
             .map(|p| p.wrap(&dek, binding))
             .collect::<Result<Vec<_>, _>>()?;
-        // An envelope its own providers would not try to open is a provider
-        // bug; catch it here rather than when the data is needed.
-        let wrapped = core::iter::once(&first_wrapped).chain(&other_wrapped);
-        for (p, w) in self.providers.iter().zip(wrapped.clone()) {
-            if !p.matches(w.as_ref()) {
-                return Err(Error::Provider(ProviderError::new(
-                    crate::ProviderErrorKind::Other,
-                    p.provider_id(),
-                )));
-            }
+        check_own_wrapped(&self.providers, &first_wrapped, &other_wrapped)?;
+        self.finish_prepare(context, &dek, message_id, first_wrapped, other_wrapped)
+    }
+
+    /// The limits a seal checks before any provider is called (shared with
+    /// the async sealer).
+    pub(crate) fn check_seal_limits(&self, context: &EncryptionContext, providers: usize) -> Result<(), Error> {
+        let exceeded = |limit, max| Error::LimitExceeded { limit, max };
+        if context.len() > self.limits.max_context_entries() {
+            return Err(exceeded(LimitKind::ContextEntries, self.limits.max_context_entries()));
         }
+        if context.stored_bytes() > self.limits.max_context_bytes() {
+            return Err(exceeded(LimitKind::ContextBytes, self.limits.max_context_bytes()));
+        }
+        if self.segment_size.bytes() > self.limits.max_segment_size() {
+            return Err(exceeded(LimitKind::SegmentSize, self.limits.max_segment_size()));
+        }
+        let max_wrapped = self.limits.max_wrapped_keys().min(usize::from(u8::MAX));
+        if providers > max_wrapped {
+            return Err(exceeded(LimitKind::WrappedKeys, max_wrapped));
+        }
+        Ok(())
+    }
+
+    /// Derives the message keys from the wrapped data key and checks the
+    /// header length (shared with the async sealer). The caller drops the
+    /// data key where it lies.
+    pub(crate) fn finish_prepare(
+        &self,
+        context: &EncryptionContext,
+        dek: &DataKey,
+        message_id: [u8; MESSAGE_ID_LEN],
+        first_wrapped: WrappedKey,
+        other_wrapped: Vec<WrappedKey>,
+    ) -> Result<Prepared, Error> {
+        let exceeded = |limit, max| Error::LimitExceeded { limit, max };
         let keys = crypto::derive(self.suite, self.backend, dek.expose_secret(), &message_id);
-        drop(dek);
-        let header_len = wrapped.fold(
+        let header_len = core::iter::once(&first_wrapped).chain(&other_wrapped).fold(
             FIXED_LEN
                 .saturating_add(context.header_len())
                 .saturating_add(COMMITMENT_LEN)
@@ -581,7 +622,7 @@ impl<'p> Sealer<'p> {
     }
 
     /// Appends header and payload to `out`; on error `out` is restored.
-    fn write(
+    pub(crate) fn write(
         &self,
         p: &Prepared,
         context: &EncryptionContext,
@@ -754,42 +795,14 @@ impl<'p> Opener<'p> {
     ) -> Result<(Vec<u8>, EncryptionContext), Error> {
         let plaintext = self.open(envelope, context)?;
         let (h, _) = format::parse(envelope, &self.limits)?;
-        let mut full = EncryptionContext::new();
-        for e in h.context.iter() {
-            match e.value {
-                Some(v) => full.insert(e.key, v)?,
-                None => full.insert_required(e.key, context.get(e.key).unwrap_or_default())?,
-            }
-        }
-        Ok((plaintext, full))
+        Ok((plaintext, full_context(&h, context)?))
     }
 
     /// Opens `envelope` and appends the plaintext to `out`. On error `out` is
     /// unchanged (anything written is zeroized first).
     pub fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         let (u, payload) = self.unlock(envelope, context)?;
-        let start = out.len();
-        let pt_len = u.segs.plaintext_len();
-        out.try_reserve_exact(pt_len).map_err(|_| Error::InvalidArgument {
-            what: "plaintext too large to allocate",
-        })?;
-        let segs = u.segs;
-        let r = if self.threads > 1 && segs.count > 1 {
-            out.resize(start.saturating_add(pt_len), 0);
-            let dst = out.get_mut(start..).unwrap_or_default();
-            run_parallel(self.threads, Direction::Open, segs, payload, dst, |first, src, dst| {
-                open_run(&u.cipher, segs, first, src, dst)
-            })
-        } else {
-            open_appending(&u.cipher, segs, payload, out)
-        };
-        if r.is_err() {
-            if let Some(written) = out.get_mut(start..) {
-                written.zeroize();
-            }
-            out.truncate(start);
-        }
-        r
+        open_payload(&u.cipher, u.segs, payload, self.threads, out)
     }
 
     /// Opens in place: `buf` holds the envelope before and the plaintext
@@ -876,18 +889,12 @@ impl<'p> Opener<'p> {
         for (w, provider) in candidates {
             attempts = attempts.saturating_add(1);
             match provider.unwrap(w, binding) {
-                Ok(dek) => {
-                    let keys = crypto::derive(h.suite, self.backend, dek.expose_secret(), h.message_id);
-                    drop(dek);
-                    if !crypto::commitment_matches(&keys.commitment, h.commitment) {
-                        // Not this envelope's data key (a wrapped key lifted
-                        // from another envelope): try the other entries.
-                        wrong_key = true;
-                        continue;
-                    }
-                    keys.cipher.verify_header_tag(h.authenticated, h.tag)?;
-                    return Ok(keys.cipher);
-                }
+                Ok(dek) => match verify_data_key(h, self.backend, &dek)? {
+                    Some(cipher) => return Ok(cipher),
+                    // Not this envelope's data key (a wrapped key lifted
+                    // from another envelope): try the other entries.
+                    None => wrong_key = true,
+                },
                 Err(e) => last = Some(e),
             }
         }
@@ -896,6 +903,88 @@ impl<'p> Opener<'p> {
         }
         Err(Error::NoProviderCouldUnwrap { attempts, source: last })
     }
+}
+
+/// The whole context of an opened envelope: its stored entries and the
+/// required ones the caller supplied (shared with the async opener).
+pub(crate) fn full_context(h: &Header<'_>, context: &EncryptionContext) -> Result<EncryptionContext, Error> {
+    let mut full = EncryptionContext::new();
+    for e in h.context.iter() {
+        match e.value {
+            Some(v) => full.insert(e.key, v)?,
+            None => full.insert_required(e.key, context.get(e.key).unwrap_or_default())?,
+        }
+    }
+    Ok(full)
+}
+
+/// Fails unless every provider matches the wrapped key it produced: an
+/// envelope its own providers would not try to open is a provider bug; catch
+/// it when sealing rather than when the data is needed.
+pub(crate) fn check_own_wrapped<P: ProviderIdentity + ?Sized>(
+    providers: &[&P],
+    first: &WrappedKey,
+    others: &[WrappedKey],
+) -> Result<(), Error> {
+    for (p, w) in providers.iter().zip(core::iter::once(first).chain(others)) {
+        if !p.matches(w.as_ref()) {
+            return Err(Error::Provider(ProviderError::new(
+                crate::ProviderErrorKind::Other,
+                p.provider_id(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an unwrapped data key against the header: `Ok(None)` if it is not
+/// this envelope's key (commitment mismatch, constant time), an error if the
+/// header tag fails, else the payload cipher. The caller drops the data key
+/// where it lies (moving it would leave a copy behind).
+pub(crate) fn verify_data_key(h: &Header<'_>, backend: Backend, dek: &DataKey) -> Result<Option<PayloadCipher>, Error> {
+    let keys = crypto::derive(h.suite, backend, dek.expose_secret(), h.message_id);
+    if !crypto::commitment_matches(&keys.commitment, h.commitment) {
+        return Ok(None);
+    }
+    keys.cipher.verify_header_tag(h.authenticated, h.tag)?;
+    Ok(Some(keys.cipher))
+}
+
+/// Decrypts an authenticated payload and appends the plaintext to `out`; on
+/// error `out` is unchanged (anything written is zeroized first).
+pub(crate) fn open_payload(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    payload: &[u8],
+    threads: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let start = out.len();
+    let pt_len = segs.plaintext_len();
+    out.try_reserve_exact(pt_len).map_err(|_| Error::InvalidArgument {
+        what: "plaintext too large to allocate",
+    })?;
+    let r = if threads > 1 && segs.count > 1 {
+        out.resize(start.saturating_add(pt_len), 0);
+        let dst = out.get_mut(start..).unwrap_or_default();
+        run_parallel(threads, Direction::Open, segs, payload, dst, |first, src, dst| {
+            open_run(cipher, segs, first, src, dst)
+        })
+    } else {
+        open_appending(cipher, segs, payload, out)
+    };
+    if r.is_err() {
+        if let Some(written) = out.get_mut(start..) {
+            written.zeroize();
+        }
+        out.truncate(start);
+    }
+    r
+}
+
+/// The parts of a parsed header the async opener routes on.
+pub(crate) fn wrapped_refs<'h>(h: &'h Header<'_>) -> impl Iterator<Item = WrappedKeyRef<'h>> + 'h {
+    h.wrapped.iter().map(entry_ref)
 }
 
 /// One thread: appends each segment's plaintext to `out` and encrypts it

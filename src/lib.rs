@@ -67,6 +67,14 @@
 //!   `AsyncRead` (the io traits only; lockbox starts no runtime).
 //!   Without it the crate is `no_std` + `alloc`; on targets without an OS,
 //!   configure getrandom's custom backend to supply randomness.
+//! - `pkcs11`: `pkcs11::Pkcs11Kek`, a KEK that never leaves a PKCS#11
+//!   token (an HSM; SoftHSM2 for tests), through `cryptoki`.
+//! - `testing`: the `testing` module, the provider conformance suite every provider
+//!   should pass, and the switch that lets service-backed tests skip or fail.
+//!
+//! [`AsyncSealer`] and [`AsyncOpener`] take
+//! [`AsyncKeyEncryptionProvider`]s (network key stores) and produce the same
+//! envelopes as [`Sealer`] and [`Opener`]; lockbox never calls `block_on`.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -81,6 +89,7 @@ extern crate std;
 mod context;
 mod crypto;
 mod envelope;
+mod envelope_async;
 mod error;
 mod format;
 #[cfg(fuzzing)]
@@ -90,6 +99,9 @@ pub mod hazmat;
 mod inline;
 mod keys;
 mod local;
+#[cfg(feature = "pkcs11")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+pub mod pkcs11;
 mod provider;
 mod rewrap;
 #[cfg(feature = "std")]
@@ -97,9 +109,13 @@ mod stream;
 #[cfg(feature = "tokio")]
 mod stream_async;
 mod suite;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 
 pub use context::{Binding, BindingBuf, ContextEntry, EncryptionContext, Storage};
 pub use envelope::{EnvelopeInfo, Opener, Sealer, ciphertext_range, inspect, inspect_with_limits, open, seal};
+pub use envelope_async::{AsyncOpener, AsyncSealer};
 pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};
 pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
