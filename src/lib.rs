@@ -87,6 +87,7 @@ mod format;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hazmat;
+pub mod keyring;
 mod keys;
 mod local;
 mod provider;
