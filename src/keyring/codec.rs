@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use super::kek::{VERSION_KEY_LEN, VersionKey};
 use super::{AuditAction, Entry, KeyState, Keyring, KeyringError, MAX_VERSIONS, NoAudit, RotationPolicy, Table};
 use crate::context::EncryptionContext;
-use crate::envelope::{Opener, Sealer, inspect};
+use crate::envelope::{Opener, Sealer};
 use crate::error::Error;
 use crate::keys::KeyId;
 use crate::provider::KeyEncryptionProvider;
@@ -268,8 +268,9 @@ fn file_context(id: &KeyId, generation: u64) -> Result<EncryptionContext, Error>
 
 /// What a sealed keyring file's header claims (unauthenticated): its id and
 /// generation. Used for the compare-and-swap before a save.
+#[cfg(feature = "std")]
 pub(crate) fn peek(bytes: &[u8]) -> Result<(KeyId, u64), Error> {
-    let info = inspect(bytes)?;
+    let info = crate::envelope::inspect(bytes)?;
     let mut id = None;
     let mut generation = None;
     for (k, v) in info.stored_context() {
