@@ -123,7 +123,13 @@ fn a_wrapped_key_is_bound_to_its_context_and_version() {
     r.add_version(t(1)).unwrap();
     let info = lockbox::inspect(&env).unwrap();
     let w = &info.wrapped_keys()[0];
-    let relabelled = WrappedKey::new(KEYRING_PROVIDER_ID, w.key_id().clone(), KeyVersion(2), w.bytes().to_vec()).unwrap();
+    let relabelled = WrappedKey::new(
+        KEYRING_PROVIDER_ID,
+        w.key_id().clone(),
+        KeyVersion(2),
+        w.bytes().to_vec(),
+    )
+    .unwrap();
     let b = BindingBuf::new(Suite::Aes256Gcm, &ctx());
     let e = r.unwrap(relabelled.as_ref(), b.as_binding()).unwrap_err();
     assert_eq!(e.kind(), ProviderErrorKind::Authentication);
@@ -148,18 +154,39 @@ fn a_wrapped_key_is_bound_to_its_context_and_version() {
 fn wrapped_keys_of_other_providers_and_unknown_versions_are_not_found() {
     let r = ring();
     let b = BindingBuf::new(Suite::Aes256Gcm, &ctx());
-    let other = WrappedKey::new(KEYRING_PROVIDER_ID, KeyId::new("other").unwrap(), KeyVersion(1), vec![1; 61]).unwrap();
+    let other = WrappedKey::new(
+        KEYRING_PROVIDER_ID,
+        KeyId::new("other").unwrap(),
+        KeyVersion(1),
+        vec![1; 61],
+    )
+    .unwrap();
     assert!(!r.matches(other.as_ref()));
     let e = r.unwrap(other.as_ref(), b.as_binding()).unwrap_err();
     assert_eq!(e.kind(), ProviderErrorKind::KeyNotFound);
     assert!(matches!(keyring_source(&e), KeyringError::NotThisKeyring(_)));
 
-    let local = WrappedKey::new("lockbox.local", KeyId::new("payments").unwrap(), KeyVersion(1), vec![1; 61]).unwrap();
+    let local = WrappedKey::new(
+        "lockbox.local",
+        KeyId::new("payments").unwrap(),
+        KeyVersion(1),
+        vec![1; 61],
+    )
+    .unwrap();
     assert!(!r.matches(local.as_ref()));
-    assert_eq!(r.unwrap(local.as_ref(), b.as_binding()).unwrap_err().kind(), ProviderErrorKind::KeyNotFound);
+    assert_eq!(
+        r.unwrap(local.as_ref(), b.as_binding()).unwrap_err().kind(),
+        ProviderErrorKind::KeyNotFound
+    );
 
     for v in [0, 2, u32::MAX] {
-        let w = WrappedKey::new(KEYRING_PROVIDER_ID, KeyId::new("payments").unwrap(), KeyVersion(v), vec![1; 61]).unwrap();
+        let w = WrappedKey::new(
+            KEYRING_PROVIDER_ID,
+            KeyId::new("payments").unwrap(),
+            KeyVersion(v),
+            vec![1; 61],
+        )
+        .unwrap();
         assert!(r.matches(w.as_ref()));
         let e = r.unwrap(w.as_ref(), b.as_binding()).unwrap_err();
         assert_eq!(e.kind(), ProviderErrorKind::KeyNotFound);
@@ -176,9 +203,15 @@ fn staged_add_then_promote() {
     // Staged: enabled but not primary; new envelopes still use v1.
     assert_eq!(r.primary(), KeyVersion(1));
     let info = r.version(v2).unwrap();
-    assert_eq!((info.state, info.primary, info.created), (KeyState::Enabled, false, t(10)));
+    assert_eq!(
+        (info.state, info.primary, info.created),
+        (KeyState::Enabled, false, t(10))
+    );
     let env = lockbox::seal(&r, b"x", &ctx()).unwrap();
-    assert_eq!(lockbox::inspect(&env).unwrap().wrapped_keys()[0].key_version(), KeyVersion(1));
+    assert_eq!(
+        lockbox::inspect(&env).unwrap().wrapped_keys()[0].key_version(),
+        KeyVersion(1)
+    );
 
     r.promote(v2, t(20)).unwrap();
     assert_eq!(r.primary(), v2);
@@ -289,14 +322,46 @@ fn every_transition_from_every_state() {
     // Columns follow SETUPS: enabled, decrypt-only, disabled, scheduled,
     // destroyed, primary, compromised (decrypt-only).
     let table: [(Op, LifecycleOp, [Want; 7]); 8] = [
-        (Op::Promote, LifecycleOp::Promote, [Yes(E), No(D), No(X), No(S), Gone, Yes(E), C]),
-        (Op::Enable, LifecycleOp::Enable, [Yes(E), Yes(E), Yes(E), No(S), Gone, Yes(E), C]),
-        (Op::DecryptOnly, LifecycleOp::DecryptOnly, [Yes(D), Yes(D), Yes(D), No(S), Gone, P, Yes(D)]),
-        (Op::Disable, LifecycleOp::Disable, [Yes(X), Yes(X), Yes(X), No(S), Gone, P, Yes(X)]),
-        (Op::Schedule, LifecycleOp::ScheduleDestruction, [Yes(S), Yes(S), Yes(S), No(S), Gone, P, Yes(S)]),
-        (Op::Cancel, LifecycleOp::CancelDestruction, [No(E), No(D), No(X), Yes(X), Gone, No(E), No(D)]),
-        (Op::Destroy, LifecycleOp::Destroy, [No(E), No(D), No(X), Yes(T), Gone, No(E), No(D)]),
-        (Op::Compromise, LifecycleOp::Compromise, [Yes(D), Yes(D), Yes(X), Yes(S), Gone, Yes(D), Yes(D)]),
+        (
+            Op::Promote,
+            LifecycleOp::Promote,
+            [Yes(E), No(D), No(X), No(S), Gone, Yes(E), C],
+        ),
+        (
+            Op::Enable,
+            LifecycleOp::Enable,
+            [Yes(E), Yes(E), Yes(E), No(S), Gone, Yes(E), C],
+        ),
+        (
+            Op::DecryptOnly,
+            LifecycleOp::DecryptOnly,
+            [Yes(D), Yes(D), Yes(D), No(S), Gone, P, Yes(D)],
+        ),
+        (
+            Op::Disable,
+            LifecycleOp::Disable,
+            [Yes(X), Yes(X), Yes(X), No(S), Gone, P, Yes(X)],
+        ),
+        (
+            Op::Schedule,
+            LifecycleOp::ScheduleDestruction,
+            [Yes(S), Yes(S), Yes(S), No(S), Gone, P, Yes(S)],
+        ),
+        (
+            Op::Cancel,
+            LifecycleOp::CancelDestruction,
+            [No(E), No(D), No(X), Yes(X), Gone, No(E), No(D)],
+        ),
+        (
+            Op::Destroy,
+            LifecycleOp::Destroy,
+            [No(E), No(D), No(X), Yes(T), Gone, No(E), No(D)],
+        ),
+        (
+            Op::Compromise,
+            LifecycleOp::Compromise,
+            [Yes(D), Yes(D), Yes(X), Yes(S), Gone, Yes(D), Yes(D)],
+        ),
     ];
     let mut checked = 0;
     for (op, lop, row) in table {
@@ -349,7 +414,10 @@ fn compromising_the_primary_promotes_a_new_version_at_once() {
     assert_eq!(r.versions().count(), 3);
     // It never wraps again.
     let new = lockbox::seal(&r, b"x", &ctx()).unwrap();
-    assert_eq!(lockbox::inspect(&new).unwrap().wrapped_keys()[0].key_version(), KeyVersion(3));
+    assert_eq!(
+        lockbox::inspect(&new).unwrap().wrapped_keys()[0].key_version(),
+        KeyVersion(3)
+    );
     // Ordinary opens refuse it...
     let (kind, msg) = open_failure(&r, &env);
     assert_eq!(kind, ProviderErrorKind::KeyCompromised);
@@ -367,7 +435,10 @@ fn compromising_the_primary_promotes_a_new_version_at_once() {
     assert_eq!(lockbox::open(&r, &migrated, &ctx()).unwrap(), b"secret");
     // The migration provider wraps with the primary too.
     let via_m = lockbox::seal(&m, b"y", &ctx()).unwrap();
-    assert_eq!(lockbox::inspect(&via_m).unwrap().wrapped_keys()[0].key_version(), KeyVersion(3));
+    assert_eq!(
+        lockbox::inspect(&via_m).unwrap().wrapped_keys()[0].key_version(),
+        KeyVersion(3)
+    );
     assert_eq!(lockbox::open(&r, &via_m, &ctx()).unwrap(), b"y");
 }
 
@@ -403,7 +474,11 @@ fn unwrap_refusals_name_the_reason() {
         ("disabled", ProviderErrorKind::KeyDisabled, "disabled"),
         ("scheduled", ProviderErrorKind::KeyDisabled, "scheduled for destruction"),
         ("destroyed", ProviderErrorKind::KeyDestroyed, "destroyed"),
-        ("below-minimum", ProviderErrorKind::KeyDisabled, "below the minimum decryption version v2"),
+        (
+            "below-minimum",
+            ProviderErrorKind::KeyDisabled,
+            "below the minimum decryption version v2",
+        ),
         ("trimmed", ProviderErrorKind::KeyDestroyed, "trimmed"),
         ("compromised", ProviderErrorKind::KeyCompromised, "compromised"),
     ];
@@ -475,10 +550,14 @@ fn destruction_timing_is_enforced() {
     r.schedule_destruction(v1, t(10 + WEEK), t(10)).unwrap();
     assert_eq!(
         r.version(v1).unwrap().state,
-        KeyState::ScheduledForDestruction { not_before: t(10 + WEEK) }
+        KeyState::ScheduledForDestruction {
+            not_before: t(10 + WEEK)
+        }
     );
     match keyring_err(r.destroy(v1, t(10 + WEEK - 1)).unwrap_err()) {
-        KeyringError::DestructionNotDue { version, not_before } => assert_eq!((version, not_before), (v1, t(10 + WEEK))),
+        KeyringError::DestructionNotDue { version, not_before } => {
+            assert_eq!((version, not_before), (v1, t(10 + WEEK)))
+        }
         e => panic!("{e:?}"),
     }
     r.destroy(v1, t(10 + WEEK)).unwrap();
@@ -512,13 +591,21 @@ fn minimum_decryption_version_and_trim() {
     assert_eq!(r.minimum_decryption_version(), KeyVersion(2));
     // A version below the minimum cannot be promoted.
     match keyring_err(r.promote(KeyVersion(1), t(4)).unwrap_err()) {
-        KeyringError::BelowMinimum { version, minimum } => assert_eq!((version, minimum), (KeyVersion(1), KeyVersion(2))),
+        KeyringError::BelowMinimum { version, minimum } => {
+            assert_eq!((version, minimum), (KeyVersion(1), KeyVersion(2)))
+        }
         e => panic!("{e:?}"),
     }
     assert_eq!(r.trim(t(5)).unwrap(), 1);
     assert_eq!(r.trim(t(5)).unwrap(), 0);
-    assert!(matches!(keyring_err(r.version(KeyVersion(1)).unwrap_err()), KeyringError::Trimmed(KeyVersion(1))));
-    assert!(matches!(keyring_err(r.disable(KeyVersion(1), t(6)).unwrap_err()), KeyringError::Trimmed(KeyVersion(1))));
+    assert!(matches!(
+        keyring_err(r.version(KeyVersion(1)).unwrap_err()),
+        KeyringError::Trimmed(KeyVersion(1))
+    ));
+    assert!(matches!(
+        keyring_err(r.disable(KeyVersion(1), t(6)).unwrap_err()),
+        KeyringError::Trimmed(KeyVersion(1))
+    ));
     match keyring_err(r.set_minimum_decryption_version(KeyVersion(1), t(6)).unwrap_err()) {
         KeyringError::MinimumBelowTrimmed { minimum, trimmed_below } => {
             assert_eq!((minimum, trimmed_below), (KeyVersion(1), KeyVersion(2)));
@@ -546,7 +633,10 @@ fn operations_on_unknown_versions_fail() {
         r.compromised(v9, t(1)).map(|_| ()),
     ];
     for res in results {
-        assert!(matches!(keyring_err(res.unwrap_err()), KeyringError::UnknownVersion(KeyVersion(9))));
+        assert!(matches!(
+            keyring_err(res.unwrap_err()),
+            KeyringError::UnknownVersion(KeyVersion(9))
+        ));
     }
 }
 
@@ -574,20 +664,20 @@ fn rotation_policy() {
     assert_eq!(RotationPolicy::new().rotate_every(0).rotation_period_secs(), None);
 }
 
+/// Action, version, succeeded, Debug, Display.
+type Recorded = (AuditAction, Option<KeyVersion>, bool, String, String);
+
 #[derive(Default)]
 struct Recorder {
-    events: Mutex<Vec<(AuditAction, Option<KeyVersion>, bool, String, String)>>,
+    events: Mutex<Vec<Recorded>>,
 }
 
 impl AuditSink for Recorder {
     fn record(&self, e: &AuditEvent<'_>) {
-        self.events.lock().unwrap().push((
-            e.action,
-            e.version,
-            e.succeeded(),
-            format!("{e:?}"),
-            format!("{e}"),
-        ));
+        self.events
+            .lock()
+            .unwrap()
+            .push((e.action, e.version, e.succeeded(), format!("{e:?}"), format!("{e}")));
     }
 }
 
@@ -630,7 +720,10 @@ fn audit_receives_every_event_without_key_bytes() {
     assert!(has(&|a| *a == AuditAction::DecryptOnly, true));
     assert!(has(&|a| *a == AuditAction::Enable, true));
     assert!(has(&|a| *a == AuditAction::Disable, true));
-    assert!(has(&|a| *a == AuditAction::ScheduleDestruction { not_before: t(5) }, true));
+    assert!(has(
+        &|a| *a == AuditAction::ScheduleDestruction { not_before: t(5) },
+        true
+    ));
     assert!(has(&|a| *a == AuditAction::CancelDestruction, true));
     assert!(has(&|a| *a == AuditAction::Compromise, true));
     assert!(has(&|a| *a == AuditAction::MigrationUnwrap, true));
@@ -644,7 +737,11 @@ fn audit_receives_every_event_without_key_bytes() {
         .find(|(a, _, ok, _, _)| *a == AuditAction::Unwrap && !ok)
         .unwrap();
     assert!(failed_unwrap.4.contains("disabled"), "{}", failed_unwrap.4);
-    assert!(failed_unwrap.4.contains("purpose") && failed_unwrap.4.contains("v1"), "{}", failed_unwrap.4);
+    assert!(
+        failed_unwrap.4.contains("purpose") && failed_unwrap.4.contains("v1"),
+        "{}",
+        failed_unwrap.4
+    );
 
     // No event's Debug or Display shows any key byte: check against the keys
     // decoded from the saved file (v2 is alive in it).

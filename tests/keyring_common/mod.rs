@@ -1,6 +1,11 @@
 //! Helpers shared by the keyring tests: times, and an independent decoder of
 //! the keyring file contents written from KEYRING.md.
-#![allow(dead_code, clippy::unwrap_used, clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 use lockbox::keyring::UnixTime;
 use lockbox::{EncryptionContext, KeyEncryptionProvider};
@@ -67,7 +72,11 @@ pub(crate) fn decode_file(file: &[u8], master: &dyn KeyEncryptionProvider) -> (V
         let state = take(1)[0];
         let flags = take(1)[0];
         let time = u64_(take(8));
-        let key = if state == 4 { None } else { Some(take(32).try_into().unwrap()) };
+        let key = if state == 4 {
+            None
+        } else {
+            Some(take(32).try_into().unwrap())
+        };
         entries.push(RawEntry {
             version,
             created,
@@ -95,5 +104,8 @@ pub(crate) fn decode_file(file: &[u8], master: &dyn KeyEncryptionProvider) -> (V
 /// Every live version's key, from a keyring file.
 pub(crate) fn version_keys(file: &[u8], master: &dyn KeyEncryptionProvider) -> Vec<(u32, [u8; 32])> {
     let (_, raw) = decode_file(file, master);
-    raw.entries.iter().filter_map(|e| e.key.map(|k| (e.version, k))).collect()
+    raw.entries
+        .iter()
+        .filter_map(|e| e.key.map(|k| (e.version, k)))
+        .collect()
 }
