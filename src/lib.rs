@@ -91,6 +91,7 @@ pub mod keyring;
 mod keys;
 mod local;
 mod provider;
+mod rewrap;
 #[cfg(feature = "std")]
 mod stream;
 #[cfg(feature = "tokio")]
@@ -104,6 +105,7 @@ pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
 pub use local::{LOCAL_KEK_LEN, LOCAL_PROVIDER_ID, LocalKek};
 pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, KeyEncryptionProvider, ProviderIdentity};
+pub use rewrap::{Keep, NewHeader, Reencryptor, Rewrapper};
 #[cfg(feature = "std")]
 pub use stream::{Decryptor, Encryptor};
 #[cfg(feature = "tokio")]
