@@ -281,6 +281,32 @@ fn sealed_bytes_round_trip_and_detect_a_swapped_context() {
     ));
     let no_ctx = lockbox::seal(&master, &body, &EncryptionContext::new()).unwrap();
     assert!(Keyring::from_sealed_bytes(&no_ctx, &master).is_err());
+    let good_ctx = || {
+        EncryptionContext::new()
+            .with("lockbox.keyring.id", "mem")
+            .unwrap()
+            .with("lockbox.keyring.generation", "1")
+            .unwrap()
+    };
+    // The reference's own context is accepted; a future format is "unsupported";
+    // an extra entry is refused.
+    let ok = lockbox::seal(&master, &body, &good_ctx().with("lockbox.keyring.format", "1").unwrap()).unwrap();
+    assert_eq!(Keyring::from_sealed_bytes(&ok, &master).unwrap().id().as_str(), "mem");
+    let future = lockbox::seal(&master, &body, &good_ctx().with("lockbox.keyring.format", "2").unwrap()).unwrap();
+    assert!(matches!(
+        keyring_err(Keyring::from_sealed_bytes(&future, &master).unwrap_err()),
+        KeyringError::UnsupportedFormat(2)
+    ));
+    let extra = good_ctx()
+        .with("lockbox.keyring.format", "1")
+        .unwrap()
+        .with("note", "x")
+        .unwrap();
+    let extra = lockbox::seal(&master, &body, &extra).unwrap();
+    assert!(matches!(
+        keyring_err(Keyring::from_sealed_bytes(&extra, &master).unwrap_err()),
+        KeyringError::Malformed { .. }
+    ));
 }
 
 #[test]

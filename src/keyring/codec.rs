@@ -12,7 +12,7 @@ use zeroize::Zeroizing;
 
 use super::kek::{VERSION_KEY_LEN, VersionKey};
 use super::{AuditAction, Entry, KeyState, Keyring, KeyringError, MAX_VERSIONS, NoAudit, RotationPolicy, Table};
-use crate::context::EncryptionContext;
+use crate::context::{EncryptionContext, Storage};
 use crate::envelope::{Opener, Sealer};
 use crate::error::Error;
 use crate::keys::KeyId;
@@ -328,10 +328,19 @@ impl Keyring {
     pub fn from_sealed_bytes(bytes: &[u8], master: &dyn KeyEncryptionProvider) -> Result<Self, Error> {
         let (body, ctx) = Opener::new(master).open_with_context(bytes, &EncryptionContext::new())?;
         let body = Zeroizing::new(body);
-        if context_value(&ctx, CTX_FORMAT)? != "1" {
+        match context_value(&ctx, CTX_FORMAT)? {
+            "1" => {}
+            other => {
+                return Err(Error::Keyring(match other.parse::<u8>() {
+                    Ok(v) => KeyringError::UnsupportedFormat(v),
+                    Err(_) => malformed(0, "keyring file format in the context is not a number"),
+                }));
+            }
+        }
+        if ctx.len() != 3 || ctx.iter().any(|e| e.storage != Storage::Stored) {
             return Err(Error::Keyring(malformed(
                 0,
-                "unknown keyring file format in the context",
+                "keyring file context has unexpected entries",
             )));
         }
         let (table, generation) = decode(&body)?;
