@@ -53,7 +53,7 @@ pub(crate) fn decode_file(file: &[u8], master: &dyn KeyEncryptionProvider) -> (V
     };
     assert_eq!(take(8), b"LKBXRING");
     assert_eq!(take(1), [1]);
-    let q = take(1)[0] as usize;
+    let q = usize::from(take(1)[0]);
     let id = String::from_utf8(take(q)).unwrap();
     let u64_ = |b: Vec<u8>| u64::from_be_bytes(b.try_into().unwrap());
     let u32_ = |b: Vec<u8>| u32::from_be_bytes(b.try_into().unwrap());
