@@ -47,7 +47,7 @@ fn entry_len(e: &Entry) -> usize {
 
 /// Encodes the contents. The buffer is sized exactly up front (no
 /// reallocation leaves key bytes in freed memory) and zeroized on drop.
-fn encode(t: &Table, generation: u64) -> Zeroizing<Vec<u8>> {
+pub(crate) fn encode(t: &Table, generation: u64) -> Zeroizing<Vec<u8>> {
     let id = t.id.as_str().as_bytes();
     let fixed = 8 + 1 + 1 + 8 + 4 * 4 + 8 + 8 + 4;
     let len = t
@@ -132,7 +132,7 @@ impl<'a> Cursor<'a> {
 
 /// Decodes and validates the contents (`KEYRING.md` §3.3). Returns the table
 /// and its generation.
-fn decode(buf: &[u8]) -> Result<(Table, u64), KeyringError> {
+pub(crate) fn decode(buf: &[u8]) -> Result<(Table, u64), KeyringError> {
     let mut r = Cursor { buf, pos: 0 };
     if r.take(MAGIC.len()).ok() != Some(MAGIC.as_slice()) {
         return Err(malformed(0, "not keyring contents (bad magic)"));

@@ -72,7 +72,7 @@
 //! ```
 
 mod audit;
-mod codec;
+pub(crate) mod codec;
 mod error;
 #[cfg(feature = "std")]
 mod file;
@@ -314,7 +314,7 @@ struct Entry {
 /// Everything a keyring knows, cloned (cheaply: keys are shared) into
 /// migration-provider snapshots.
 #[derive(Clone, Debug)]
-struct Table {
+pub(crate) struct Table {
     id: KeyId,
     entries: BTreeMap<u32, Entry>,
     primary: u32,
