@@ -18,6 +18,8 @@
 //! - c: scanner self-checks: a plain `Vec` holding a pattern, freed without
 //!   zeroizing (and one moved by `realloc`), must be reported. If they are
 //!   not, every other result is meaningless, and the run fails.
+//! - f: keyrings: a destroyed version's key is zeroized when it is destroyed;
+//!   saving, loading, using and dropping a keyring frees no version key.
 //! - d: failed opens hand back no plaintext: `open_to`, `open_in_place` and
 //!   `open` on an envelope whose last segment was tampered with. A control run
 //!   shows that the plaintext *is* found when it is left in a buffer.
@@ -52,10 +54,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
+use lockbox::keyring::{Keyring, RotationPolicy, UnixTime};
 use lockbox::rand_core::{TryCryptoRng, TryRng};
 use lockbox::secrecy::{ExposeSecret, SecretBox};
 use lockbox::{
-    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, LocalKek, Opener, ProviderError,
+    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, Opener, ProviderError,
     ProviderIdentity, Sealer, SegmentSize, WrappedKey, WrappedKeyRef, hazmat,
 };
 
@@ -876,6 +879,77 @@ impl Runner {
     }
 }
 
+/// The key of the `index`-th entry of a keyring file whose id is one byte
+/// long and whose entries all hold keys (KEYRING.md §3: entries start at
+/// 54 + 1, each 22 + 32 bytes, the key last). The opened contents are wiped
+/// before they are freed.
+fn version_key(master: &LocalKek, file: &[u8], index: usize) -> Result<[u8; 32], String> {
+    let mut body = lb(lockbox::open(master, file, &EncryptionContext::new()), "open keyring file")?;
+    let at = 55 + index * 54 + 22;
+    let key: Result<[u8; 32], String> = body
+        .get(at..at + 32)
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| "keyring contents too short".to_string());
+    for b in body.iter_mut() {
+        *b = 0;
+    }
+    black_box(&body);
+    key
+}
+
+fn small_keyring() -> Result<Keyring, String> {
+    let id = lb(KeyId::new("z"), "key id")?;
+    let ring = lb(Keyring::generate(id, UnixTime(1)), "generate")?;
+    Ok(ring.with_policy(RotationPolicy::new().min_destruction_delay(0)))
+}
+
+/// f1: a version destroyed after use: its key is gone from the heap at once.
+fn keyring_destroy() -> Result<(), String> {
+    let master = kek_from(pattern(0xF1));
+    let c = ctx()?;
+    let p = {
+        let mut ring = small_keyring()?;
+        let env = lb(lockbox::seal(&ring, b"under v1", &c), "seal")?;
+        lb(ring.rotate(UnixTime(2)), "rotate")?;
+        let file = lb(ring.to_sealed_bytes(&master), "save")?;
+        let p = register(&version_key(&master, &file, 0)?);
+        lb(lockbox::open(&ring, &env, &c), "open under v1")?;
+        lb(ring.schedule_destruction(KeyVersion(1), UnixTime(3), UnixTime(3)), "schedule")?;
+        lb(ring.destroy(KeyVersion(1), UnixTime(3)), "destroy")?;
+        expect_clean("destroyed version's key (right after destroy)", p)?;
+        ensure(lockbox::open(&ring, &env, &c).is_err(), "destroyed version still opens")?;
+        black_box(&ring);
+        p
+    };
+    expect_clean("destroyed version's key", p)
+}
+
+/// f2: a keyring saved, loaded, used and dropped: no version key left behind.
+fn keyring_save_load() -> Result<(), String> {
+    let master = kek_from(pattern(0xF2));
+    let c = ctx()?;
+    let patterns = {
+        let mut ring = small_keyring()?;
+        lb(ring.rotate(UnixTime(2)), "rotate")?;
+        let file = lb(ring.to_sealed_bytes(&master), "save")?;
+        let patterns = [
+            register(&version_key(&master, &file, 0)?),
+            register(&version_key(&master, &file, 1)?),
+        ];
+        let file = lb(ring.to_sealed_bytes(&master), "save again")?;
+        let loaded = lb(Keyring::from_sealed_bytes(&file, &master), "load")?;
+        let env = lb(lockbox::seal(&loaded, b"x", &c), "seal")?;
+        lb(lockbox::open(&ring, &env, &c), "open")?;
+        lb(lockbox::open(&loaded.migration_provider(), &env, &c), "open via migration")?;
+        black_box((&ring, &loaded));
+        patterns
+    };
+    for p in patterns {
+        expect_clean("keyring version key", p)?;
+    }
+    Ok(())
+}
+
 fn main() {
     if std::env::var_os("ZEROIZE_BACKTRACE").is_some_and(|v| v == "1") {
         BACKTRACE_ON_HIT.store(true, Ordering::Relaxed);
@@ -929,6 +1003,15 @@ fn main() {
     r.run(
         "e1 seal_in_place growing a full Vec: no plaintext left in the old block",
         seal_in_place_growth,
+    );
+
+    r.run(
+        "f1 keyring version destroyed after use: no key bytes, at once",
+        keyring_destroy,
+    );
+    r.run(
+        "f2 keyring saved, loaded, used, dropped: no version key bytes",
+        keyring_save_load,
     );
 
     println!("{} passed, {} failed", r.passed, r.failed);
