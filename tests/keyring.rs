@@ -763,6 +763,29 @@ fn audit_receives_every_event_without_key_bytes() {
 }
 
 #[test]
+fn generation_and_load_reach_the_sink() {
+    let rec = Arc::new(Recorder::default());
+    let r = Keyring::generate_with_audit(KeyId::new("g").unwrap(), t(0), rec.clone()).unwrap();
+    let actions: Vec<_> = rec.events.lock().unwrap().iter().map(|e| (e.0, e.1)).collect();
+    assert_eq!(
+        actions,
+        [
+            (AuditAction::Generate, Some(KeyVersion(1))),
+            (AuditAction::Add, Some(KeyVersion(1)))
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g");
+    let master = LocalKek::generate().unwrap();
+    let mut r = r;
+    r.save(&path, &master).unwrap();
+    let _l = Keyring::load_with_audit(&path, &master, rec.clone()).unwrap();
+    let events = rec.events.lock().unwrap();
+    assert_eq!(events[events.len() - 2].0, AuditAction::Save { generation: 1 });
+    assert_eq!(events[events.len() - 1].0, AuditAction::Load { generation: 1 });
+}
+
+#[test]
 fn the_keyring_works_through_arc_and_dyn() {
     let r: Arc<dyn KeyEncryptionProvider> = Arc::new(ring());
     let env = lockbox::seal(&*r, b"z", &ctx()).unwrap();

@@ -44,6 +44,23 @@ fn keyring_err(e: Error) -> KeyringError {
     }
 }
 
+/// The specific error under a `FileRejected`, checking the path is named.
+fn rejected(e: Error, path: &Path) -> Error {
+    match e {
+        Error::Keyring(KeyringError::FileRejected { path: p, source }) => {
+            assert_eq!(p, path.display().to_string());
+            let shown = Error::Keyring(KeyringError::FileRejected {
+                path: p,
+                source: Box::new(Error::Authentication),
+            })
+            .to_string();
+            assert!(shown.contains("was rejected"), "{shown}");
+            *source
+        }
+        other => panic!("expected FileRejected, got {other:?}"),
+    }
+}
+
 fn dir_entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<_> = fs::read_dir(dir)
         .unwrap()
@@ -138,7 +155,7 @@ fn a_tampered_or_corrupted_file_is_refused_and_never_overwritten() {
         let mut bad = good.clone();
         bad[i] ^= 0x40;
         fs::write(&path, &bad).unwrap();
-        let e = Keyring::load(&path, &master).unwrap_err();
+        let e = rejected(Keyring::load(&path, &master).unwrap_err(), &path);
         if i >= header {
             assert!(matches!(e, Error::Authentication), "byte {i}: {e:?}");
         }
@@ -159,7 +176,10 @@ fn a_tampered_or_corrupted_file_is_refused_and_never_overwritten() {
 
     // A save over a file that is not a keyring file refuses, and leaves it.
     fs::write(&path, b"garbage").unwrap();
-    assert!(r.save(&path, &master).is_err());
+    assert!(matches!(
+        rejected(r.save(&path, &master).unwrap_err(), &path),
+        Error::Malformed { .. }
+    ));
     assert_eq!(fs::read(&path).unwrap(), b"garbage");
     // So does an update.
     assert!(r.update(&path, &master, |k| k.rotate(t(5))).is_err());
@@ -174,8 +194,10 @@ fn another_master_cannot_load_and_a_missing_file_is_reported() {
     let master = LocalKek::generate().unwrap();
     new_ring("a").save(&path, &master).unwrap();
     let other = LocalKek::generate().unwrap();
+    let e = Keyring::load(&path, &other).unwrap_err();
+    assert!(e.to_string().contains("no provider could unwrap"), "{e}");
     assert!(matches!(
-        Keyring::load(&path, &other).unwrap_err(),
+        rejected(e, &path),
         Error::NoProviderCouldUnwrap { attempts: 0, .. }
     ));
     match keyring_err(Keyring::load(dir.path().join("nope"), &master).unwrap_err()) {

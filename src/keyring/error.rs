@@ -1,5 +1,6 @@
 //! The keyring's error type.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 
 use super::{KeyStateKind, LifecycleOp, UnixTime};
@@ -159,6 +160,21 @@ pub enum KeyringError {
         expected: u64,
         /// The generation in the file.
         found: u64,
+    },
+
+    /// The keyring file could not be opened as a keyring: it was modified,
+    /// truncated or corrupted, sealed under another master key, or its
+    /// contents are malformed. `source` is the specific error
+    /// ([`Error::Authentication`](crate::Error::Authentication),
+    /// [`Error::NoProviderCouldUnwrap`](crate::Error::NoProviderCouldUnwrap),
+    /// [`KeyringError::Malformed`], ...). The file is left as it is.
+    #[error("keyring file {path} was rejected: {source}")]
+    FileRejected {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: Box<crate::Error>,
     },
 
     /// Reading, writing, locking or syncing the keyring file failed.

@@ -2,7 +2,7 @@
 //! compare-and-swap on the generation number (`KEYRING.md` §4).
 
 use alloc::boxed::Box;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use std::ffi::OsString;
@@ -146,6 +146,16 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
+/// Opens file bytes, naming the file in the error.
+fn open_file(path: &Path, bytes: &[u8], master: &dyn KeyEncryptionProvider) -> Result<Keyring, Error> {
+    Keyring::from_sealed_bytes(bytes, master).map_err(|e| {
+        Error::Keyring(KeyringError::FileRejected {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        })
+    })
+}
+
 fn not_found(path: &Path) -> Error {
     io_err(
         format!("keyring file {} does not exist", path.display()),
@@ -155,13 +165,15 @@ fn not_found(path: &Path) -> Error {
 
 impl Keyring {
     /// Loads a keyring file sealed under `master`. Nothing is written, so a
-    /// corrupted or tampered file stays as it is for inspection; errors are as
-    /// for [`from_sealed_bytes`](Self::from_sealed_bytes), plus
+    /// corrupted or tampered file stays as it is for inspection. A file that
+    /// does not open fails with [`KeyringError::FileRejected`], naming the
+    /// file, whose source is the error of
+    /// [`from_sealed_bytes`](Self::from_sealed_bytes); I/O failures with
     /// [`KeyringError::Io`].
     pub fn load(path: impl AsRef<Path>, master: &dyn KeyEncryptionProvider) -> Result<Self, Error> {
         let path = path.as_ref();
         let bytes = read(path)?.ok_or_else(|| not_found(path))?;
-        Self::from_sealed_bytes(&bytes, master)
+        open_file(path, &bytes, master)
     }
 
     /// [`load`](Self::load), then sends this and every later event to `sink`.
@@ -200,7 +212,12 @@ impl Keyring {
         let found = match read(path)? {
             None => 0,
             Some(bytes) => {
-                let (id, generation) = peek(&bytes)?;
+                let (id, generation) = peek(&bytes).map_err(|e| {
+                    Error::Keyring(KeyringError::FileRejected {
+                        path: path.display().to_string(),
+                        source: Box::new(e),
+                    })
+                })?;
                 if id != self.table.id {
                     return Err(Error::Keyring(KeyringError::IdMismatch {
                         expected: self.table.id.clone(),
@@ -274,7 +291,7 @@ impl Keyring {
         let path = path.as_ref();
         let _lock = lock(path)?;
         let bytes = read(path)?.ok_or_else(|| not_found(path))?;
-        let mut fresh = Self::from_sealed_bytes(&bytes, master)?;
+        let mut fresh = open_file(path, &bytes, master)?;
         if fresh.table.id != self.table.id {
             return Err(Error::Keyring(KeyringError::IdMismatch {
                 expected: self.table.id.clone(),

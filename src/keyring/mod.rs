@@ -385,6 +385,12 @@ impl Keyring {
     /// A new keyring named `id` with one version (1, primary), generated from
     /// the OS CSPRNG at `now`, and the default [`RotationPolicy`].
     pub fn generate(id: KeyId, now: UnixTime) -> Result<Self, Error> {
+        Self::generate_with_audit(id, now, Arc::new(NoAudit))
+    }
+
+    /// [`generate`](Self::generate), sending every event to `sink` from the
+    /// start (the first version's generation included).
+    pub fn generate_with_audit(id: KeyId, now: UnixTime, sink: Arc<dyn AuditSink>) -> Result<Self, Error> {
         let mut ring = Self {
             table: Table {
                 id,
@@ -396,7 +402,7 @@ impl Keyring {
                 policy: RotationPolicy::new(),
             },
             generation: 0,
-            audit: Arc::new(NoAudit),
+            audit: sink,
         };
         let v = ring.add_inner(now)?;
         ring.table.primary = v;
