@@ -1,44 +1,6 @@
-//! Moving envelopes to new keys: **rewrap** and **re-encrypt**, two different
-//! operations.
-//!
-//! | | [`Rewrapper`] (rewrap) | [`Reencryptor`] (re-encrypt) |
-//! |---|---|---|
-//! | data key (DEK) | kept | new |
-//! | message id, key commitment, payload | byte-identical | new |
-//! | changes | the wrapped keys and the header tag | every byte |
-//! | plaintext produced | never | yes, in memory, zeroized after use |
-//! | cost | proportional to the header (plus provider calls) | proportional to the payload |
-//! | use it for | KEK rotation, retiring a KEK version, adding or removing a provider | a suspected DEK compromise; a KEK compromise where old wrapped keys may have been copied |
-//!
-//! **Rewrap** unwraps the data key with the old provider(s), verifies the key
-//! commitment and the envelope's header tag (an unauthenticated header is
-//! never rewrapped), wraps the same data key with the new provider(s), and
-//! writes a new header: the same message id, suite, segment size, context and
-//! commitment, the new wrapped keys, and a header tag recomputed with the
-//! payload key. The payload bytes are copied unchanged (`FORMAT.md` §5).
-//!
-//! Rewrap keeps the data key: anyone who copied an old wrapped key and later
-//! obtains the old KEK can still recover it. After a KEK compromise, re-encrypt
-//! the envelopes whose old wrapped keys may have leaked.
-//!
-//! **Re-encrypt** opens the envelope (fully authenticated) and seals the
-//! plaintext again with a fresh data key and message id, under a [`Sealer`]'s
-//! providers and options.
-//!
-//! ```
-//! # fn main() -> Result<(), lockbox::Error> {
-//! use lockbox::{EncryptionContext, LocalKek, Rewrapper};
-//! let old = LocalKek::generate()?;
-//! let new = LocalKek::generate()?;
-//! let ctx = EncryptionContext::new().with_required("tenant", "acme")?;
-//! let envelope = lockbox::seal(&old, b"ledger", &ctx)?;
-//!
-//! // Unwrap with the old KEK, wrap with the new one; the payload is untouched.
-//! let rewrapped = Rewrapper::new(&old).wrap_with(&new).rewrap(&envelope, &ctx)?;
-//! assert_eq!(lockbox::open(&new, &rewrapped, &ctx)?, b"ledger");
-//! assert!(lockbox::open(&old, &rewrapped, &ctx).is_err());
-//! # Ok(()) }
-//! ```
+//! Moving envelopes to new keys: rewrap ([`Rewrapper`]) and re-encrypt
+//! ([`Reencryptor`]), two different operations; the comparison is in
+//! [`Rewrapper`]'s documentation, which is public (this module is not).
 
 use alloc::vec::Vec;
 
@@ -71,7 +33,7 @@ pub enum Keep {
 }
 
 /// Rewraps envelopes: replaces their wrapped data keys without touching the
-/// payload (see the [module docs](self) for rewrap versus re-encrypt).
+/// payload.
 ///
 /// The new header holds, in order: one entry per wrap provider (by default
 /// the provider given to [`new`](Self::new); see [`wrap_with`](Self::wrap_with)
@@ -108,6 +70,49 @@ pub enum Keep {
 /// let one = Rewrapper::new(&primary).remove_entries_of(&recovery).rewrap(&two, &ctx)?;
 /// assert_eq!(lockbox::inspect(&one)?.wrapped_keys().len(), 1);
 /// assert!(lockbox::open(&recovery, &one, &ctx).is_err());
+/// # Ok(()) }
+/// ```
+///
+/// # Rewrap or re-encrypt?
+///
+/// Two different operations:
+///
+/// | | [`Rewrapper`] (rewrap) | [`Reencryptor`] (re-encrypt) |
+/// |---|---|---|
+/// | data key (DEK) | kept | new |
+/// | message id, key commitment, payload | byte-identical | new |
+/// | changes | the wrapped keys and the header tag | every byte |
+/// | plaintext produced | never | yes, in memory, zeroized after use |
+/// | cost | proportional to the header (plus provider calls) | proportional to the payload |
+/// | use it for | KEK rotation, retiring a KEK version, adding or removing a provider | a suspected DEK compromise; a KEK compromise where old wrapped keys may have been copied |
+///
+/// **Rewrap** unwraps the data key with the old provider(s), verifies the key
+/// commitment and the envelope's header tag (an unauthenticated header is
+/// never rewrapped), wraps the same data key with the new provider(s), and
+/// writes a new header: the same message id, suite, segment size, context and
+/// commitment, the new wrapped keys, and a header tag recomputed with the
+/// payload key. The payload bytes are copied unchanged (`FORMAT.md` §5).
+///
+/// Rewrap keeps the data key: anyone who copied an old wrapped key and later
+/// obtains the old KEK can still recover it. After a KEK compromise, re-encrypt
+/// the envelopes whose old wrapped keys may have leaked.
+///
+/// **Re-encrypt** opens the envelope (fully authenticated) and seals the
+/// plaintext again with a fresh data key and message id, under a [`Sealer`]'s
+/// providers and options.
+///
+/// ```
+/// # fn main() -> Result<(), lockbox::Error> {
+/// use lockbox::{EncryptionContext, LocalKek, Rewrapper};
+/// let old = LocalKek::generate()?;
+/// let new = LocalKek::generate()?;
+/// let ctx = EncryptionContext::new().with_required("tenant", "acme")?;
+/// let envelope = lockbox::seal(&old, b"ledger", &ctx)?;
+///
+/// // Unwrap with the old KEK, wrap with the new one; the payload is untouched.
+/// let rewrapped = Rewrapper::new(&old).wrap_with(&new).rewrap(&envelope, &ctx)?;
+/// assert_eq!(lockbox::open(&new, &rewrapped, &ctx)?, b"ledger");
+/// assert!(lockbox::open(&old, &rewrapped, &ctx).is_err());
 /// # Ok(()) }
 /// ```
 #[derive(Clone, Debug)]
@@ -288,8 +293,8 @@ impl<'p> Rewrapper<'p> {
     fn new_header(&self, h: &Header<'_>, context: &EncryptionContext) -> Result<(Vec<u8>, PayloadCipher), Error> {
         let binding_bytes = context.reconcile(h.context, h.suite, self.strict_context)?;
         let binding = Binding::from_encoded(h.suite, &binding_bytes);
-        let (dek, cipher) = unwrap_verified(&self.unwrap_with, h, binding)?;
-
+        // Which entries survive depends only on routing: refuse a rewrap whose
+        // result could not be written before any provider is called.
         let kept: Vec<WrappedEntry<'_>> = h.wrapped.iter().filter(|w| self.keeps(entry_ref(*w))).collect();
         let count = kept.len().saturating_add(self.wrap_with.len());
         if count == 0 {
@@ -304,6 +309,8 @@ impl<'p> Rewrapper<'p> {
                 max: max_wrapped,
             });
         }
+        // Never wrap a data key from a header that did not authenticate.
+        let (dek, cipher) = unwrap_verified(&self.unwrap_with, h, binding)?;
         let mut fresh = Vec::with_capacity(self.wrap_with.len());
         for p in &self.wrap_with {
             let w = p.wrap(&dek, binding)?;
@@ -462,7 +469,8 @@ fn verify_segment(
 
 /// Re-encrypts envelopes: opens each (fully authenticated) with an
 /// [`Opener`] and seals the plaintext again with a [`Sealer`], under a new
-/// data key and message id. See the [module docs](self) for when to prefer
+/// data key and message id. See
+/// [Rewrap or re-encrypt?](Rewrapper#rewrap-or-re-encrypt) for when to prefer
 /// it over rewrap.
 ///
 /// The new envelope has the same encryption context, required entries staying
@@ -711,5 +719,41 @@ mod io {
             }
             enc.finish()
         }
+    }
+}
+
+/// Small tests of the whole rewrap path, sized for Miri (CI runs the unit
+/// tests under it); `tests/rewrap.rs` covers the rest.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LocalKek, SegmentSize};
+
+    #[test]
+    fn rewrap_keeps_the_payload_and_authenticates_the_header_first() {
+        let old = LocalKek::generate().unwrap();
+        let new = LocalKek::generate().unwrap();
+        let ctx = EncryptionContext::new().with_required("t", "x").unwrap();
+        let env = Sealer::new(&old)
+            .segment_size(SegmentSize::MIN)
+            .seal(&[7u8; 70], &ctx)
+            .unwrap();
+        let rw = Rewrapper::new(&old).wrap_with(&new).verify_payload(true);
+        let out = rw.rewrap(&env, &ctx).unwrap();
+        let h = crate::inspect(&env).unwrap().header_len();
+        assert_eq!(out.len(), env.len());
+        assert_eq!(out.get(h..), env.get(h..));
+        assert_eq!(crate::open(&new, &out, &ctx).unwrap(), [7u8; 70]);
+        assert!(crate::open(&old, &out, &ctx).is_err());
+        // A header byte, the header tag, a payload byte.
+        for at in [9, h - 1, h + 3] {
+            let mut bad = env.clone();
+            bad[at] ^= 1;
+            assert!(rw.rewrap(&bad, &ctx).is_err(), "byte {at}");
+        }
+        let fresh = Reencryptor::new(Opener::new(&old), Sealer::new(&new))
+            .reencrypt(&env, &ctx)
+            .unwrap();
+        assert_eq!(crate::open(&new, &fresh, &ctx).unwrap(), [7u8; 70]);
     }
 }

@@ -1132,3 +1132,92 @@ proptest! {
         prop_assert_eq!(&streamed, &out);
     }
 }
+
+#[test]
+fn a_rewrap_that_could_not_be_written_calls_no_provider() {
+    let log = leak_log();
+    let p = Recording::new("solo", log);
+    let q = Recording::new("other", log);
+    let env = Sealer::new(&p).seal(b"x", &ctx()).unwrap();
+    log.lock().unwrap().clear();
+    assert!(matches!(
+        Rewrapper::new(&p).no_new_wraps().rewrap(&env, &open_ctx()),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        Rewrapper::new(&p)
+            .also_wrap_with(&q)
+            .limits(Limits::default().with_max_wrapped_keys(1))
+            .rewrap(&env, &open_ctx()),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::WrappedKeys,
+            max: 1
+        })
+    ));
+    assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
+    // The same rewrap within the limits: one unwrap, then the wraps in order.
+    let out = Rewrapper::new(&p).also_wrap_with(&q).rewrap(&env, &open_ctx()).unwrap();
+    assert_eq!(*log.lock().unwrap(), ["unwrap solo", "wrap solo", "wrap other"]);
+    assert_eq!(key_ids(&out), ["solo", "other"]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// The new header's entries against a model: the new wraps in order, then
+    /// the old entries that `Keep` selects and no removed provider matches.
+    #[test]
+    fn the_new_wrap_set_follows_the_model(
+        sealed_with in proptest::collection::vec(0usize..3, 1..5),
+        unwrap_with in proptest::collection::vec(0usize..3, 1..3),
+        wrap_with in proptest::collection::vec(0usize..3, 0..3),
+        remove in proptest::collection::vec(0usize..3, 0..2),
+        keep in 0usize..3,
+    ) {
+        let keks = [LocalKek::generate().unwrap(), LocalKek::generate().unwrap(), LocalKek::generate().unwrap()];
+        let id = |i: usize| keks[i].key_id().as_str().to_owned();
+        let mut sealer = Sealer::new(&keks[sealed_with[0]]);
+        for &i in &sealed_with[1..] {
+            sealer = sealer.also_wrap_with(&keks[i]);
+        }
+        let env = sealer.seal(b"model", &ctx()).unwrap();
+
+        let keep = [Keep::Unmatched, Keep::All, Keep::Nothing][keep];
+        let mut rw = Rewrapper::new(&keks[unwrap_with[0]]).keep(keep).no_new_wraps();
+        for &i in &unwrap_with[1..] {
+            rw = rw.also_try(&keks[i]);
+        }
+        for &i in &wrap_with {
+            rw = rw.also_wrap_with(&keks[i]);
+        }
+        for &i in &remove {
+            rw = rw.remove_entries_of(&keks[i]);
+        }
+
+        let kept: Vec<String> = sealed_with
+            .iter()
+            .filter(|i| !remove.contains(i))
+            .filter(|i| match keep {
+                Keep::All => true,
+                Keep::Nothing => false,
+                _ => !unwrap_with.contains(i),
+            })
+            .map(|&i| id(i))
+            .collect();
+        let expected: Vec<String> = wrap_with.iter().map(|&i| id(i)).chain(kept).collect();
+        let r = rw.rewrap(&env, &open_ctx());
+        if expected.is_empty() {
+            prop_assert!(matches!(r, Err(Error::InvalidArgument { .. })), "{:?}", r);
+        } else if !unwrap_with.iter().any(|i| sealed_with.contains(i)) {
+            prop_assert!(matches!(r, Err(Error::NoProviderCouldUnwrap { attempts: 0, .. })), "{:?}", r);
+        } else {
+            let out = r.unwrap();
+            prop_assert_eq!(key_ids(&out), expected.clone());
+            prop_assert_eq!(payload(&out), payload(&env));
+            for (i, kek) in keks.iter().enumerate() {
+                let opens = lockbox::open(kek, &out, &open_ctx()).is_ok();
+                prop_assert_eq!(opens, expected.contains(&id(i)), "kek {}", i);
+            }
+        }
+    }
+}

@@ -18,11 +18,11 @@
 //! - c: scanner self-checks: a plain `Vec` holding a pattern, freed without
 //!   zeroizing (and one moved by `realloc`), must be reported. If they are
 //!   not, every other result is meaningless, and the run fails.
-//! - f: keyrings: a destroyed version's key is zeroized when it is destroyed;
-//!   saving, loading, using and dropping a keyring frees no version key.
 //! - d: failed opens hand back no plaintext: `open_to`, `open_in_place` and
 //!   `open` on an envelope whose last segment was tampered with. A control run
 //!   shows that the plaintext *is* found when it is left in a buffer.
+//! - g: keyrings: a destroyed version's key is zeroized when it is destroyed;
+//!   saving, loading, using and dropping a keyring frees no version key.
 //!
 //! # Limits
 //!
@@ -59,7 +59,7 @@ use lockbox::rand_core::{TryCryptoRng, TryRng};
 use lockbox::secrecy::{ExposeSecret, SecretBox};
 use lockbox::{
     Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, Opener, ProviderError,
-    ProviderIdentity, Sealer, SegmentSize, WrappedKey, WrappedKeyRef, hazmat,
+    ProviderIdentity, Reencryptor, Rewrapper, Sealer, SegmentSize, WrappedKey, WrappedKeyRef, hazmat,
 };
 
 // ---------------------------------------------------------------------------
@@ -852,6 +852,70 @@ fn failed_open() -> Result<(), String> {
     expect_no_plaintext("open", &patterns)
 }
 
+/// f1: rewrap (one-shot, header only, streamed), with payload verification:
+/// the DEK (a known pattern) and the plaintext decrypted into the scratch
+/// buffer are left nowhere.
+fn rewrap_leaves_nothing() -> Result<(), String> {
+    let pt: [u8; PT_LEN] = pattern(0x91);
+    let dek: [u8; 32] = pattern(0x92);
+    let mut patterns = register_plaintext(&pt);
+    patterns.push(register(&dek));
+    {
+        let kek = kek_from(pattern(0xF3));
+        let new = kek_from(pattern(0xF4));
+        let ctx = ctx()?;
+        let mut head = [0u8; 64];
+        head[..32].copy_from_slice(&dek);
+        head[32..].copy_from_slice(&pattern::<32>(0xF5));
+        let mut rng = FixedRng { head, drawn: 0 };
+        let env = lb(
+            Sealer::new(&kek)
+                .segment_size(SegmentSize::MIN)
+                .seal_with_rng(&mut rng, &pt, &ctx),
+            "seal_with_rng",
+        )?;
+        let rw = Rewrapper::new(&kek).wrap_with(&new).verify_payload(true);
+        let out = lb(rw.rewrap(&env, &ctx), "rewrap")?;
+        let header = lb(rw.rewrap_header(&env, &ctx), "rewrap_header")?;
+        let mut streamed = Vec::new();
+        rw.rewrap_stream(&env[..], &mut streamed, &ctx)
+            .map_err(|e| format!("rewrap_stream: {e}"))?;
+        ensure(out.len() == env.len() && streamed.len() == env.len(), "rewrap changed the length")?;
+        ensure(header.replaced_len() == header.header().len(), "header length changed")?;
+        // A tampered payload fails verification after earlier segments were
+        // decrypted into the scratch buffer.
+        let (_, bad) = sealed_and_tampered(&kek, &pt)?;
+        let r = rw.rewrap(&bad, &ctx);
+        ensure(matches!(r, Err(Error::Authentication)), &format!("rewrap of tampered gave {r:?}"))?;
+        black_box((&out, &streamed, &header));
+    }
+    expect_no_plaintext("rewrap", &patterns)
+}
+
+/// f2: re-encrypt, one-shot and streamed, and a re-encrypt of a tampered
+/// envelope: no plaintext left behind.
+fn reencrypt_leaves_nothing() -> Result<(), String> {
+    let pt: [u8; PT_LEN] = pattern(0xF6);
+    let patterns = register_plaintext(&pt);
+    {
+        let kek = kek_from(pattern(0xF7));
+        let new = kek_from(pattern(0xF8));
+        let ctx = ctx()?;
+        let (env, bad) = sealed_and_tampered(&kek, &pt)?;
+        let re = Reencryptor::new(Opener::new(&kek), Sealer::new(&new).segment_size(SegmentSize::MIN));
+        let out = lb(re.reencrypt(&env, &ctx), "reencrypt")?;
+        let streamed = re
+            .reencrypt_stream(&env[..], Vec::new(), &ctx)
+            .map_err(|e| format!("reencrypt_stream: {e}"))?;
+        let r = re.reencrypt(&bad, &ctx);
+        ensure(matches!(r, Err(Error::Authentication)), &format!("reencrypt of tampered gave {r:?}"))?;
+        ensure(re.reencrypt_stream(&bad[..], Vec::new(), &ctx).is_err(), "streamed tampered re-encrypt succeeded")?;
+        ensure(out.len() == streamed.len(), "one-shot and streamed lengths differ")?;
+        black_box((&out, &streamed));
+    }
+    expect_no_plaintext("reencrypt", &patterns)
+}
+
 // ---------------------------------------------------------------------------
 
 struct Runner {
@@ -903,9 +967,9 @@ fn small_keyring() -> Result<Keyring, String> {
     Ok(ring.with_policy(RotationPolicy::new().min_destruction_delay(0)))
 }
 
-/// f1: a version destroyed after use: its key is gone from the heap at once.
+/// g1: a version destroyed after use: its key is gone from the heap at once.
 fn keyring_destroy() -> Result<(), String> {
-    let master = kek_from(pattern(0xF1));
+    let master = kek_from(pattern(0x6A));
     let c = ctx()?;
     let p = {
         let mut ring = small_keyring()?;
@@ -924,9 +988,9 @@ fn keyring_destroy() -> Result<(), String> {
     expect_clean("destroyed version's key", p)
 }
 
-/// f2: a keyring saved, loaded, used and dropped: no version key left behind.
+/// g2: a keyring saved, loaded, used and dropped: no version key left behind.
 fn keyring_save_load() -> Result<(), String> {
-    let master = kek_from(pattern(0xF2));
+    let master = kek_from(pattern(0x6B));
     let c = ctx()?;
     let patterns = {
         let mut ring = small_keyring()?;
@@ -1006,11 +1070,19 @@ fn main() {
     );
 
     r.run(
-        "f1 keyring version destroyed after use: no key bytes, at once",
+        "f1 rewrap (one-shot, header, streamed, verifying the payload): no DEK, no plaintext",
+        rewrap_leaves_nothing,
+    );
+    r.run(
+        "f2 re-encrypt (one-shot, streamed, tampered): no plaintext",
+        reencrypt_leaves_nothing,
+    );
+    r.run(
+        "g1 keyring version destroyed after use: no key bytes, at once",
         keyring_destroy,
     );
     r.run(
-        "f2 keyring saved, loaded, used, dropped: no version key bytes",
+        "g2 keyring saved, loaded, used, dropped: no version key bytes",
         keyring_save_load,
     );
 
