@@ -796,3 +796,22 @@ fn the_keyring_works_through_arc_and_dyn() {
     assert_send_sync::<KeyringError>();
     let _ = UnixTime::now();
 }
+
+#[test]
+fn a_keyring_holds_at_most_max_versions() {
+    let mut r = ring();
+    for i in 1..lockbox::keyring::MAX_VERSIONS {
+        r.add_version(t(i as u64)).unwrap();
+    }
+    assert_eq!(r.versions().count(), lockbox::keyring::MAX_VERSIONS);
+    match keyring_err(r.add_version(t(0)).unwrap_err()) {
+        KeyringError::TooManyVersions { max } => assert_eq!(max, lockbox::keyring::MAX_VERSIONS),
+        e => panic!("{e:?}"),
+    }
+    assert!(r.rotate(t(0)).is_err());
+    // Trimming makes room again.
+    r.promote(KeyVersion(100), t(1)).unwrap();
+    r.set_minimum_decryption_version(KeyVersion(100), t(1)).unwrap();
+    assert_eq!(r.trim(t(1)).unwrap(), 99);
+    assert_eq!(r.rotate(t(2)).unwrap(), KeyVersion(65_536));
+}

@@ -716,7 +716,9 @@ impl Keyring {
     /// Destroys a version scheduled for destruction whose time has come: its
     /// key is dropped and zeroized (once no [`MigrationProvider`] snapshot
     /// holds it) and is left out of every later save; a tombstone remains so
-    /// unwraps fail with "destroyed". Irreversible.
+    /// unwraps fail with "destroyed". Irreversible, except that copies of the
+    /// keyring saved earlier (backups, snapshots) still hold the key: expire
+    /// them too (`KEYRING.md` §3.3).
     pub fn destroy(&mut self, version: KeyVersion, now: UnixTime) -> Result<(), Error> {
         let r = (|| {
             let e = self.entry_mut(version.0)?;
