@@ -815,3 +815,59 @@ fn a_keyring_holds_at_most_max_versions() {
     assert_eq!(r.trim(t(1)).unwrap(), 99);
     assert_eq!(r.rotate(t(2)).unwrap(), KeyVersion(65_536));
 }
+
+#[test]
+fn the_keyring_serves_every_suite_several_providers_and_the_async_trait() {
+    use lockbox::secrecy::ExposeSecret;
+    use lockbox::{AsyncKeyEncryptionProvider, DataKey, Opener, Sealer};
+    let mut r = ring();
+    r.rotate(t(1)).unwrap();
+    for suite in [Suite::Aes256Gcm, Suite::ChaCha20Poly1305, Suite::XChaCha20Poly1305] {
+        let env = Sealer::new(&r).suite(suite).seal(b"s", &ctx()).unwrap();
+        assert_eq!(lockbox::open(&r, &env, &ctx()).unwrap(), b"s");
+        // The suite is bound into the wrap.
+        let b = BindingBuf::new(suite, &ctx());
+        let other = BindingBuf::new(
+            if suite == Suite::Aes256Gcm {
+                Suite::ChaCha20Poly1305
+            } else {
+                Suite::Aes256Gcm
+            },
+            &ctx(),
+        );
+        let info = lockbox::inspect(&env).unwrap();
+        let w = info.wrapped_keys()[0].as_ref();
+        assert!(r.unwrap(w, b.as_binding()).is_ok());
+        assert_eq!(
+            r.unwrap(w, other.as_binding()).unwrap_err().kind(),
+            ProviderErrorKind::Authentication
+        );
+    }
+    // A keyring next to a recovery KEK: either opens the envelope.
+    let recovery = LocalKek::generate().unwrap();
+    let env = Sealer::new(&r).also_wrap_with(&recovery).seal(b"dr", &ctx()).unwrap();
+    assert_eq!(lockbox::open(&recovery, &env, &ctx()).unwrap(), b"dr");
+    assert_eq!(Opener::new(&recovery).also_try(&r).open(&env, &ctx()).unwrap(), b"dr");
+    assert!(!r.needs_migration(&lockbox::inspect(&env).unwrap()));
+    // The async twin through the blanket implementation.
+    let b = BindingBuf::new(Suite::Aes256Gcm, &ctx());
+    let dek = DataKey::generate().unwrap();
+    let p: &dyn AsyncKeyEncryptionProvider = &r;
+    let w = poll_now(p.wrap_async(&dek, b.as_binding())).unwrap();
+    assert_eq!(w.key_version(), KeyVersion(2));
+    let back = poll_now(p.unwrap_async(w.as_ref(), b.as_binding())).unwrap();
+    assert_eq!(back.expose_secret(), dek.expose_secret());
+    assert!(r.generate_data_key(b.as_binding()).unwrap().is_none());
+    assert!(r.rewrap(w.as_ref(), b.as_binding()).unwrap().is_none());
+}
+
+fn poll_now<T>(f: impl Future<Output = T>) -> T {
+    let mut f = std::pin::pin!(f);
+    match f
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("not ready"),
+    }
+}
