@@ -257,6 +257,11 @@ fn a_stale_copy_cannot_overwrite_a_newer_save() {
         keyring_err(b_ring.update(&path, &master, |_| Ok(())).unwrap_err()),
         KeyringError::IdMismatch { .. }
     ));
+    // A deleted file can be written again from any copy.
+    fs::remove_file(&path).unwrap();
+    let g = stale.generation();
+    stale.save(&path, &master).unwrap();
+    assert_eq!(Keyring::load(&path, &master).unwrap().generation(), g + 1);
     let pb = dir.path().join("ring-b");
     b_ring.save(&pb, &master).unwrap();
     assert!(matches!(

@@ -200,17 +200,18 @@ impl Keyring {
     /// rotated, and only this file changes).
     ///
     /// Under an exclusive lock on `<path>.lock`, it checks that the file is
-    /// still at the generation this copy was loaded or last saved at (or
-    /// absent, for a keyring never saved), then writes the next generation
-    /// atomically and durably (`KEYRING.md` §4). If another writer saved in
+    /// still at the generation this copy was loaded or last saved at, or
+    /// absent (then there is nothing to lose), then writes the next
+    /// generation atomically and durably (`KEYRING.md` §4). If another writer saved in
     /// between, nothing is written and it fails with [`KeyringError::Conflict`]:
     /// [`reload`](Self::reload) and reapply, or use [`update`](Self::update).
     /// A file that cannot be read as a keyring file is never overwritten.
     pub fn save(&mut self, path: impl AsRef<Path>, master: &dyn KeyEncryptionProvider) -> Result<(), Error> {
         let path = path.as_ref();
         let _lock = lock(path)?;
+        // No file: nothing can be lost by writing one.
         let found = match read(path)? {
-            None => 0,
+            None => self.generation,
             Some(bytes) => {
                 let (id, generation) = peek(&bytes).map_err(|e| {
                     Error::Keyring(KeyringError::FileRejected {
