@@ -858,7 +858,51 @@ fn the_keyring_serves_every_suite_several_providers_and_the_async_trait() {
     let back = poll_now(p.unwrap_async(w.as_ref(), b.as_binding())).unwrap();
     assert_eq!(back.expose_secret(), dek.expose_secret());
     assert!(r.generate_data_key(b.as_binding()).unwrap().is_none());
-    assert!(r.rewrap(w.as_ref(), b.as_binding()).unwrap().is_none());
+}
+
+#[test]
+fn provider_side_rewrap_moves_a_stored_wrapped_key_to_the_primary() {
+    use lockbox::DataKey;
+    use lockbox::secrecy::ExposeSecret;
+    let rec = Arc::new(Recorder::default());
+    let mut r = ring();
+    r.set_audit_sink(rec.clone());
+    let b = BindingBuf::new(Suite::Aes256Gcm, &ctx());
+    let dek = DataKey::generate().unwrap();
+    let w1 = r.wrap(&dek, b.as_binding()).unwrap();
+    r.rotate(t(1)).unwrap();
+    let w2 = r.rewrap(w1.as_ref(), b.as_binding()).unwrap().unwrap();
+    assert_eq!(w2.key_version(), KeyVersion(2));
+    assert_eq!(
+        r.unwrap(w2.as_ref(), b.as_binding()).unwrap().expose_secret(),
+        dek.expose_secret()
+    );
+    assert!(
+        rec.events
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.0 == AuditAction::Rewrap { from: KeyVersion(1) } && e.1 == Some(KeyVersion(2)) && e.2)
+    );
+    // Wrong binding: refused, as for unwrap.
+    let other = BindingBuf::new(Suite::ChaCha20Poly1305, &ctx());
+    assert_eq!(
+        r.rewrap(w1.as_ref(), other.as_binding()).unwrap_err().kind(),
+        ProviderErrorKind::Authentication
+    );
+    // Compromised: only the migration provider rewraps it.
+    r.compromised(KeyVersion(1), t(2)).unwrap();
+    assert_eq!(
+        r.rewrap(w1.as_ref(), b.as_binding()).unwrap_err().kind(),
+        ProviderErrorKind::KeyCompromised
+    );
+    let m = r.migration_provider();
+    let w3 = m.rewrap(w1.as_ref(), b.as_binding()).unwrap().unwrap();
+    assert_eq!(w3.key_version(), KeyVersion(2));
+    assert_eq!(
+        r.unwrap(w3.as_ref(), b.as_binding()).unwrap().expose_secret(),
+        dek.expose_secret()
+    );
 }
 
 fn poll_now<T>(f: impl Future<Output = T>) -> T {

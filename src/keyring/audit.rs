@@ -92,6 +92,12 @@ pub enum AuditAction {
     /// A data key was unwrapped through the [`MigrationProvider`](super::MigrationProvider)
     /// (rewrap / re-encrypt), possibly under a compromised version.
     MigrationUnwrap,
+    /// A wrapped key was re-wrapped under the primary (the event's version)
+    /// by the provider's `rewrap`, without the data key leaving the keyring.
+    Rewrap {
+        /// The version it was wrapped under.
+        from: KeyVersion,
+    },
     /// The keyring was saved.
     Save {
         /// The generation written.
@@ -122,6 +128,7 @@ impl fmt::Display for AuditAction {
             Self::Wrap => f.write_str("wrap"),
             Self::Unwrap => f.write_str("unwrap"),
             Self::MigrationUnwrap => f.write_str("migration unwrap"),
+            Self::Rewrap { from } => write!(f, "rewrap (from {from})"),
             Self::Save { generation } => write!(f, "save (generation {generation})"),
             Self::Load { generation } => write!(f, "load (generation {generation})"),
         }

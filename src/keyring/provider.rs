@@ -106,6 +106,20 @@ impl Table {
     }
 }
 
+impl Table {
+    /// Unwraps under the version `w` names and wraps the data key again under
+    /// the primary; the data key never leaves (and is zeroized on drop).
+    fn rewrap(
+        &self,
+        w: WrappedKeyRef<'_>,
+        binding: Binding<'_>,
+        migration: bool,
+    ) -> Result<WrappedKey, (ProviderErrorKind, KeyringError)> {
+        let dek = self.unwrap(w, binding, migration)?;
+        self.wrap(&dek, binding)
+    }
+}
+
 fn provider_error((kind, e): (ProviderErrorKind, KeyringError)) -> ProviderError {
     ProviderError::new(kind, KEYRING_PROVIDER_ID).with_source(e)
 }
@@ -133,6 +147,24 @@ impl KeyEncryptionProvider for Keyring {
         let err = r.as_ref().err().map(|(_, e)| e);
         self.emit_binding(AuditAction::Unwrap, wrapped.key_version().0, binding, err);
         r.map_err(provider_error)
+    }
+
+    /// Re-wraps a wrapped key kept outside an envelope (a stored or cached
+    /// data key) under the primary, with the same binding, following the
+    /// ordinary unwrap rules. Envelopes need [`Rewrapper`](crate::Rewrapper)
+    /// instead: their header tag must be recomputed.
+    fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
+        let r = self.table.rewrap(wrapped, binding, false);
+        let err = r.as_ref().err().map(|(_, e)| e);
+        self.emit_binding(
+            AuditAction::Rewrap {
+                from: wrapped.key_version(),
+            },
+            self.table.primary,
+            binding,
+            err,
+        );
+        r.map(Some).map_err(provider_error)
     }
 }
 
@@ -191,5 +223,20 @@ impl KeyEncryptionProvider for MigrationProvider {
         let err = r.as_ref().err().map(|(_, e)| e);
         self.emit(AuditAction::MigrationUnwrap, wrapped.key_version().0, binding, err);
         r.map_err(provider_error)
+    }
+
+    /// As [`Keyring`]'s rewrap, but compromised versions are accepted.
+    fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
+        let r = self.table.rewrap(wrapped, binding, true);
+        let err = r.as_ref().err().map(|(_, e)| e);
+        self.emit(
+            AuditAction::Rewrap {
+                from: wrapped.key_version(),
+            },
+            self.table.primary,
+            binding,
+            err,
+        );
+        r.map(Some).map_err(provider_error)
     }
 }
