@@ -46,6 +46,12 @@
 //! [`ProviderErrorKind::KeyCompromised`](crate::ProviderErrorKind::KeyCompromised).
 //! [`Keyring::needs_migration`] tells which envelopes to migrate.
 //!
+//! To move envelopes to the primary, rewrap them ([`Rewrapper`](crate::Rewrapper),
+//! payload untouched) with the keyring (or, for compromised versions, its
+//! migration provider) on the unwrap side and the keyring on the wrap side;
+//! wrapped keys kept outside envelopes move with the provider's own
+//! [`rewrap`](crate::KeyEncryptionProvider::rewrap).
+//!
 //! A **minimum decryption version** refuses unwraps below it;
 //! [`trim`](Keyring::trim) then removes those versions (and their keys) for good.
 //!
