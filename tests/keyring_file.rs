@@ -271,6 +271,35 @@ fn a_stale_copy_cannot_overwrite_a_newer_save() {
 }
 
 #[test]
+fn readers_pick_up_another_process_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ring");
+    let master = LocalKek::generate().unwrap();
+    let mut writer = new_ring("r");
+    writer.save(&path, &master).unwrap();
+    let mut reader = Keyring::load(&path, &master).unwrap();
+    assert!(!reader.reload_if_changed(&path, &master).unwrap());
+    writer.rotate(t(1)).unwrap();
+    writer.save(&path, &master).unwrap();
+    let env = lockbox::seal(&writer, b"new", &ctx()).unwrap();
+    assert!(
+        lockbox::open(&reader, &env, &ctx()).is_err(),
+        "the reader does not know v2 yet"
+    );
+    assert!(reader.reload_if_changed(&path, &master).unwrap());
+    assert_eq!((reader.generation(), reader.primary()), (2, KeyVersion(2)));
+    assert_eq!(lockbox::open(&reader, &env, &ctx()).unwrap(), b"new");
+    assert!(!reader.reload_if_changed(&path, &master).unwrap());
+    // A corrupted file is reported, and the reader keeps its copy.
+    fs::write(&path, b"junk").unwrap();
+    assert!(matches!(
+        keyring_err(reader.reload_if_changed(&path, &master).unwrap_err()),
+        KeyringError::FileRejected { .. }
+    ));
+    assert_eq!(lockbox::open(&reader, &env, &ctx()).unwrap(), b"new");
+}
+
+#[test]
 fn sealed_bytes_round_trip_and_detect_a_swapped_context() {
     let master = LocalKek::generate().unwrap();
     let mut r = new_ring("mem");

@@ -258,6 +258,31 @@ impl Keyring {
         self.adopt(fresh)
     }
 
+    /// Reloads from `path` only if the file is at another generation than
+    /// this copy (another process saved); returns whether it reloaded. Cheap
+    /// when nothing changed (the generation is read from the file's header),
+    /// so readers can call it before each batch of work to pick up rotations.
+    pub fn reload_if_changed(
+        &mut self,
+        path: impl AsRef<Path>,
+        master: &dyn KeyEncryptionProvider,
+    ) -> Result<bool, Error> {
+        let path = path.as_ref();
+        let bytes = read(path)?.ok_or_else(|| not_found(path))?;
+        let (_, generation) = peek(&bytes).map_err(|e| {
+            Error::Keyring(KeyringError::FileRejected {
+                path: path.display().to_string(),
+                source: Box::new(e),
+            })
+        })?;
+        if generation == self.generation {
+            return Ok(false);
+        }
+        let fresh = open_file(path, &bytes, master)?;
+        self.adopt(fresh)?;
+        Ok(true)
+    }
+
     fn adopt(&mut self, mut fresh: Self) -> Result<(), Error> {
         if fresh.table.id != self.table.id {
             return Err(Error::Keyring(KeyringError::IdMismatch {
