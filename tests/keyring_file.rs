@@ -541,12 +541,15 @@ fn a_child_killed_mid_save_leaves_the_old_or_the_new_file() {
         last = check_consistent(&path, &master);
     }
     // Only temporary files of killed saves may be left, never a partial "ring".
+    let mut leftovers = 0;
     for name in dir_entries(dir.path()) {
         assert!(
             ["ring", "ring.lock", "master.key"].contains(&name.as_str()) || name.starts_with(".ring.tmp-"),
             "{name}"
         );
+        leftovers += usize::from(name.starts_with(".ring.tmp-"));
     }
+    println!("{leftovers} of 6 kills landed between creating and renaming a temporary file");
 }
 
 #[test]
