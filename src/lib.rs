@@ -114,7 +114,7 @@ pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
 pub use local::{LOCAL_KEK_LEN, LOCAL_PROVIDER_ID, LocalKek};
 pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, KeyEncryptionProvider, ProviderIdentity};
-pub use rewrap::{Keep, NewHeader, Reencryptor, Rewrapper};
+pub use rewrap::{AsyncRewrapper, Keep, NewHeader, Reencryptor, Rewrapper};
 #[cfg(feature = "std")]
 pub use stream::{Decryptor, Encryptor};
 #[cfg(feature = "tokio")]

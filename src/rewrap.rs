@@ -13,7 +13,7 @@ use crate::envelope::{Opener, Sealer};
 use crate::error::{Error, LimitKind, ProviderError, ProviderErrorKind};
 use crate::format::{self, Header, Limits, Put, Segments, TAG_LEN, WrappedEntry};
 use crate::keys::{DataKey, KeyVersion, WrappedKey, WrappedKeyRef};
-use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
+use crate::provider::{AsyncKeyEncryptionProvider, KeyEncryptionProvider, ProviderIdentity};
 
 /// Which of an envelope's existing wrapped keys a [`Rewrapper`] keeps (copies
 /// unchanged into the new header, after the new ones).
@@ -47,7 +47,10 @@ pub enum Keep {
 /// first data key that passes the key commitment is used, and the envelope's
 /// header tag must verify with it before anything is wrapped. The caller's
 /// context is reconciled as by [`Opener`] (required entries must be supplied)
-/// and the new wrapped keys are bound to the same binding.
+/// and the new wrapped keys are bound to the same binding. Required values
+/// are not in the header: a wrong one is caught because the unwrap is bound to
+/// it and fails, so a rewrap can only be as strict as the unwrap providers'
+/// binding (every provider must authenticate it; `LocalKek` does).
 ///
 /// Rewrap does **not** verify the payload's segment tags unless asked to with
 /// [`verify_payload`](Self::verify_payload): a tampered payload is copied as
@@ -119,11 +122,7 @@ pub enum Keep {
 pub struct Rewrapper<'p> {
     unwrap_with: Vec<&'p dyn KeyEncryptionProvider>,
     wrap_with: Vec<&'p dyn KeyEncryptionProvider>,
-    remove: Vec<&'p dyn ProviderIdentity>,
-    keep: Keep,
-    limits: Limits,
-    strict_context: bool,
-    verify_payload: bool,
+    options: Options<'p>,
 }
 
 /// A rewrapped header, from [`Rewrapper::rewrap_header`]: the bytes that
@@ -159,16 +158,15 @@ impl<'p> Rewrapper<'p> {
         Self {
             unwrap_with: alloc::vec![unwrap_with],
             wrap_with: alloc::vec![unwrap_with],
-            remove: Vec::new(),
-            keep: Keep::default(),
-            limits: Limits::default(),
-            strict_context: false,
-            verify_payload: false,
+            options: Options::default(),
         }
     }
 
     /// Also tries `provider` to unwrap (after the earlier ones, for each
-    /// wrapped key), as [`Opener::also_try`] does.
+    /// wrapped key), as [`Opener::also_try`] does. It is part of the unwrap
+    /// side: with the default [`Keep::Unmatched`] its entries are replaced,
+    /// so wrap with it again ([`also_wrap_with`](Self::also_wrap_with)) or
+    /// use [`Keep::All`] if they must stay.
     #[must_use]
     pub fn also_try(mut self, provider: &'p dyn KeyEncryptionProvider) -> Self {
         self.unwrap_with.push(provider);
@@ -204,7 +202,7 @@ impl<'p> Rewrapper<'p> {
     /// Chooses which existing entries are kept (default [`Keep::Unmatched`]).
     #[must_use]
     pub fn keep(mut self, keep: Keep) -> Self {
-        self.keep = keep;
+        self.options.keep = keep;
         self
     }
 
@@ -212,7 +210,7 @@ impl<'p> Rewrapper<'p> {
     /// whatever [`Keep`] says. The provider is never asked to unwrap or wrap.
     #[must_use]
     pub fn remove_entries_of(mut self, provider: &'p dyn ProviderIdentity) -> Self {
-        self.remove.push(provider);
+        self.options.remove.push(provider);
         self
     }
 
@@ -220,7 +218,7 @@ impl<'p> Rewrapper<'p> {
     /// header (so an opener with the same limits accepts the result).
     #[must_use]
     pub fn limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
+        self.options.limits = limits;
         self
     }
 
@@ -228,7 +226,7 @@ impl<'p> Rewrapper<'p> {
     /// context, as [`Opener::strict_context`] does.
     #[must_use]
     pub fn strict_context(mut self) -> Self {
-        self.strict_context = true;
+        self.options.strict_context = true;
         self
     }
 
@@ -240,17 +238,17 @@ impl<'p> Rewrapper<'p> {
     /// each segment is verified before it is written.
     #[must_use]
     pub fn verify_payload(mut self, verify: bool) -> Self {
-        self.verify_payload = verify;
+        self.options.verify_payload = verify;
         self
     }
 
     /// Rewraps `envelope` into a new buffer: the new header followed by the
     /// unchanged payload. On any error nothing is produced.
     pub fn rewrap(&self, envelope: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, Error> {
-        let (h, payload) = format::parse(envelope, &self.limits)?;
+        let (h, payload) = format::parse(envelope, &self.options.limits)?;
         let segs = Segments::for_payload(payload.len(), h.segment_size, h.len)?;
         let (header, cipher) = self.new_header(&h, context)?;
-        if self.verify_payload {
+        if self.options.verify_payload {
             verify_segments(&cipher, segs, payload)?;
         }
         let mut out = Vec::new();
@@ -270,7 +268,7 @@ impl<'p> Rewrapper<'p> {
     /// its framing is not checked either; [`rewrap`](Self::rewrap) and
     /// [`rewrap_stream`](Self::rewrap_stream) check it.
     pub fn rewrap_header(&self, header_prefix: &[u8], context: &EncryptionContext) -> Result<NewHeader, Error> {
-        let (h, _) = format::parse(header_prefix, &self.limits)?;
+        let (h, _) = format::parse(header_prefix, &self.options.limits)?;
         let (header, _cipher) = self.new_header(&h, context)?;
         Ok(NewHeader {
             header,
@@ -291,102 +289,301 @@ impl<'p> Rewrapper<'p> {
     /// Reconciles the context, unwraps and authenticates the header, wraps
     /// with the new providers and encodes the new header (tag included).
     fn new_header(&self, h: &Header<'_>, context: &EncryptionContext) -> Result<(Vec<u8>, PayloadCipher), Error> {
-        let binding_bytes = context.reconcile(h.context, h.suite, self.strict_context)?;
-        let binding = Binding::from_encoded(h.suite, &binding_bytes);
-        // Which entries survive depends only on routing: refuse a rewrap whose
-        // result could not be written before any provider is called.
-        let kept: Vec<WrappedEntry<'_>> = h.wrapped.iter().filter(|w| self.keeps(entry_ref(*w))).collect();
-        let count = kept.len().saturating_add(self.wrap_with.len());
-        if count == 0 {
-            return Err(Error::InvalidArgument {
-                what: "a rewrap must leave at least one wrapped key",
-            });
-        }
-        let max_wrapped = self.limits.max_wrapped_keys().min(usize::from(u8::MAX));
-        if count > max_wrapped {
-            return Err(Error::LimitExceeded {
-                limit: LimitKind::WrappedKeys,
-                max: max_wrapped,
-            });
-        }
+        let plan = plan(h, context, &self.unwrap_with, self.wrap_with.len(), &self.options)?;
+        let binding = Binding::from_encoded(h.suite, &plan.binding_bytes);
         // Never wrap a data key from a header that did not authenticate.
         let (dek, cipher) = unwrap_verified(&self.unwrap_with, h, binding)?;
         let mut fresh = Vec::with_capacity(self.wrap_with.len());
         for p in &self.wrap_with {
             let w = p.wrap(&dek, binding)?;
-            // As when sealing: an entry its own provider would not try to open
-            // is a provider bug.
-            if !p.matches(w.as_ref()) {
-                return Err(Error::Provider(ProviderError::new(
-                    ProviderErrorKind::Other,
-                    p.provider_id(),
-                )));
-            }
+            check_own(*p, &w)?;
             fresh.push(w);
         }
         drop(dek);
+        let header = encode(h, &plan, &fresh, &cipher, &self.options.limits)?;
+        Ok((header, cipher))
+    }
+}
 
-        // Everything before the wrapped-key count is copied as received (it
-        // was just authenticated): magic through commitment.
-        let old_entries = h.wrapped.iter().fold(0usize, |acc, w| {
-            acc.saturating_add(format::wrapped_entry_len(w.provider_id, w.key_id, w.bytes))
-        });
-        let prefix_len = h
-            .authenticated
-            .len()
-            .checked_sub(old_entries)
-            .and_then(|n| n.checked_sub(1))
-            .ok_or(Error::Malformed {
-                offset: 0,
-                what: "inconsistent header",
-            })?;
-        let prefix = h.authenticated.get(..prefix_len).ok_or(Error::Malformed {
-            offset: 0,
-            what: "inconsistent header",
-        })?;
-        let entries_len = fresh
-            .iter()
-            .map(WrappedKey::as_ref)
-            .chain(kept.iter().map(|w| entry_ref(*w)))
-            .fold(0usize, |acc, w| {
-                acc.saturating_add(format::wrapped_entry_len(w.provider_id, w.key_id, w.bytes))
-            });
-        let header_len = prefix_len
-            .saturating_add(1)
-            .saturating_add(entries_len)
-            .saturating_add(TAG_LEN);
-        if header_len > self.limits.max_header_len() {
-            return Err(Error::LimitExceeded {
-                limit: LimitKind::HeaderBytes,
-                max: self.limits.max_header_len(),
-            });
+/// The async twin of [`Rewrapper`], for providers reached over the network
+/// ([`AsyncKeyEncryptionProvider`]s: every sync provider is one too): the same
+/// options, checks and output, with the unwraps and wraps awaited. Nothing
+/// here starts or blocks on a runtime, and the futures are `Send`.
+///
+/// There is no streaming variant: for large envelopes read a prefix holding
+/// the header, call [`rewrap_header`](Self::rewrap_header), write the new
+/// header and copy the rest of the envelope after it (its framing is then
+/// checked when it is opened).
+///
+/// ```
+/// # fn main() -> Result<(), lockbox::Error> {
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// use lockbox::{AsyncRewrapper, EncryptionContext, LocalKek};
+/// let old = LocalKek::generate()?;
+/// let new = LocalKek::generate()?; // say, a KMS key behind an async client
+/// let ctx = EncryptionContext::new();
+/// let env = lockbox::seal(&old, b"x", &ctx)?;
+/// let out = AsyncRewrapper::new(&old).wrap_with(&new).rewrap(&env, &ctx).await?;
+/// assert_eq!(lockbox::open(&new, &out, &ctx)?, b"x");
+/// # Ok(()) })
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct AsyncRewrapper<'p> {
+    unwrap_with: Vec<&'p dyn AsyncKeyEncryptionProvider>,
+    wrap_with: Vec<&'p dyn AsyncKeyEncryptionProvider>,
+    options: Options<'p>,
+}
+
+impl<'p> AsyncRewrapper<'p> {
+    /// See [`Rewrapper::new`].
+    pub fn new(unwrap_with: &'p dyn AsyncKeyEncryptionProvider) -> Self {
+        Self {
+            unwrap_with: alloc::vec![unwrap_with],
+            wrap_with: alloc::vec![unwrap_with],
+            options: Options::default(),
         }
-        let mut out = Vec::with_capacity(header_len);
-        out.put(prefix);
-        out.put_u8(u8::try_from(count).unwrap_or(u8::MAX));
-        for w in fresh
-            .iter()
-            .map(WrappedKey::as_ref)
-            .chain(kept.iter().map(|w| entry_ref(*w)))
-        {
-            format::put_wrapped_entry(&mut out, w.provider_id, w.key_id, w.key_version.0, w.bytes);
-        }
-        let tag = cipher.header_tag(&out)?;
-        out.extend_from_slice(&tag);
-        Ok((out, cipher))
     }
 
-    /// Whether an existing entry goes into the new header.
-    fn keeps(&self, w: WrappedKeyRef<'_>) -> bool {
-        if self.remove.iter().any(|p| p.matches(w)) {
+    /// See [`Rewrapper::also_try`].
+    #[must_use]
+    pub fn also_try(mut self, provider: &'p dyn AsyncKeyEncryptionProvider) -> Self {
+        self.unwrap_with.push(provider);
+        self
+    }
+
+    /// See [`Rewrapper::wrap_with`].
+    #[must_use]
+    pub fn wrap_with(mut self, provider: &'p dyn AsyncKeyEncryptionProvider) -> Self {
+        self.wrap_with.clear();
+        self.wrap_with.push(provider);
+        self
+    }
+
+    /// See [`Rewrapper::also_wrap_with`].
+    #[must_use]
+    pub fn also_wrap_with(mut self, provider: &'p dyn AsyncKeyEncryptionProvider) -> Self {
+        self.wrap_with.push(provider);
+        self
+    }
+
+    /// See [`Rewrapper::no_new_wraps`].
+    #[must_use]
+    pub fn no_new_wraps(mut self) -> Self {
+        self.wrap_with.clear();
+        self
+    }
+
+    /// See [`Rewrapper::keep`].
+    #[must_use]
+    pub fn keep(mut self, keep: Keep) -> Self {
+        self.options.keep = keep;
+        self
+    }
+
+    /// See [`Rewrapper::remove_entries_of`].
+    #[must_use]
+    pub fn remove_entries_of(mut self, provider: &'p dyn ProviderIdentity) -> Self {
+        self.options.remove.push(provider);
+        self
+    }
+
+    /// See [`Rewrapper::limits`].
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.options.limits = limits;
+        self
+    }
+
+    /// See [`Rewrapper::strict_context`].
+    #[must_use]
+    pub fn strict_context(mut self) -> Self {
+        self.options.strict_context = true;
+        self
+    }
+
+    /// See [`Rewrapper::verify_payload`].
+    #[must_use]
+    pub fn verify_payload(mut self, verify: bool) -> Self {
+        self.options.verify_payload = verify;
+        self
+    }
+
+    /// See [`Rewrapper::rewrap`].
+    pub async fn rewrap(&self, envelope: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, Error> {
+        let (h, payload) = format::parse(envelope, &self.options.limits)?;
+        let segs = Segments::for_payload(payload.len(), h.segment_size, h.len)?;
+        let (header, cipher) = self.new_header(&h, context).await?;
+        if self.options.verify_payload {
+            verify_segments(&cipher, segs, payload)?;
+        }
+        let mut out = Vec::new();
+        out.try_reserve_exact(header.len().saturating_add(payload.len()))
+            .map_err(|_| Error::InvalidArgument {
+                what: "envelope too large to allocate",
+            })?;
+        out.extend_from_slice(&header);
+        out.extend_from_slice(payload);
+        Ok(out)
+    }
+
+    /// See [`Rewrapper::rewrap_header`].
+    pub async fn rewrap_header(&self, header_prefix: &[u8], context: &EncryptionContext) -> Result<NewHeader, Error> {
+        let (h, _) = format::parse(header_prefix, &self.options.limits)?;
+        let (header, _cipher) = self.new_header(&h, context).await?;
+        Ok(NewHeader {
+            header,
+            replaced_len: h.len,
+        })
+    }
+
+    /// See [`Rewrapper::rewrap_batch`]. The items are rewrapped one after
+    /// the other.
+    pub async fn rewrap_batch<'a, I>(&self, items: I) -> Vec<Result<Vec<u8>, Error>>
+    where
+        I: IntoIterator<Item = (&'a [u8], &'a EncryptionContext)>,
+    {
+        let mut out = Vec::new();
+        for (env, ctx) in items {
+            out.push(self.rewrap(env, ctx).await);
+        }
+        out
+    }
+
+    async fn new_header(&self, h: &Header<'_>, context: &EncryptionContext) -> Result<(Vec<u8>, PayloadCipher), Error> {
+        let plan = plan(h, context, &self.unwrap_with, self.wrap_with.len(), &self.options)?;
+        let binding = Binding::from_encoded(h.suite, &plan.binding_bytes);
+        let (dek, cipher) = unwrap_verified_async(&self.unwrap_with, h, binding).await?;
+        let mut fresh = Vec::with_capacity(self.wrap_with.len());
+        for p in &self.wrap_with {
+            let w = p.wrap_async(&dek, binding).await?;
+            check_own(*p, &w)?;
+            fresh.push(w);
+        }
+        drop(dek);
+        let header = encode(h, &plan, &fresh, &cipher, &self.options.limits)?;
+        Ok((header, cipher))
+    }
+}
+
+/// The options a [`Rewrapper`] and an [`AsyncRewrapper`] share.
+#[derive(Clone, Debug, Default)]
+struct Options<'p> {
+    remove: Vec<&'p dyn ProviderIdentity>,
+    keep: Keep,
+    limits: Limits,
+    strict_context: bool,
+    verify_payload: bool,
+}
+
+/// What a rewrap will write, decided from the header's routing alone, before
+/// any provider is called.
+struct Plan<'a> {
+    /// The reconciled binding (the new wraps are bound to it too).
+    binding_bytes: Vec<u8>,
+    /// Old entries that go into the new header, in header order.
+    kept: Vec<WrappedEntry<'a>>,
+}
+
+/// Reconciles the context and selects the kept entries; refuses a rewrap
+/// whose result could not be written (no entry left, too many entries).
+fn plan<'a, U: ProviderIdentity + ?Sized>(
+    h: &Header<'a>,
+    context: &EncryptionContext,
+    unwrap_with: &[&U],
+    new_wraps: usize,
+    options: &Options<'_>,
+) -> Result<Plan<'a>, Error> {
+    let binding_bytes = context.reconcile(h.context, h.suite, options.strict_context)?;
+    let keeps = |w: WrappedKeyRef<'_>| {
+        if options.remove.iter().any(|p| p.matches(w)) {
             return false;
         }
-        match self.keep {
+        match options.keep {
             Keep::All => true,
             Keep::Nothing => false,
-            Keep::Unmatched => !self.unwrap_with.iter().any(|p| p.matches(w)),
+            Keep::Unmatched => !unwrap_with.iter().any(|p| p.matches(w)),
         }
+    };
+    let kept: Vec<WrappedEntry<'a>> = h.wrapped.iter().filter(|w| keeps(entry_ref(*w))).collect();
+    let count = kept.len().saturating_add(new_wraps);
+    if count == 0 {
+        return Err(Error::InvalidArgument {
+            what: "a rewrap must leave at least one wrapped key",
+        });
     }
+    let max_wrapped = options.limits.max_wrapped_keys().min(usize::from(u8::MAX));
+    if count > max_wrapped {
+        return Err(Error::LimitExceeded {
+            limit: LimitKind::WrappedKeys,
+            max: max_wrapped,
+        });
+    }
+    Ok(Plan { binding_bytes, kept })
+}
+
+/// As when sealing: a wrapped key its own provider would not try to open is
+/// a provider bug.
+fn check_own<P: ProviderIdentity + ?Sized>(provider: &P, w: &WrappedKey) -> Result<(), Error> {
+    if provider.matches(w.as_ref()) {
+        Ok(())
+    } else {
+        Err(Error::Provider(ProviderError::new(
+            ProviderErrorKind::Other,
+            provider.provider_id(),
+        )))
+    }
+}
+
+/// Encodes the new header: everything before the wrapped-key count copied
+/// as received (it was authenticated: magic through commitment), the new
+/// entries, the kept ones, and the header tag.
+fn encode(
+    h: &Header<'_>,
+    plan: &Plan<'_>,
+    fresh: &[WrappedKey],
+    cipher: &PayloadCipher,
+    limits: &Limits,
+) -> Result<Vec<u8>, Error> {
+    let inconsistent = Error::Malformed {
+        offset: 0,
+        what: "inconsistent header",
+    };
+    let old_entries = h.wrapped.iter().fold(0usize, |acc, w| {
+        acc.saturating_add(format::wrapped_entry_len(w.provider_id, w.key_id, w.bytes))
+    });
+    let prefix_len = h
+        .authenticated
+        .len()
+        .checked_sub(old_entries)
+        .and_then(|n| n.checked_sub(1));
+    let prefix = prefix_len.and_then(|n| h.authenticated.get(..n)).ok_or(inconsistent)?;
+    let entries = || {
+        fresh
+            .iter()
+            .map(WrappedKey::as_ref)
+            .chain(plan.kept.iter().map(|w| entry_ref(*w)))
+    };
+    let header_len = entries().fold(prefix.len().saturating_add(1).saturating_add(TAG_LEN), |acc, w| {
+        acc.saturating_add(format::wrapped_entry_len(w.provider_id, w.key_id, w.bytes))
+    });
+    if header_len > limits.max_header_len() {
+        return Err(Error::LimitExceeded {
+            limit: LimitKind::HeaderBytes,
+            max: limits.max_header_len(),
+        });
+    }
+    let mut out = Vec::with_capacity(header_len);
+    out.put(prefix);
+    // At most 255 entries: checked by `plan`.
+    out.put_u8(u8::try_from(fresh.len().saturating_add(plan.kept.len())).unwrap_or(u8::MAX));
+    for w in entries() {
+        format::put_wrapped_entry(&mut out, w.provider_id, w.key_id, w.key_version.0, w.bytes);
+    }
+    let tag = cipher.header_tag(&out)?;
+    out.extend_from_slice(&tag);
+    Ok(out)
 }
 
 fn entry_ref(w: WrappedEntry<'_>) -> WrappedKeyRef<'_> {
@@ -396,6 +593,18 @@ fn entry_ref(w: WrappedEntry<'_>) -> WrappedKeyRef<'_> {
         key_version: KeyVersion(w.key_version),
         bytes: w.bytes,
     }
+}
+
+/// Checks that `dek` is the envelope's data key (the commitment, in constant
+/// time) and then the header tag. `Ok(None)`: another data key (try the next
+/// entry); `Err`: the header did not authenticate (final).
+fn verify_dek(h: &Header<'_>, dek: DataKey) -> Result<Option<(DataKey, PayloadCipher)>, Error> {
+    let keys = crypto::derive(h.suite, dek.expose_secret(), h.message_id);
+    if !crypto::commitment_matches(&keys.commitment, h.commitment) {
+        return Ok(None);
+    }
+    keys.cipher.verify_header_tag(h.authenticated, h.tag)?;
+    Ok(Some((dek, keys.cipher)))
 }
 
 /// Unwraps the data key as an [`Opener`] does (header order, then provider
@@ -413,15 +622,37 @@ fn unwrap_verified(
         for p in providers.iter().filter(|p| p.matches(w)) {
             attempts = attempts.saturating_add(1);
             match p.unwrap(w, binding) {
-                Ok(dek) => {
-                    let keys = crypto::derive(h.suite, dek.expose_secret(), h.message_id);
-                    if !crypto::commitment_matches(&keys.commitment, h.commitment) {
-                        wrong_key = true;
-                        continue;
-                    }
-                    keys.cipher.verify_header_tag(h.authenticated, h.tag)?;
-                    return Ok((dek, keys.cipher));
-                }
+                Ok(dek) => match verify_dek(h, dek)? {
+                    Some(found) => return Ok(found),
+                    None => wrong_key = true,
+                },
+                Err(e) => last = Some(e),
+            }
+        }
+    }
+    if wrong_key {
+        return Err(Error::Authentication);
+    }
+    Err(Error::NoProviderCouldUnwrap { attempts, source: last })
+}
+
+/// [`unwrap_verified`] with the unwraps awaited.
+async fn unwrap_verified_async(
+    providers: &[&dyn AsyncKeyEncryptionProvider],
+    h: &Header<'_>,
+    binding: Binding<'_>,
+) -> Result<(DataKey, PayloadCipher), Error> {
+    let mut attempts = 0usize;
+    let mut last: Option<ProviderError> = None;
+    let mut wrong_key = false;
+    for w in h.wrapped.iter().map(entry_ref) {
+        for p in providers.iter().filter(|p| p.matches(w)) {
+            attempts = attempts.saturating_add(1);
+            match p.unwrap_async(w, binding).await {
+                Ok(dek) => match verify_dek(h, dek)? {
+                    Some(found) => return Ok(found),
+                    None => wrong_key = true,
+                },
                 Err(e) => last = Some(e),
             }
         }
@@ -634,8 +865,8 @@ mod io {
             mut writer: W,
             context: &crate::EncryptionContext,
         ) -> io::Result<u64> {
-            let buf = read_header(&mut reader, &self.limits)?;
-            let (h, rest) = format::parse(&buf, &self.limits).map_err(io_error)?;
+            let buf = read_header(&mut reader, &self.options.limits)?;
+            let (h, rest) = format::parse(&buf, &self.options.limits).map_err(io_error)?;
             let (header, cipher) = self.new_header(&h, context).map_err(io_error)?;
             let segment = h.segment_size.bytes();
             let stride = segment.saturating_add(TAG_LEN);
@@ -658,7 +889,7 @@ mod io {
                         what: "truncated payload",
                     })
                 })?;
-                if self.verify_payload {
+                if self.options.verify_payload {
                     verify_segment(&cipher, index, last, ct_len, chunk, &mut scratch).map_err(io_error)?;
                 }
                 writer.write_all(chunk)?;

@@ -1221,3 +1221,225 @@ proptest! {
         }
     }
 }
+
+/// An async-only provider (no sync trait): delegates to a local KEK, under
+/// its own provider id, after yielding to the executor once.
+#[derive(Debug)]
+struct AsyncOnly(LocalKek);
+
+/// A future that is pending once, then ready.
+struct YieldOnce(bool);
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
+impl ProviderIdentity for AsyncOnly {
+    fn provider_id(&self) -> &str {
+        "test.async"
+    }
+    fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
+        w.provider_id() == "test.async" && w.key_id() == self.0.key_id().as_str()
+    }
+}
+
+impl lockbox::AsyncKeyEncryptionProvider for AsyncOnly {
+    fn wrap_async<'a>(
+        &'a self,
+        dek: &'a DataKey,
+        binding: Binding<'a>,
+    ) -> lockbox::BoxFuture<'a, Result<WrappedKey, ProviderError>> {
+        Box::pin(async move {
+            YieldOnce(false).await;
+            let w = self.0.wrap(dek, binding)?;
+            Ok(WrappedKey::new("test.async", w.key_id().clone(), w.key_version(), w.bytes().to_vec()).unwrap())
+        })
+    }
+    fn unwrap_async<'a>(
+        &'a self,
+        w: WrappedKeyRef<'a>,
+        binding: Binding<'a>,
+    ) -> lockbox::BoxFuture<'a, Result<DataKey, ProviderError>> {
+        Box::pin(async move {
+            YieldOnce(false).await;
+            let inner = WrappedKey::new(
+                LOCAL_PROVIDER_ID,
+                self.0.key_id().clone(),
+                w.key_version(),
+                w.bytes().to_vec(),
+            )
+            .unwrap();
+            self.0.unwrap(inner.as_ref(), binding)
+        })
+    }
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+#[test]
+fn async_rewrap_matches_the_sync_rewrap() {
+    let old = LocalKek::generate().unwrap();
+    let kms = AsyncOnly(LocalKek::generate().unwrap());
+    let env = small(&old).seal(&pattern(300), &ctx()).unwrap();
+
+    // Deterministic (no new wraps): byte-identical to the sync rewrap.
+    let sync = Rewrapper::new(&old).no_new_wraps().keep(Keep::All).verify_payload(true);
+    let asyn = lockbox::AsyncRewrapper::new(&old)
+        .no_new_wraps()
+        .keep(Keep::All)
+        .verify_payload(true);
+    assert_eq!(
+        block_on(asyn.rewrap(&env, &open_ctx())).unwrap(),
+        sync.rewrap(&env, &open_ctx()).unwrap()
+    );
+
+    // Sync to an async-only provider and back; the futures are Send.
+    fn assert_send<T: Send>(t: T) -> T {
+        t
+    }
+    let to_kms = lockbox::AsyncRewrapper::new(&old).wrap_with(&kms);
+    let out = block_on(assert_send(to_kms.rewrap(&env, &open_ctx()))).unwrap();
+    assert_eq!(key_ids(&out), [kms.0.key_id().as_str()]);
+    assert_eq!(
+        lockbox::inspect(&out).unwrap().wrapped_keys()[0].provider_id(),
+        "test.async"
+    );
+    assert_eq!(payload(&out), payload(&env));
+    assert!(lockbox::open(&old, &out, &open_ctx()).is_err());
+    let back = lockbox::AsyncRewrapper::new(&kms).wrap_with(&old);
+    let again = block_on(back.rewrap(&out, &open_ctx())).unwrap();
+    assert_eq!(lockbox::open(&old, &again, &open_ctx()).unwrap(), pattern(300));
+    // rewrap_header spliced onto the payload.
+    let nh = block_on(back.rewrap_header(&out, &open_ctx())).unwrap();
+    let mut spliced = nh.header().to_vec();
+    spliced.extend_from_slice(&out[nh.replaced_len()..]);
+    assert_eq!(lockbox::open(&old, &spliced, &open_ctx()).unwrap(), pattern(300));
+    // Adding and removing through the async twin.
+    let both = block_on(
+        lockbox::AsyncRewrapper::new(&old)
+            .also_wrap_with(&kms)
+            .rewrap(&env, &open_ctx()),
+    )
+    .unwrap();
+    assert_eq!(key_ids(&both), [old.key_id().as_str(), kms.0.key_id().as_str()]);
+    let without = block_on(
+        lockbox::AsyncRewrapper::new(&old)
+            .no_new_wraps()
+            .keep(Keep::All)
+            .remove_entries_of(&kms)
+            .rewrap(&both, &open_ctx()),
+    )
+    .unwrap();
+    assert_eq!(key_ids(&without), [old.key_id().as_str()]);
+}
+
+#[test]
+fn async_rewrap_has_the_same_errors() {
+    let old = LocalKek::generate().unwrap();
+    let other = LocalKek::generate().unwrap();
+    let kms = AsyncOnly(LocalKek::generate().unwrap());
+    let env = small(&old).seal(&pattern(100), &ctx()).unwrap();
+    let rw = lockbox::AsyncRewrapper::new(&old).wrap_with(&kms);
+    let h = lockbox::inspect(&env).unwrap().header_len();
+    for at in [9, 50, h - 17, h - 1] {
+        let mut bad = env.clone();
+        bad[at] ^= 1;
+        assert!(block_on(rw.rewrap(&bad, &open_ctx())).is_err(), "byte {at}");
+    }
+    let mut bad = env.clone();
+    bad[h - 1] ^= 1;
+    assert!(matches!(
+        block_on(rw.rewrap(&bad, &open_ctx())),
+        Err(Error::Authentication)
+    ));
+    // A payload byte: copied, or caught with verify_payload.
+    let mut bad = env.clone();
+    bad[h + 1] ^= 1;
+    assert!(block_on(rw.rewrap(&bad, &open_ctx())).is_ok());
+    assert!(matches!(
+        block_on(rw.clone().verify_payload(true).rewrap(&bad, &open_ctx())),
+        Err(Error::Authentication)
+    ));
+    assert!(matches!(
+        block_on(lockbox::AsyncRewrapper::new(&other).rewrap(&env, &open_ctx())),
+        Err(Error::NoProviderCouldUnwrap { attempts: 0, .. })
+    ));
+    assert!(matches!(
+        block_on(
+            lockbox::AsyncRewrapper::new(&Liar)
+                .wrap_with(&old)
+                .rewrap(&env, &open_ctx())
+        ),
+        Err(Error::Authentication)
+    ));
+    assert!(
+        block_on(
+            lockbox::AsyncRewrapper::new(&Liar)
+                .also_try(&old)
+                .wrap_with(&old)
+                .rewrap(&env, &open_ctx())
+        )
+        .is_ok()
+    );
+    assert!(matches!(
+        block_on(rw.rewrap(&env, &EncryptionContext::new())),
+        Err(Error::MissingContext { .. })
+    ));
+    assert!(matches!(
+        block_on(rw.clone().strict_context().rewrap(&env, &open_ctx())),
+        Err(Error::MissingContext { .. })
+    ));
+    assert!(matches!(
+        block_on(rw.clone().no_new_wraps().keep(Keep::Nothing).rewrap(&env, &open_ctx())),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        block_on(
+            rw.clone()
+                .also_wrap_with(&old)
+                .limits(Limits::default().with_max_wrapped_keys(1))
+                .rewrap(&env, &open_ctx())
+        ),
+        Err(Error::LimitExceeded {
+            limit: LimitKind::WrappedKeys,
+            ..
+        })
+    ));
+    let down = CountingWrap::default();
+    assert!(matches!(
+        block_on(
+            lockbox::AsyncRewrapper::new(&old)
+                .wrap_with(&down)
+                .rewrap(&env, &open_ctx())
+        ),
+        Err(Error::Provider(_))
+    ));
+    // Batch: per-item results in order.
+    let acme = open_ctx();
+    let results = block_on(rw.rewrap_batch([(&env[..], &acme), (&bad[..h], &acme), (&env[..], &acme)]));
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok() && results[2].is_ok());
+    assert!(matches!(results[1], Err(Error::Malformed { .. })));
+    for r in [&results[0], &results[2]] {
+        let out = r.as_ref().unwrap();
+        assert_eq!(
+            block_on(lockbox::AsyncRewrapper::new(&kms).wrap_with(&old).rewrap(out, &acme))
+                .map(|e| lockbox::open(&old, &e, &acme).unwrap())
+                .unwrap(),
+            pattern(100)
+        );
+    }
+}
