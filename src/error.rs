@@ -108,8 +108,9 @@ pub enum Error {
     },
 
     /// A keyring operation failed: an illegal lifecycle transition, a version
-    /// that may not be used, or a keyring file that is malformed, from another
-    /// keyring, or changed since it was loaded. The [`KeyringError`](crate::keyring::KeyringError) says which.
+    /// that may not be used, or a keyring file that is rejected, from another
+    /// keyring, or changed since it was loaded. The
+    /// [`KeyringError`](crate::keyring::KeyringError) says which.
     #[error(transparent)]
     Keyring(#[from] crate::keyring::KeyringError),
 }
