@@ -39,7 +39,7 @@
 //!
 //! [`compromised`](Keyring::compromised) marks a version as compromised: if it
 //! was the primary, a new primary is generated and promoted at once; the
-//! version becomes decrypt-only, never wraps again, cannot be enabled or
+//! version becomes decrypt-only (if it was enabled), never wraps again, cannot be enabled or
 //! promoted, and unwraps only through the [`MigrationProvider`]
 //! ([`Keyring::migration_provider`]), which the caller hands to rewrap /
 //! re-encrypt as the unwrapping side. Ordinary opens fail with
@@ -56,6 +56,22 @@
 //! [`trim`](Keyring::trim) then removes those versions (and their keys) for good.
 //!
 //! Times are passed in by the caller ([`UnixTime`]); the library runs no timers.
+//!
+//! # Persistence (feature `std`)
+//!
+//! [`Keyring::save`] seals the keyring under a master provider into a file
+//! (`KEYRING.md`): owner-only, atomic (temporary file, fsync, rename, fsync of
+//! the directory) and guarded against lost updates by an exclusive lock on
+//! `<file>.lock` plus a compare-and-swap on the file's generation number.
+//! [`Keyring::load`] never writes, so a tampered file stays as it is and fails
+//! with [`KeyringError::FileRejected`]. Several processes sharing a file
+//! change it with [`Keyring::update`] (read-modify-write under the lock) and
+//! pick up each other's changes with [`Keyring::reload_if_changed`]. Without
+//! `std`, [`Keyring::to_sealed_bytes`] and [`Keyring::from_sealed_bytes`] give
+//! the same sealed form for storage of your own.
+//!
+//! Every lifecycle event, wrap, unwrap and failure goes to an [`AuditSink`]
+//! (with ids, versions, times and envelope context, never key bytes).
 //!
 //! # Example
 //!
