@@ -915,3 +915,33 @@ fn poll_now<T>(f: impl Future<Output = T>) -> T {
         std::task::Poll::Pending => panic!("not ready"),
     }
 }
+
+#[test]
+fn threads_share_a_keyring_behind_a_rwlock_while_it_rotates() {
+    use std::sync::RwLock;
+    let ring = Arc::new(RwLock::new(ring()));
+    let workers: Vec<_> = (0..4)
+        .map(|i| {
+            let ring = ring.clone();
+            std::thread::spawn(move || {
+                let mut seen = std::collections::BTreeSet::new();
+                for j in 0..50u32 {
+                    let r = ring.read().unwrap();
+                    let env = lockbox::seal(&*r, &j.to_be_bytes(), &ctx()).unwrap();
+                    seen.insert(lockbox::inspect(&env).unwrap().wrapped_keys()[0].key_version().0);
+                    assert_eq!(lockbox::open(&*r, &env, &ctx()).unwrap(), j.to_be_bytes(), "worker {i}");
+                }
+                seen
+            })
+        })
+        .collect();
+    for k in 1..=10 {
+        ring.write().unwrap().rotate(t(k)).unwrap();
+        std::thread::yield_now();
+    }
+    for w in workers {
+        let seen = w.join().unwrap();
+        assert!(seen.iter().all(|v| (1..=11).contains(v)));
+    }
+    assert_eq!(ring.read().unwrap().primary(), KeyVersion(11));
+}
