@@ -106,6 +106,13 @@ pub enum Error {
         #[source]
         source: Option<BoxError>,
     },
+
+    /// A keyring operation failed: an illegal lifecycle transition, a version
+    /// that may not be used, or a keyring file that is rejected, from another
+    /// keyring, or changed since it was loaded. The
+    /// [`KeyringError`](crate::keyring::KeyringError) says which.
+    #[error(transparent)]
+    Keyring(#[from] crate::keyring::KeyringError),
 }
 
 /// Which limit an [`Error::LimitExceeded`] refers to.
@@ -156,6 +163,10 @@ pub enum ProviderErrorKind {
     KeyDisabled,
     /// The key was destroyed.
     KeyDestroyed,
+    /// The key was declared compromised: it unwraps only to migrate data away
+    /// from it (a keyring's [`MigrationProvider`](crate::keyring::MigrationProvider)),
+    /// never for ordinary opens, and never wraps.
+    KeyCompromised,
     /// The provider does not support this operation.
     Unsupported,
     /// The backend could not be reached or refused the request; retrying may help.
@@ -174,6 +185,7 @@ impl fmt::Display for ProviderErrorKind {
             Self::KeyNotFound => "key not found",
             Self::KeyDisabled => "key may not be used for this operation",
             Self::KeyDestroyed => "key destroyed",
+            Self::KeyCompromised => "key compromised; usable only to migrate data away from it",
             Self::Unsupported => "operation not supported",
             Self::Unavailable => "key service unavailable",
             Self::PermissionDenied => "permission denied by the key service",

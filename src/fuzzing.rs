@@ -59,3 +59,19 @@ pub fn binding_entries(data: &[u8]) -> usize {
     let b = crate::context::Binding::from_encoded(crate::Suite::Aes256Gcm, data);
     b.entries().count()
 }
+
+/// Decodes arbitrary bytes as keyring file contents (`KEYRING.md` §3). Must
+/// never panic; whatever is accepted must re-encode to exactly the same bytes
+/// (the encoding is canonical). Returns whether the input was accepted.
+pub fn keyring_contents_round_trip(data: &[u8]) -> bool {
+    let Ok((table, generation)) = crate::keyring::codec::decode(data) else {
+        return false;
+    };
+    let again = crate::keyring::codec::encode(&table, generation);
+    assert_eq!(
+        again.as_slice(),
+        data,
+        "re-encoded keyring contents differ from the accepted bytes"
+    );
+    true
+}

@@ -59,6 +59,15 @@
 //! [`Sealer`] and [`Opener`] choose the suite, segment size and limits, and
 //! offer in-place variants that reuse the caller's buffer.
 //!
+//! ## Keyrings, rotation and the key lifecycle
+//!
+//! A [`keyring::Keyring`] is a provider holding versioned KEKs, stored
+//! encrypted under a master provider (`KEYRING.md`): staged or one-call
+//! rotation, a rotation policy, disable / destroy with tombstones, compromise
+//! handling with a migration provider for rewrap and re-encrypt, atomic
+//! saves safe against concurrent writers, and an audit hook. See the
+//! [`keyring`] module and `examples/rotation.rs`.
+//!
 //! ## Features
 //!
 //! - `std` (default): loading local KEKs from files and environment variables,
@@ -97,6 +106,7 @@ mod format;
 pub mod fuzzing;
 pub mod hazmat;
 mod inline;
+pub mod keyring;
 mod keys;
 mod local;
 #[cfg(feature = "pkcs11")]

@@ -22,6 +22,8 @@
 //! - d: failed opens hand back no plaintext: `open_to`, `open_in_place` and
 //!   `open` on an envelope whose last segment was tampered with. A control run
 //!   shows that the plaintext *is* found when it is left in a buffer.
+//! - g: keyrings: a destroyed version's key is zeroized when it is destroyed;
+//!   saving, loading, using and dropping a keyring frees no version key.
 //!
 //! # Limits
 //!
@@ -53,10 +55,11 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 
+use lockbox::keyring::{Keyring, RotationPolicy, UnixTime};
 use lockbox::rand_core::{TryCryptoRng, TryRng};
 use lockbox::secrecy::{ExposeSecret, SecretBox};
 use lockbox::{
-    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, LocalKek, Opener, ProviderError,
+    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, Opener, ProviderError,
     ProviderIdentity, Reencryptor, Rewrapper, Sealer, SegmentSize, WrappedKey, WrappedKeyRef, hazmat,
 };
 
@@ -918,8 +921,8 @@ fn failed_open() -> Result<(), String> {
 /// the DEK (a known pattern) and the plaintext decrypted into the scratch
 /// buffer are left nowhere.
 fn rewrap_leaves_nothing() -> Result<(), String> {
-    let pt: [u8; PT_LEN] = pattern(0xF1);
-    let dek: [u8; 32] = pattern(0xF2);
+    let pt: [u8; PT_LEN] = pattern(0x91);
+    let dek: [u8; 32] = pattern(0x92);
     let mut patterns = register_plaintext(&pt);
     patterns.push(register(&dek));
     {
@@ -1005,6 +1008,77 @@ impl Runner {
     }
 }
 
+/// The key of the `index`-th entry of a keyring file whose id is one byte
+/// long and whose entries all hold keys (KEYRING.md §3: entries start at
+/// 54 + 1, each 22 + 32 bytes, the key last). The opened contents are wiped
+/// before they are freed.
+fn version_key(master: &LocalKek, file: &[u8], index: usize) -> Result<[u8; 32], String> {
+    let mut body = lb(lockbox::open(master, file, &EncryptionContext::new()), "open keyring file")?;
+    let at = 55 + index * 54 + 22;
+    let key: Result<[u8; 32], String> = body
+        .get(at..at + 32)
+        .and_then(|k| k.try_into().ok())
+        .ok_or_else(|| "keyring contents too short".to_string());
+    for b in body.iter_mut() {
+        *b = 0;
+    }
+    black_box(&body);
+    key
+}
+
+fn small_keyring() -> Result<Keyring, String> {
+    let id = lb(KeyId::new("z"), "key id")?;
+    let ring = lb(Keyring::generate(id, UnixTime(1)), "generate")?;
+    Ok(ring.with_policy(RotationPolicy::new().min_destruction_delay(0)))
+}
+
+/// g1: a version destroyed after use: its key is gone from the heap at once.
+fn keyring_destroy() -> Result<(), String> {
+    let master = kek_from(pattern(0x6A));
+    let c = ctx()?;
+    let p = {
+        let mut ring = small_keyring()?;
+        let env = lb(lockbox::seal(&ring, b"under v1", &c), "seal")?;
+        lb(ring.rotate(UnixTime(2)), "rotate")?;
+        let file = lb(ring.to_sealed_bytes(&master), "save")?;
+        let p = register(&version_key(&master, &file, 0)?);
+        lb(lockbox::open(&ring, &env, &c), "open under v1")?;
+        lb(ring.schedule_destruction(KeyVersion(1), UnixTime(3), UnixTime(3)), "schedule")?;
+        lb(ring.destroy(KeyVersion(1), UnixTime(3)), "destroy")?;
+        expect_clean("destroyed version's key (right after destroy)", p)?;
+        ensure(lockbox::open(&ring, &env, &c).is_err(), "destroyed version still opens")?;
+        black_box(&ring);
+        p
+    };
+    expect_clean("destroyed version's key", p)
+}
+
+/// g2: a keyring saved, loaded, used and dropped: no version key left behind.
+fn keyring_save_load() -> Result<(), String> {
+    let master = kek_from(pattern(0x6B));
+    let c = ctx()?;
+    let patterns = {
+        let mut ring = small_keyring()?;
+        lb(ring.rotate(UnixTime(2)), "rotate")?;
+        let file = lb(ring.to_sealed_bytes(&master), "save")?;
+        let patterns = [
+            register(&version_key(&master, &file, 0)?),
+            register(&version_key(&master, &file, 1)?),
+        ];
+        let file = lb(ring.to_sealed_bytes(&master), "save again")?;
+        let loaded = lb(Keyring::from_sealed_bytes(&file, &master), "load")?;
+        let env = lb(lockbox::seal(&loaded, b"x", &c), "seal")?;
+        lb(lockbox::open(&ring, &env, &c), "open")?;
+        lb(lockbox::open(&loaded.migration_provider(), &env, &c), "open via migration")?;
+        black_box((&ring, &loaded));
+        patterns
+    };
+    for p in patterns {
+        expect_clean("keyring version key", p)?;
+    }
+    Ok(())
+}
+
 fn main() {
     if std::env::var_os("ZEROIZE_BACKTRACE").is_some_and(|v| v == "1") {
         BACKTRACE_ON_HIT.store(true, Ordering::Relaxed);
@@ -1075,6 +1149,14 @@ fn main() {
     r.run(
         "f2 re-encrypt (one-shot, streamed, tampered): no plaintext",
         reencrypt_leaves_nothing,
+    );
+    r.run(
+        "g1 keyring version destroyed after use: no key bytes, at once",
+        keyring_destroy,
+    );
+    r.run(
+        "g2 keyring saved, loaded, used, dropped: no version key bytes",
+        keyring_save_load,
     );
 
     println!("{} passed, {} failed", r.passed, r.failed);

@@ -1,0 +1,242 @@
+//! The keyring as a key-encryption provider, and its migration view.
+
+use alloc::sync::Arc;
+use core::fmt;
+
+use super::kek::VersionKey;
+use super::{AuditAction, AuditEvent, AuditSink, KEYRING_PROVIDER_ID, KeyState, Keyring, KeyringError, Table};
+use crate::context::Binding;
+use crate::error::{ProviderError, ProviderErrorKind};
+use crate::keys::{DataKey, KeyVersion, WrappedKey, WrappedKeyRef};
+use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
+
+fn perr(kind: ProviderErrorKind, e: KeyringError) -> (ProviderErrorKind, KeyringError) {
+    (kind, e)
+}
+
+impl Table {
+    fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
+        w.provider_id() == KEYRING_PROVIDER_ID && w.key_id() == self.id.as_str()
+    }
+
+    fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, (ProviderErrorKind, KeyringError)> {
+        let v = KeyVersion(self.primary);
+        let key = self
+            .entries
+            .get(&self.primary)
+            .and_then(|e| e.key.as_ref())
+            .ok_or_else(|| perr(ProviderErrorKind::KeyNotFound, KeyringError::UnknownVersion(v)))?;
+        let bytes = key
+            .wrap(dek, binding)
+            .map_err(|_| perr(ProviderErrorKind::Unavailable, KeyringError::WrapFailed(v)))?;
+        WrappedKey::new(KEYRING_PROVIDER_ID, self.id.clone(), v, bytes)
+            .map_err(|_| perr(ProviderErrorKind::Other, KeyringError::WrapFailed(v)))
+    }
+
+    /// The key for an unwrap under `version`, or why there is none.
+    /// `migration` also admits compromised versions.
+    fn unwrap_key(
+        &self,
+        w: WrappedKeyRef<'_>,
+        migration: bool,
+    ) -> Result<&Arc<VersionKey>, (ProviderErrorKind, KeyringError)> {
+        let version = w.key_version();
+        let v = version.0;
+        if !self.matches(w) {
+            return Err(perr(
+                ProviderErrorKind::KeyNotFound,
+                KeyringError::NotThisKeyring(self.id.clone()),
+            ));
+        }
+        let Some(e) = self.entries.get(&v) else {
+            let missing = self.missing(v);
+            let kind = if matches!(missing, KeyringError::Trimmed(_)) {
+                ProviderErrorKind::KeyDestroyed
+            } else {
+                ProviderErrorKind::KeyNotFound
+            };
+            return Err(perr(kind, missing));
+        };
+        match e.state {
+            KeyState::Destroyed { .. } => {
+                return Err(perr(ProviderErrorKind::KeyDestroyed, KeyringError::Destroyed(version)));
+            }
+            KeyState::Disabled => return Err(perr(ProviderErrorKind::KeyDisabled, KeyringError::Disabled(version))),
+            KeyState::ScheduledForDestruction { not_before } => {
+                return Err(perr(
+                    ProviderErrorKind::KeyDisabled,
+                    KeyringError::ScheduledForDestruction { version, not_before },
+                ));
+            }
+            KeyState::Enabled | KeyState::DecryptOnly => {}
+        }
+        if v < self.minimum {
+            return Err(perr(
+                ProviderErrorKind::KeyDisabled,
+                KeyringError::BelowMinimum {
+                    version,
+                    minimum: KeyVersion(self.minimum),
+                },
+            ));
+        }
+        if e.compromised && !migration {
+            return Err(perr(
+                ProviderErrorKind::KeyCompromised,
+                KeyringError::Compromised(version),
+            ));
+        }
+        e.key
+            .as_ref()
+            .ok_or_else(|| perr(ProviderErrorKind::KeyDestroyed, KeyringError::Destroyed(version)))
+    }
+
+    fn unwrap(
+        &self,
+        w: WrappedKeyRef<'_>,
+        binding: Binding<'_>,
+        migration: bool,
+    ) -> Result<DataKey, (ProviderErrorKind, KeyringError)> {
+        let key = self.unwrap_key(w, migration)?;
+        key.unwrap(w.bytes(), binding).map_err(|_| {
+            perr(
+                ProviderErrorKind::Authentication,
+                KeyringError::UnwrapFailed(w.key_version()),
+            )
+        })
+    }
+}
+
+impl Table {
+    /// Unwraps under the version `w` names and wraps the data key again under
+    /// the primary; the data key never leaves (and is zeroized on drop).
+    fn rewrap(
+        &self,
+        w: WrappedKeyRef<'_>,
+        binding: Binding<'_>,
+        migration: bool,
+    ) -> Result<WrappedKey, (ProviderErrorKind, KeyringError)> {
+        let dek = self.unwrap(w, binding, migration)?;
+        self.wrap(&dek, binding)
+    }
+}
+
+fn provider_error((kind, e): (ProviderErrorKind, KeyringError)) -> ProviderError {
+    ProviderError::new(kind, KEYRING_PROVIDER_ID).with_source(e)
+}
+
+impl ProviderIdentity for Keyring {
+    fn provider_id(&self) -> &str {
+        KEYRING_PROVIDER_ID
+    }
+
+    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
+        self.table.matches(wrapped)
+    }
+}
+
+impl KeyEncryptionProvider for Keyring {
+    fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+        let r = self.table.wrap(dek, binding);
+        let err = r.as_ref().err().map(|(_, e)| e);
+        self.emit_binding(AuditAction::Wrap, self.table.primary, binding, err);
+        r.map_err(provider_error)
+    }
+
+    fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
+        let r = self.table.unwrap(wrapped, binding, false);
+        let err = r.as_ref().err().map(|(_, e)| e);
+        self.emit_binding(AuditAction::Unwrap, wrapped.key_version().0, binding, err);
+        r.map_err(provider_error)
+    }
+
+    /// Re-wraps a wrapped key kept outside an envelope (a stored or cached
+    /// data key) under the primary, with the same binding, following the
+    /// ordinary unwrap rules. Envelopes need [`Rewrapper`](crate::Rewrapper)
+    /// instead: their header tag must be recomputed.
+    fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
+        let r = self.table.rewrap(wrapped, binding, false);
+        let err = r.as_ref().err().map(|(_, e)| e);
+        self.emit_binding(
+            AuditAction::Rewrap {
+                from: wrapped.key_version(),
+            },
+            self.table.primary,
+            binding,
+            err,
+        );
+        r.map(Some).map_err(provider_error)
+    }
+}
+
+/// The keyring's migration view, from [`Keyring::migration_provider`]: wraps
+/// with the primary and unwraps like the keyring, but also with compromised
+/// versions. Hand it to rewrap / re-encrypt as the unwrapping side, and to
+/// nothing else. Its unwraps reach the audit sink as
+/// [`AuditAction::MigrationUnwrap`].
+pub struct MigrationProvider {
+    table: Table,
+    audit: Arc<dyn AuditSink>,
+}
+
+impl MigrationProvider {
+    pub(super) fn new(table: Table, audit: Arc<dyn AuditSink>) -> Self {
+        Self { table, audit }
+    }
+
+    fn emit(&self, action: AuditAction, version: u32, binding: Binding<'_>, error: Option<&KeyringError>) {
+        let mut ev = AuditEvent::new(&self.table.id, action, Some(KeyVersion(version)));
+        ev.binding = Some(binding);
+        ev.error = error;
+        self.audit.record(&ev);
+    }
+}
+
+impl fmt::Debug for MigrationProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MigrationProvider")
+            .field("keyring", &self.table.id)
+            .field("primary", &KeyVersion(self.table.primary))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderIdentity for MigrationProvider {
+    fn provider_id(&self) -> &str {
+        KEYRING_PROVIDER_ID
+    }
+
+    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
+        self.table.matches(wrapped)
+    }
+}
+
+impl KeyEncryptionProvider for MigrationProvider {
+    fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+        let r = self.table.wrap(dek, binding);
+        let err = r.as_ref().err().map(|(_, e)| e);
+        self.emit(AuditAction::Wrap, self.table.primary, binding, err);
+        r.map_err(provider_error)
+    }
+
+    fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
+        let r = self.table.unwrap(wrapped, binding, true);
+        let err = r.as_ref().err().map(|(_, e)| e);
+        self.emit(AuditAction::MigrationUnwrap, wrapped.key_version().0, binding, err);
+        r.map_err(provider_error)
+    }
+
+    /// As [`Keyring`]'s rewrap, but compromised versions are accepted.
+    fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
+        let r = self.table.rewrap(wrapped, binding, true);
+        let err = r.as_ref().err().map(|(_, e)| e);
+        self.emit(
+            AuditAction::Rewrap {
+                from: wrapped.key_version(),
+            },
+            self.table.primary,
+            binding,
+            err,
+        );
+        r.map(Some).map_err(provider_error)
+    }
+}
