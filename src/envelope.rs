@@ -369,7 +369,7 @@ impl<'p> Sealer<'p> {
         context: &EncryptionContext,
     ) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
-        let p = self.prepare(context, |b| rng_random(rng, b))?;
+        let p = self.prepare(context, len_u64(plaintext.len()), |b| rng_random(rng, b))?;
         self.write(&p, context, plaintext, &mut out)?;
         Ok(out)
     }
@@ -377,7 +377,7 @@ impl<'p> Sealer<'p> {
     /// Seals `plaintext` and appends the envelope to `out` (no allocation if
     /// `out` has the capacity). On error `out` is unchanged.
     pub fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
-        let p = self.prepare(context, os_random)?;
+        let p = self.prepare(context, len_u64(plaintext.len()), os_random)?;
         self.write(&p, context, plaintext, out)
     }
 
@@ -390,7 +390,7 @@ impl<'p> Sealer<'p> {
         let too_short = || Error::InvalidArgument {
             what: "buffer too short",
         };
-        let p = self.prepare(context, os_random)?;
+        let p = self.prepare(context, len_u64(buf.len()), os_random)?;
         let segs = Segments::for_plaintext(buf.len(), self.segment_size)?;
         let total = segs
             .payload_len()
@@ -450,7 +450,7 @@ impl<'p> Sealer<'p> {
         random: impl FnMut(&mut [u8]) -> Result<(), Error>,
         out: &mut Vec<u8>,
     ) -> Result<(PayloadCipher, SegmentSize), Error> {
-        let p = self.prepare(context, random)?;
+        let p = self.prepare(context, None, random)?;
         let start = out.len();
         out.reserve(p.header_len);
         self.write_header(&p, context, out);
@@ -461,9 +461,12 @@ impl<'p> Sealer<'p> {
 
     /// Checks the context, draws the data key and message id (one random call),
     /// wraps with every provider, derives the message keys and drops the data key.
+    /// `plaintext_len` (`None` when streaming) goes to the first provider's
+    /// `generate_data_key_for`, so that a data-key cache can count bytes.
     fn prepare(
         &self,
         context: &EncryptionContext,
+        plaintext_len: Option<u64>,
         mut random: impl FnMut(&mut [u8]) -> Result<(), Error>,
     ) -> Result<Prepared, Error> {
         let exceeded = |limit, max| Error::LimitExceeded { limit, max };
@@ -487,7 +490,7 @@ impl<'p> Sealer<'p> {
         let binding = Binding::from_encoded(self.suite, &binding_bytes);
         let mut message_id = [0u8; MESSAGE_ID_LEN];
         let mut wrapped = Vec::with_capacity(self.providers.len());
-        let dek = match first.generate_data_key(binding)? {
+        let dek = match first.generate_data_key_for(binding, plaintext_len)? {
             Some((dek, w)) => {
                 random(&mut message_id)?;
                 wrapped.push(w);
@@ -609,6 +612,12 @@ impl<'p> Sealer<'p> {
             |first, src, dst| seal_run(&p.cipher, segs, first, src, dst),
         )
     }
+}
+
+/// A plaintext length for [`KeyEncryptionProvider::generate_data_key_for`]
+/// (`None` only on a platform where it does not fit, which no cache counts).
+fn len_u64(len: usize) -> Option<u64> {
+    u64::try_from(len).ok()
 }
 
 /// Opens envelopes with chosen limits.
