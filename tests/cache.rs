@@ -1,7 +1,13 @@
 //! The data-key cache: every limit enforced exactly, partitions, the open-side
 //! cache, eviction, statistics, concurrency, and that cached envelopes are
 //! ordinary envelopes of the inner provider.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::HashMap;
 use std::sync::Arc;
