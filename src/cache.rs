@@ -160,10 +160,11 @@ pub struct CacheStats {
     pub open_misses: u64,
 }
 
-/// The limits an entry is held to.
+/// The limits an entry is held to. All fields are `u64` (ages in
+/// nanoseconds): see [`Entry`] for why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct EntryLimits {
-    max_age: Duration,
+    max_age: u64,
     max_messages: u64,
     max_bytes: u64,
 }
@@ -179,12 +180,20 @@ impl EntryLimits {
 }
 
 /// One cached data key.
+///
+/// Every field is pointer-sized or a `u64`, with no enum payload and no
+/// padding, so moving an entry into the map copies no uninitialized bytes:
+/// the padding or unused enum payload of a moved value is whatever was on the
+/// stack there before, which can be a copy of a data key the caller just
+/// handled (the zeroize check caught exactly that with an
+/// `Option<WrappedKey>` field; `Option<Box<_>>` is a bare pointer).
 struct Entry {
     /// Boxed so that the map moves a pointer, never the key bytes.
     dek: Box<DataKey>,
     /// The wrapped form (seal entries only).
-    wrapped: Option<WrappedKey>,
-    created: Duration,
+    wrapped: Option<Box<WrappedKey>>,
+    /// Creation time, nanoseconds on the cache's clock.
+    created: u64,
     limits: EntryLimits,
     /// Use counter value of the last access, for least-recently-used eviction.
     last_used: u64,
@@ -195,19 +204,19 @@ struct Entry {
 }
 
 impl Entry {
-    fn fresh(&self, now: Duration, limits: EntryLimits) -> bool {
+    fn fresh(&self, now: u64, limits: EntryLimits) -> bool {
         now.checked_sub(self.created).is_some_and(|age| age < limits.max_age)
     }
 
     /// Whether one more message of `len` bytes stays within `limits`.
-    fn admits(&self, now: Duration, limits: EntryLimits, len: u64) -> bool {
+    fn admits(&self, now: u64, limits: EntryLimits, len: u64) -> bool {
         self.fresh(now, limits)
             && self.messages < limits.max_messages
             && self.bytes.checked_add(len).is_some_and(|b| b <= limits.max_bytes)
     }
 
     /// Whether no later use is possible under the entry's own limits.
-    fn dead(&self, now: Duration) -> bool {
+    fn dead(&self, now: u64) -> bool {
         !self.fresh(now, self.limits)
             || (self.wrapped.is_some()
                 && (self.messages >= self.limits.max_messages || self.bytes >= self.limits.max_bytes))
@@ -296,8 +305,9 @@ impl DataKeyCache {
         self.count_evictions(removed);
     }
 
-    fn now(&self) -> Duration {
-        self.shared.clock.now()
+    /// Nanoseconds on the clock (saturating after 584 years).
+    fn now(&self) -> u64 {
+        nanos(self.shared.clock.now())
     }
 
     /// The lock. A panic while it was held cannot leave an entry half
@@ -329,7 +339,7 @@ impl DataKeyCache {
                 entry.messages = entry.messages.saturating_add(1);
                 entry.bytes = entry.bytes.saturating_add(len);
                 entry.last_used = tick;
-                Some((copy_key(&entry.dek), wrapped.clone()))
+                Some((copy_key(&entry.dek), WrappedKey::clone(wrapped)))
             }
             _ => {
                 st.entries.remove(key);
@@ -406,6 +416,11 @@ impl fmt::Debug for DataKeyCache {
     }
 }
 
+/// `d` in nanoseconds, saturating.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// A copy of `dek` built in place (no temporary holds the bytes).
 fn copy_key(dek: &DataKey) -> DataKey {
     let mut k = DataKey::zeroed();
@@ -479,7 +494,7 @@ impl<P: KeyEncryptionProvider> CachingProviderBuilder<P> {
     /// or over-long partition name are [`Error::InvalidArgument`]s.
     pub fn build(self) -> Result<CachingProvider<P>, Error> {
         let invalid = |what| Err(Error::InvalidArgument { what });
-        if self.limits.max_age.is_zero() {
+        if self.limits.max_age == 0 {
             return invalid("cache max_age must be non-zero");
         }
         if self.limits.max_messages == 0 {
@@ -582,7 +597,8 @@ impl<P: KeyEncryptionProvider> CachingProvider<P> {
             inner,
             cache: cache.clone(),
             limits: EntryLimits {
-                max_age,
+                // Any non-zero duration is at least 1 ns: zero stays zero.
+                max_age: nanos(max_age),
                 max_messages: DEFAULT_MAX_MESSAGES,
                 max_bytes: DEFAULT_MAX_BYTES,
             },
@@ -720,7 +736,7 @@ impl<P: KeyEncryptionProvider> KeyEncryptionProvider for CachingProvider<P> {
             key,
             Entry {
                 dek: boxed_copy(&dek),
-                wrapped: Some(wrapped.clone()),
+                wrapped: Some(Box::new(wrapped.clone())),
                 created,
                 limits: self.limits,
                 last_used: 0,
@@ -742,7 +758,7 @@ impl<P: KeyEncryptionProvider> fmt::Debug for CachingProvider<P> {
         f.debug_struct("CachingProvider")
             .field("inner", &self.inner)
             .field("partition", &self.partition)
-            .field("max_age", &self.limits.max_age)
+            .field("max_age", &Duration::from_nanos(self.limits.max_age))
             .field("max_messages", &self.limits.max_messages)
             .field("max_bytes", &self.limits.max_bytes)
             .field("cache", &self.cache)
