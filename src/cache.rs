@@ -11,7 +11,9 @@
 //!   to the AWS SDK's (2³² messages, 2⁶³ − 1 bytes) and are best set lower.
 //!   A limit is never exceeded, not by one message nor by one byte: a message
 //!   that would cross one gets a fresh data key, and a message longer than the
-//!   byte limit on its own is sealed without the cache.
+//!   byte limit on its own is sealed without the cache. An entry that has
+//!   reached its message or byte limit is retired at once (it no longer takes
+//!   a place in the cache).
 //! - **Open side.** A data key unwrapped by the inner provider is kept, keyed
 //!   by the partition, the provider id, key id, key version, the wrapped bytes
 //!   and the binding, so opening many envelopes that share a wrapped key calls

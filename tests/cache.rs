@@ -770,3 +770,118 @@ fn a_shared_partition_enforces_the_tighter_limits() {
         assert_eq!(lax.inner().unwraps(), 2, "strict_first={strict_first}");
     }
 }
+
+/// A reference model of the seal side (one provider, one partition): which
+/// messages reuse which key, with capacity, LRU order and every limit.
+#[derive(Default)]
+struct Model {
+    /// context index -> (key id, created, messages, bytes, last used)
+    entries: HashMap<usize, (usize, u64, u64, u64, u64)>,
+    tick: u64,
+    keys: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ModelLimits {
+    capacity: usize,
+    age: u64,
+    messages: u64,
+    bytes: u64,
+}
+
+impl Model {
+    /// The key id a seal of `len` bytes under context `ctx` at `now` uses.
+    fn seal(&mut self, l: ModelLimits, ctx: usize, len: u64, now: u64) -> usize {
+        let fresh = |created: u64| now.checked_sub(created).is_some_and(|a| a < l.age);
+        if len > l.bytes {
+            self.keys += 1;
+            return self.keys; // bypass: never cached
+        }
+        self.tick += 1;
+        if let Some(e) = self.entries.get_mut(&ctx) {
+            if fresh(e.1) && e.2 < l.messages && e.3 + len <= l.bytes {
+                e.2 += 1;
+                e.3 += len;
+                e.4 = self.tick;
+                return e.0;
+            }
+            self.entries.remove(&ctx);
+        }
+        self.keys += 1;
+        let dead = |e: &(usize, u64, u64, u64, u64)| !fresh(e.1) || e.2 >= l.messages || e.3 >= l.bytes;
+        let entry = (self.keys, now, 1, len, 0);
+        if dead(&entry) {
+            return self.keys;
+        }
+        self.tick += 1;
+        if self.entries.len() >= l.capacity {
+            self.entries.retain(|_, e| !dead(e));
+        }
+        while self.entries.len() >= l.capacity {
+            let lru = *self.entries.iter().min_by_key(|(_, e)| e.4).unwrap().0;
+            self.entries.remove(&lru);
+        }
+        self.entries
+            .insert(ctx, (entry.0, entry.1, entry.2, entry.3, self.tick));
+        self.keys
+    }
+}
+
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Random limits and random runs of (context, length, clock step):
+        /// the cache reuses a key exactly when the model does, and no key
+        /// ever exceeds a limit.
+        #[test]
+        fn seal_side_matches_the_model(
+            capacity in 1usize..4,
+            age in 1u64..20,
+            messages in 1u64..6,
+            bytes in 1u64..12,
+            ops in proptest::collection::vec((0usize..5, 0u64..14, 0u64..4), 1..60),
+        ) {
+            let l = ModelLimits { capacity, age, messages, bytes };
+            let clock = Arc::new(ManualClock::default());
+            let cache = DataKeyCache::with_clock(capacity, clock.clone()).unwrap();
+            let p = CachingProvider::builder(Counting::new(false), &cache, Duration::from_nanos(age))
+                .max_messages(messages)
+                .max_bytes(bytes)
+                .build()
+                .unwrap();
+            let contexts: Vec<EncryptionContext> = (0..5).map(|i| ctx(&i.to_string())).collect();
+            let mut model = Model::default();
+            // model key id -> wrapped bytes; wrapped bytes -> (first use, uses, bytes)
+            let mut ids: HashMap<usize, Vec<u8>> = HashMap::new();
+            let mut usage: HashMap<Vec<u8>, (u64, u64, u64)> = HashMap::new();
+            let mut now = 0u64;
+            for (c, len, step) in ops {
+                now += step;
+                clock.set(Duration::from_nanos(now));
+                let env = lockbox::seal(&p, &vec![0u8; usize::try_from(len).unwrap()], &contexts[c]).unwrap();
+                let w = wrapped_of(&env);
+                let id = model.seal(l, c, len, now);
+                match ids.get(&id) {
+                    Some(expected) => prop_assert_eq!(&w, expected, "model reuses key {}", id),
+                    None => {
+                        prop_assert!(!usage.contains_key(&w), "model wants a new key, cache reused one");
+                        ids.insert(id, w.clone());
+                    }
+                }
+                let u = usage.entry(w).or_insert((now, 0, 0));
+                u.1 += 1;
+                u.2 += len;
+                prop_assert!(u.1 <= messages, "message limit exceeded");
+                prop_assert!(u.2 <= bytes.max(len), "byte limit exceeded");
+                prop_assert!(now - u.0 < age || u.1 == 1, "age limit exceeded");
+            }
+            let st = p.stats();
+            prop_assert_eq!(usize::try_from(st.seal_misses + st.seal_bypasses).unwrap(), model.keys);
+            prop_assert!(cache.len() <= capacity);
+        }
+    }
+}
