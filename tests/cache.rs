@@ -885,3 +885,55 @@ mod model {
         }
     }
 }
+
+/// Implements only `generate_data_key`, so the default `generate_data_key_for` must reach it.
+#[derive(Debug)]
+struct GenerateOnly(LocalKek, AtomicUsize);
+
+impl ProviderIdentity for GenerateOnly {
+    fn provider_id(&self) -> &str {
+        self.0.provider_id()
+    }
+    fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
+        self.0.matches(w)
+    }
+}
+
+impl KeyEncryptionProvider for GenerateOnly {
+    fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+        self.0.wrap(dek, binding)
+    }
+    fn unwrap(&self, w: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
+        self.0.unwrap(w, binding)
+    }
+    fn generate_data_key(&self, binding: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        let dek = DataKey::generate().unwrap();
+        let w = self.0.wrap(&dek, binding)?;
+        Ok(Some((dek, w)))
+    }
+}
+
+#[test]
+fn the_length_reaches_providers_through_arc_box_and_the_default() {
+    let c = ctx("acme");
+    let arc = Arc::new(Counting::new(false));
+    lockbox::seal(&arc, b"12345", &c).unwrap();
+    let boxed = Box::new(Counting::new(false));
+    // `&Box<Counting>` as a provider: the Box forwarding impl.
+    lockbox::seal(&boxed, b"123", &c).unwrap();
+    assert_eq!(*arc.lengths.lock().unwrap(), [Some(5)]);
+    assert_eq!(*boxed.lengths.lock().unwrap(), [Some(3)]);
+    // The trait's default forwards to generate_data_key, with or without a length.
+    let g = GenerateOnly(LocalKek::generate().unwrap(), AtomicUsize::new(0));
+    let env = lockbox::seal(&g, b"x", &c).unwrap();
+    let b = lockbox::BindingBuf::new(Suite::Aes256Gcm, &c);
+    assert!(g.generate_data_key_for(b.as_binding(), None).unwrap().is_some());
+    assert_eq!(g.1.load(Ordering::SeqCst), 2);
+    assert_eq!(lockbox::open(&g, &env, &c).unwrap(), b"x");
+    // And a cache over it uses provider-side generation on a miss only.
+    let p = cached(g, &DataKeyCache::new(4).unwrap());
+    lockbox::seal(&p, b"x", &c).unwrap();
+    lockbox::seal(&p, b"x", &c).unwrap();
+    assert_eq!(p.inner().1.load(Ordering::SeqCst), 3);
+}
