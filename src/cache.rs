@@ -22,12 +22,13 @@
 //! # Why reusing a data key never repeats a nonce
 //!
 //! In format v1 a data key never encrypts anything itself. Every envelope
-//! draws a fresh random 32-byte message id, and its payload key, header key,
-//! nonce prefix and key commitment are derived with HKDF-SHA-256 from the data
-//! key *and* that message id (`FORMAT.md`, "Key schedule"). Two envelopes
-//! sealed with one cached data key therefore use independent payload keys,
-//! unless their random message ids collide, which after 2³² messages has
-//! probability below 2⁻¹⁹⁰. What reuse does change is the blast radius: the
+//! draws a fresh random 32-byte message id, and its payload key and key
+//! commitment are derived with HKDF-SHA-256 from the data key *and* that
+//! message id (`FORMAT.md` §3); the nonces are counters under that
+//! per-message payload key (§4). Two envelopes sealed with one cached data
+//! key therefore share no key and no (key, nonce) pair unless their random
+//! message ids collide: probability about m²/2²⁵⁷ for m messages (2⁻¹⁹³ at
+//! the default limit of 2³²). What reuse does change is the blast radius: the
 //! one data key, if exposed, opens every envelope sealed with it. The limits
 //! bound that run.
 //!
@@ -40,6 +41,14 @@
 //! counted in [`CacheStats::seal_bypasses`]. Streamed messages are large, so a
 //! provider call per message costs little next to the payload.
 //!
+//! # What is counted
+//!
+//! Only the first provider of a [`Sealer`](crate::Sealer) is asked for the
+//! data key; a `CachingProvider` given to
+//! [`also_wrap_with`](crate::Sealer::also_wrap_with) just wraps (uncached).
+//! A message is counted when its key is handed out, so a seal that fails
+//! afterwards still counts: counts can run high, never low.
+//!
 //! # Partitions
 //!
 //! One [`DataKeyCache`] (a store with a capacity) can serve several
@@ -49,6 +58,21 @@
 //! a random partition of its own and shares nothing. An entry carries the
 //! limits of the provider that created it, and a lookup enforces the tighter
 //! of those and its own.
+//!
+//! # Rotation and revocation
+//!
+//! A cached data key stays in use until a limit retires it, even if the
+//! key-encryption key that wrapped it was rotated or disabled meanwhile: call
+//! [`DataKeyCache::clear`] when that happens, and keep `max_age` as short as
+//! the deployment tolerates.
+//!
+//! # Cost
+//!
+//! A hit costs one SHA-256 over the binding (the open side: also over the
+//! wrapped key), one uncontended lock, a map lookup, a copy of the key and,
+//! on the seal side, a clone of the wrapped key (three small allocations).
+//! Making room in a full cache scans every entry (O(capacity)); it happens
+//! only on a miss, next to a call to the inner provider.
 //!
 //! # Memory
 //!
