@@ -758,6 +758,11 @@ impl<P: KeyEncryptionProvider> KeyEncryptionProvider for CachingProvider<P> {
         // Created before the provider call, so a slow call counts against the age.
         let created = self.cache.now();
         let (dek, wrapped) = self.fresh(binding, len)?;
+        if !self.inner.matches(wrapped.as_ref()) {
+            // The sealer will refuse this wrapped key (its own provider would
+            // not open it): do not keep it for later messages.
+            return Ok(Some((dek, wrapped)));
+        }
         self.cache.insert(
             key,
             Entry {

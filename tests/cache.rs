@@ -46,6 +46,8 @@ struct Counting {
     kek: LocalKek,
     offer_generate: bool,
     fail: AtomicBool,
+    /// Generate keys wrapped under another KEK (a provider bug).
+    foreign: Option<LocalKek>,
     generates: AtomicUsize,
     wraps: AtomicUsize,
     unwraps: AtomicUsize,
@@ -59,6 +61,7 @@ impl Counting {
             kek: LocalKek::generate().unwrap(),
             offer_generate,
             fail: AtomicBool::new(false),
+            foreign: None,
             generates: AtomicUsize::new(0),
             wraps: AtomicUsize::new(0),
             unwraps: AtomicUsize::new(0),
@@ -115,7 +118,7 @@ impl KeyEncryptionProvider for Counting {
         let mut bytes = [0x5Au8; 32];
         bytes[..8].copy_from_slice(&u64::try_from(n).unwrap().to_be_bytes());
         let dek = hazmat::data_key_from_bytes(bytes);
-        let w = self.kek.wrap(&dek, binding)?;
+        let w = self.foreign.as_ref().unwrap_or(&self.kek).wrap(&dek, binding)?;
         Ok(Some((dek, w)))
     }
 }
@@ -936,4 +939,18 @@ fn the_length_reaches_providers_through_arc_box_and_the_default() {
     lockbox::seal(&p, b"x", &c).unwrap();
     lockbox::seal(&p, b"x", &c).unwrap();
     assert_eq!(p.inner().1.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_wrapped_key_the_provider_would_not_open_is_not_cached() {
+    let cache = DataKeyCache::new(4).unwrap();
+    let mut inner = Counting::new(true);
+    inner.foreign = Some(LocalKek::generate().unwrap());
+    let p = cached(inner, &cache);
+    let c = ctx("acme");
+    for _ in 0..2 {
+        assert!(matches!(lockbox::seal(&p, b"x", &c), Err(Error::Provider(_))));
+    }
+    assert!(cache.is_empty());
+    assert_eq!(p.inner().generates.load(Ordering::SeqCst), 2);
 }
