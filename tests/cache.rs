@@ -954,3 +954,19 @@ fn a_wrapped_key_the_provider_would_not_open_is_not_cached() {
     assert!(cache.is_empty());
     assert_eq!(p.inner().generates.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn wraps_a_shared_trait_object() {
+    let inner: Arc<dyn KeyEncryptionProvider> = Arc::new(LocalKek::generate().unwrap());
+    let p = cached(inner.clone(), &DataKeyCache::new(4).unwrap());
+    let c = ctx("acme");
+    let a = lockbox::seal(&p, b"a", &c).unwrap();
+    let b = lockbox::seal(&p, b"b", &c).unwrap();
+    assert_eq!(wrapped_of(&a), wrapped_of(&b));
+    assert_eq!(lockbox::open(&*inner, &b, &c).unwrap(), b"b");
+    // Shareable across threads as a trait object itself.
+    let shared: Arc<dyn KeyEncryptionProvider> = Arc::new(p);
+    std::thread::spawn(move || lockbox::seal(&*shared, b"c", &ctx("acme")).unwrap())
+        .join()
+        .unwrap();
+}
