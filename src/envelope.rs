@@ -406,7 +406,7 @@ impl<'p> Sealer<'p> {
         context: &EncryptionContext,
     ) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
-        let p = self.prepare(context, |b| rng_random(rng, b))?;
+        let p = self.prepare(context, len_u64(plaintext.len()), |b| rng_random(rng, b))?;
         self.write(&p, context, plaintext, &mut out)?;
         Ok(out)
     }
@@ -414,7 +414,7 @@ impl<'p> Sealer<'p> {
     /// Seals `plaintext` and appends the envelope to `out` (no allocation if
     /// `out` has the capacity). On error `out` is unchanged.
     pub fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
-        let p = self.prepare(context, os_random)?;
+        let p = self.prepare(context, len_u64(plaintext.len()), os_random)?;
         self.write(&p, context, plaintext, out)
     }
 
@@ -427,7 +427,7 @@ impl<'p> Sealer<'p> {
         let too_short = || Error::InvalidArgument {
             what: "buffer too short",
         };
-        let p = self.prepare(context, os_random)?;
+        let p = self.prepare(context, len_u64(buf.len()), os_random)?;
         let segs = Segments::for_plaintext(buf.len(), self.segment_size)?;
         let total = segs
             .payload_len()
@@ -487,7 +487,7 @@ impl<'p> Sealer<'p> {
         random: impl FnMut(&mut [u8]) -> Result<(), Error>,
         out: &mut Vec<u8>,
     ) -> Result<(PayloadCipher, SegmentSize), Error> {
-        let p = self.prepare(context, random)?;
+        let p = self.prepare(context, None, random)?;
         self.start_prepared(p, context, out)
     }
 
@@ -510,9 +510,12 @@ impl<'p> Sealer<'p> {
 
     /// Checks the context, draws the data key and message id (one random call),
     /// wraps with every provider, derives the message keys and drops the data key.
+    /// `plaintext_len` (`None` when streaming) goes to the first provider's
+    /// `generate_data_key_for`, so that a data-key cache can count bytes.
     fn prepare(
         &self,
         context: &EncryptionContext,
+        plaintext_len: Option<u64>,
         mut random: impl FnMut(&mut [u8]) -> Result<(), Error>,
     ) -> Result<Prepared, Error> {
         self.check_seal_limits(context, self.providers.len())?;
@@ -522,7 +525,7 @@ impl<'p> Sealer<'p> {
         let binding_bytes = context.binding_bytes(self.suite);
         let binding = Binding::from_encoded(self.suite, binding_bytes.as_slice());
         let mut message_id = [0u8; MESSAGE_ID_LEN];
-        let (dek, first_wrapped) = match first.generate_data_key(binding)? {
+        let (dek, first_wrapped) = match first.generate_data_key_for(binding, plaintext_len)? {
             Some((dek, w)) => {
                 random(&mut message_id)?;
                 (dek, w)
@@ -677,6 +680,12 @@ impl<'p> Sealer<'p> {
         }
         seal_appending(&p.cipher, segs, plaintext, out)
     }
+}
+
+/// A plaintext length for [`KeyEncryptionProvider::generate_data_key_for`]
+/// (`None` only on a platform where it does not fit, which no cache counts).
+fn len_u64(len: usize) -> Option<u64> {
+    u64::try_from(len).ok()
 }
 
 /// Opens envelopes with chosen limits.

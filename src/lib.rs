@@ -71,7 +71,8 @@
 //! ## Features
 //!
 //! - `std` (default): loading local KEKs from files and environment variables,
-//!   streaming [`Encryptor`] / [`Decryptor`], parallel segments.
+//!   streaming [`Encryptor`] / [`Decryptor`], parallel segments, and the
+//!   data-key cache ([`cache::CachingProvider`]).
 //! - `tokio`: `AsyncEncryptor` / `AsyncDecryptor` over tokio's `AsyncWrite` /
 //!   `AsyncRead` (the io traits only; lockbox starts no runtime).
 //!   Without it the crate is `no_std` + `alloc`; on targets without an OS,
@@ -95,6 +96,8 @@ extern crate alloc;
 #[macro_use]
 extern crate std;
 
+#[cfg(feature = "std")]
+pub mod cache;
 mod context;
 mod crypto;
 mod envelope;

@@ -106,6 +106,22 @@ pub trait KeyEncryptionProvider: ProviderIdentity {
         Ok(None)
     }
 
+    /// [`generate_data_key`](Self::generate_data_key) told the length of the
+    /// plaintext the key will seal: `Some(n)` for a one-shot seal of `n` bytes,
+    /// `None` when the length is not known in advance (streaming). lockbox's
+    /// sealers call this method; the default ignores the length and calls
+    /// `generate_data_key`. A data-key cache
+    /// ([`CachingProvider`](crate::cache::CachingProvider)) uses the length to
+    /// enforce its byte limit.
+    fn generate_data_key_for(
+        &self,
+        binding: Binding<'_>,
+        plaintext_len: Option<u64>,
+    ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        let _ = plaintext_len;
+        self.generate_data_key(binding)
+    }
+
     /// Server-side rewrap (as KMS `ReEncrypt` does): re-wraps `wrapped` under
     /// the provider's current key without handing the data key to the caller,
     /// or `Ok(None)` if not offered (lockbox then unwraps and wraps). An
@@ -134,6 +150,13 @@ macro_rules! forward_provider {
             }
             fn generate_data_key(&self, binding: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
                 (**self).generate_data_key(binding)
+            }
+            fn generate_data_key_for(
+                &self,
+                binding: Binding<'_>,
+                plaintext_len: Option<u64>,
+            ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+                (**self).generate_data_key_for(binding, plaintext_len)
             }
             fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
                 (**self).rewrap(wrapped, binding)

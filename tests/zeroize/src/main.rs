@@ -22,8 +22,12 @@
 //! - d: failed opens hand back no plaintext: `open_to`, `open_in_place` and
 //!   `open` on an envelope whose last segment was tampered with. A control run
 //!   shows that the plaintext *is* found when it is left in a buffer.
+//! - e: `seal_in_place` growing a full buffer leaves no plaintext behind.
+//! - f: rewrap and re-encrypt leave no data key and no plaintext behind.
 //! - g: keyrings: a destroyed version's key is zeroized when it is destroyed;
 //!   saving, loading, using and dropping a keyring frees no version key.
+//! - h: the data-key cache: evicted, cleared and dropped entries leave no
+//!   data key behind.
 //!
 //! # Limits
 //!
@@ -868,7 +872,9 @@ fn seal_in_place_growth() -> Result<(), String> {
         let mut buf = Vec::with_capacity(PT_LEN);
         buf.extend_from_slice(&pt);
         lb(
-            Sealer::new(&kek).segment_size(SegmentSize::MIN).seal_in_place(&mut buf, &ctx()?),
+            Sealer::new(&kek)
+                .segment_size(SegmentSize::MIN)
+                .seal_in_place(&mut buf, &ctx()?),
             "seal_in_place",
         )?;
         ensure(buf.len() > PT_LEN, "seal_in_place did not produce an envelope")?;
@@ -979,6 +985,125 @@ fn reencrypt_leaves_nothing() -> Result<(), String> {
         black_box((&out, &streamed));
     }
     expect_no_plaintext("reencrypt", &patterns)
+}
+
+/// A local KEK that generates data keys provider-side, each the pattern of
+/// the next seed (computed on the stack: the provider holds no key bytes).
+struct PatternKeys {
+    kek: LocalKek,
+    next_seed: AtomicUsize,
+}
+
+impl fmt::Debug for PatternKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PatternKeys").finish_non_exhaustive()
+    }
+}
+
+impl ProviderIdentity for PatternKeys {
+    fn provider_id(&self) -> &str {
+        self.kek.provider_id()
+    }
+
+    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
+        self.kek.matches(wrapped)
+    }
+}
+
+impl KeyEncryptionProvider for PatternKeys {
+    fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+        self.kek.wrap(dek, binding)
+    }
+
+    fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
+        self.kek.unwrap(wrapped, binding)
+    }
+
+    fn generate_data_key(&self, binding: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        let seed = self.next_seed.fetch_add(1, Ordering::Relaxed);
+        let dek = hazmat::data_key_from_bytes(pattern(u64::try_from(seed).unwrap_or(0)));
+        let wrapped = self.kek.wrap(&dek, binding)?;
+        Ok(Some((dek, wrapped)))
+    }
+}
+
+/// h1: the data-key cache. Known data keys are cached on the seal side, one
+/// is evicted for capacity, then cached on the open side and cleared; each
+/// must be gone from the heap as soon as its entry is removed, and every key
+/// when the cache is dropped.
+fn cache_evictions() -> Result<(), String> {
+    use lockbox::cache::{CachingProvider, DataKeyCache};
+    let kek_bytes: [u8; 32] = pattern(0xF0);
+    let d1: [u8; 32] = pattern(0xF1);
+    let d2: [u8; 32] = pattern(0xF2);
+    let pk = register(&kek_bytes);
+    let p1 = register(&d1);
+    let p2 = register(&d2);
+    let p3 = register(&pattern::<32>(0xF3));
+    {
+        let cache = lb(DataKeyCache::new(1), "cache")?;
+        let provider = Box::new(lb(
+            CachingProvider::builder(
+                PatternKeys {
+                    kek: kek_from(kek_bytes),
+                    next_seed: AtomicUsize::new(0xF1),
+                },
+                &cache,
+                std::time::Duration::from_secs(3600),
+            )
+            .build(),
+            "build",
+        )?);
+        let probe = Probe {
+            inner: kek_from(kek_bytes),
+            expected_dek: p1,
+            saw_expected: AtomicBool::new(false),
+        };
+        let (c1, c2) = (ctx()?, lb(ctx()?.with("other", "context"), "context")?);
+        let a = lb(lockbox::seal(&*provider, b"message a", &c1), "seal a")?;
+        let b = lb(lockbox::seal(&*provider, b"message b", &c1), "seal b")?;
+        ensure(
+            provider.stats().seal_hits == 1,
+            "the second seal did not reuse the cached key",
+        )?;
+        // Proof that the cached key is the registered pattern d1.
+        ensure(
+            lb(Opener::new(&probe).open(&b, &c1), "probe open")? == b"message b",
+            "probe open",
+        )?;
+        ensure(probe.saw_expected.load(Ordering::Relaxed), "the cached DEK is not d1")?;
+        // Capacity 1: sealing under another context evicts d1's entry.
+        lb(lockbox::seal(&*provider, b"message c", &c2), "seal c")?;
+        ensure(cache.evictions() == 1 && cache.len() == 1, "d1's entry was not evicted")?;
+        expect_clean("data key d1 after its seal entry was evicted", p1)?;
+        // Open side: d1 comes back as an open entry (evicting d2's), then is cleared.
+        ensure(
+            lb(lockbox::open(&*provider, &a, &c1), "open a")? == b"message a",
+            "open a",
+        )?;
+        ensure(
+            lb(lockbox::open(&*provider, &a, &c1), "open a")? == b"message a",
+            "open a",
+        )?;
+        let st = provider.stats();
+        ensure(
+            st.open_misses == 1 && st.open_hits == 1,
+            "the unwrapped key was not cached",
+        )?;
+        ensure(cache.evictions() == 2, "d2's entry was not evicted")?;
+        expect_clean("data key d2 after its seal entry was evicted", p2)?;
+        cache.clear();
+        ensure(cache.evictions() == 3 && cache.is_empty(), "clear left entries")?;
+        expect_clean("data key d1 after its open entry was cleared", p1)?;
+        // Fill it again (with d3), then drop the provider and the cache with the entry in.
+        lb(lockbox::seal(&*provider, b"message d", &c1), "seal d")?;
+        ensure(cache.len() == 1, "no entry to drop")?;
+        black_box(&provider);
+    }
+    expect_clean("data key d1 after the cache was dropped", p1)?;
+    expect_clean("data key d2 after the cache was dropped", p2)?;
+    expect_clean("data key d3, cached when the cache was dropped", p3)?;
+    expect_clean("KEK bytes", pk)
 }
 
 // ---------------------------------------------------------------------------
@@ -1157,6 +1282,10 @@ fn main() {
     r.run(
         "g2 keyring saved, loaded, used, dropped: no version key bytes",
         keyring_save_load,
+    );
+    r.run(
+        "h1 data-key cache: evicted, cleared and dropped entries leave no DEK bytes",
+        cache_evictions,
     );
 
     println!("{} passed, {} failed", r.passed, r.failed);
