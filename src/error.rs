@@ -160,6 +160,9 @@ pub enum ProviderErrorKind {
     Unsupported,
     /// The backend could not be reached or refused the request; retrying may help.
     Unavailable,
+    /// The backend refused the caller's credentials (an invalid or expired
+    /// token, an access-denied policy): fix the credentials, not the key.
+    PermissionDenied,
     /// Anything else.
     Other,
 }
@@ -173,6 +176,7 @@ impl fmt::Display for ProviderErrorKind {
             Self::KeyDestroyed => "key destroyed",
             Self::Unsupported => "operation not supported",
             Self::Unavailable => "key service unavailable",
+            Self::PermissionDenied => "permission denied by the key service",
             Self::Other => "provider error",
         })
     }

@@ -78,6 +78,9 @@ extern crate alloc;
 #[macro_use]
 extern crate std;
 
+#[cfg(feature = "aws-kms")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-kms")))]
+pub mod aws_kms;
 mod context;
 mod crypto;
 mod envelope;
@@ -90,11 +93,16 @@ pub mod hazmat;
 mod keys;
 mod local;
 mod provider;
+#[cfg(any(feature = "aws-kms", feature = "vault"))]
+mod remote;
 #[cfg(feature = "std")]
 mod stream;
 #[cfg(feature = "tokio")]
 mod stream_async;
 mod suite;
+#[cfg(feature = "vault")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
+pub mod vault;
 
 pub use context::{Binding, BindingBuf, ContextEntry, EncryptionContext, Storage};
 pub use envelope::{EnvelopeInfo, Opener, Sealer, ciphertext_range, inspect, inspect_with_limits, open, seal};
