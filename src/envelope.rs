@@ -16,7 +16,7 @@ use crate::format::{
     VERSION_1,
 };
 use crate::keys::{DATA_KEY_LEN, DataKey, KeyVersion, WrappedKey, WrappedKeyRef, os_random, rng_random};
-use crate::provider::KeyEncryptionProvider;
+use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
 use crate::suite::Suite;
 
 /// Seals plaintext into an envelope under one provider, with the default
@@ -265,7 +265,7 @@ impl fmt::Debug for Sealer<'_> {
 }
 
 /// Everything a seal needs once the data key is wrapped; holds no plaintext key.
-struct Prepared {
+pub(crate) struct Prepared {
     cipher: PayloadCipher,
     commitment: [u8; COMMITMENT_LEN],
     message_id: [u8; MESSAGE_ID_LEN],
@@ -291,6 +291,23 @@ impl Put for SliceWriter<'_> {
 }
 
 impl<'p> Sealer<'p> {
+    /// Options only, no provider: the async sealer wraps the data key itself
+    /// and uses this for everything else.
+    pub(crate) fn without_providers(suite: Suite, segment_size: SegmentSize, limits: Limits) -> Self {
+        Self {
+            providers: Vec::new(),
+            suite,
+            segment_size,
+            limits,
+            threads: 1,
+        }
+    }
+
+    /// The suite set with `suite`.
+    pub(crate) fn suite_ref(&self) -> Suite {
+        self.suite
+    }
+
     /// A sealer wrapping data keys with `provider`, with default options.
     pub fn new(provider: &'p dyn KeyEncryptionProvider) -> Self {
         Self {
@@ -466,20 +483,7 @@ impl<'p> Sealer<'p> {
         context: &EncryptionContext,
         mut random: impl FnMut(&mut [u8]) -> Result<(), Error>,
     ) -> Result<Prepared, Error> {
-        let exceeded = |limit, max| Error::LimitExceeded { limit, max };
-        if context.len() > self.limits.max_context_entries() {
-            return Err(exceeded(LimitKind::ContextEntries, self.limits.max_context_entries()));
-        }
-        if context.stored_bytes() > self.limits.max_context_bytes() {
-            return Err(exceeded(LimitKind::ContextBytes, self.limits.max_context_bytes()));
-        }
-        if self.segment_size.bytes() > self.limits.max_segment_size() {
-            return Err(exceeded(LimitKind::SegmentSize, self.limits.max_segment_size()));
-        }
-        let max_wrapped = self.limits.max_wrapped_keys().min(usize::from(u8::MAX));
-        if self.providers.len() > max_wrapped {
-            return Err(exceeded(LimitKind::WrappedKeys, max_wrapped));
-        }
+        self.check_seal_limits(context, self.providers.len())?;
         let (first, others) = self.providers.split_first().ok_or_else(|| Error::InvalidArgument {
             what: "no provider to wrap the data key",
         })?;
@@ -507,16 +511,40 @@ impl<'p> Sealer<'p> {
         for p in others {
             wrapped.push(p.wrap(&dek, binding)?);
         }
-        // An envelope its own providers would not try to open is a provider
-        // bug; catch it here rather than when the data is needed.
-        for (p, w) in self.providers.iter().zip(&wrapped) {
-            if !p.matches(w.as_ref()) {
-                return Err(Error::Provider(ProviderError::new(
-                    crate::ProviderErrorKind::Other,
-                    p.provider_id(),
-                )));
-            }
+        check_own_wrapped(&self.providers, &wrapped)?;
+        self.finish_prepare(context, dek, message_id, wrapped)
+    }
+
+    /// The limits a seal checks before any provider is called (shared with
+    /// the async sealer).
+    pub(crate) fn check_seal_limits(&self, context: &EncryptionContext, providers: usize) -> Result<(), Error> {
+        let exceeded = |limit, max| Error::LimitExceeded { limit, max };
+        if context.len() > self.limits.max_context_entries() {
+            return Err(exceeded(LimitKind::ContextEntries, self.limits.max_context_entries()));
         }
+        if context.stored_bytes() > self.limits.max_context_bytes() {
+            return Err(exceeded(LimitKind::ContextBytes, self.limits.max_context_bytes()));
+        }
+        if self.segment_size.bytes() > self.limits.max_segment_size() {
+            return Err(exceeded(LimitKind::SegmentSize, self.limits.max_segment_size()));
+        }
+        let max_wrapped = self.limits.max_wrapped_keys().min(usize::from(u8::MAX));
+        if providers > max_wrapped {
+            return Err(exceeded(LimitKind::WrappedKeys, max_wrapped));
+        }
+        Ok(())
+    }
+
+    /// Derives the message keys from the wrapped data key, drops it, and
+    /// checks the header length (shared with the async sealer).
+    pub(crate) fn finish_prepare(
+        &self,
+        context: &EncryptionContext,
+        dek: DataKey,
+        message_id: [u8; MESSAGE_ID_LEN],
+        wrapped: Vec<WrappedKey>,
+    ) -> Result<Prepared, Error> {
+        let exceeded = |limit, max| Error::LimitExceeded { limit, max };
         let keys = crypto::derive(self.suite, dek.expose_secret(), &message_id);
         drop(dek);
         let header_len = wrapped.iter().fold(
@@ -561,7 +589,7 @@ impl<'p> Sealer<'p> {
     }
 
     /// Appends header and payload to `out`; on error `out` is restored.
-    fn write(
+    pub(crate) fn write(
         &self,
         p: &Prepared,
         context: &EncryptionContext,
@@ -731,22 +759,7 @@ impl<'p> Opener<'p> {
     /// unchanged (anything written is zeroized first).
     pub fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         let (u, payload) = self.unlock(envelope, context)?;
-        let start = out.len();
-        let pt_len = u.segs.plaintext_len();
-        out.try_reserve_exact(pt_len).map_err(|_| Error::InvalidArgument {
-            what: "plaintext too large to allocate",
-        })?;
-        out.resize(start.saturating_add(pt_len), 0);
-        let dst = out.get_mut(start..).unwrap_or_default();
-        let segs = u.segs;
-        let r = run_parallel(self.threads, Direction::Open, segs, payload, dst, |first, src, dst| {
-            open_run(&u.cipher, segs, first, src, dst)
-        });
-        if r.is_err() {
-            dst.zeroize();
-            out.truncate(start);
-        }
-        r
+        open_payload(&u.cipher, u.segs, payload, self.threads, out)
     }
 
     /// Opens in place: `buf` holds the envelope before and the plaintext
@@ -828,18 +841,12 @@ impl<'p> Opener<'p> {
         for (w, provider) in candidates {
             attempts = attempts.saturating_add(1);
             match provider.unwrap(w, binding) {
-                Ok(dek) => {
-                    let keys = crypto::derive(h.suite, dek.expose_secret(), h.message_id);
-                    drop(dek);
-                    if !crypto::commitment_matches(&keys.commitment, h.commitment) {
-                        // Not this envelope's data key (a wrapped key lifted
-                        // from another envelope): try the other entries.
-                        wrong_key = true;
-                        continue;
-                    }
-                    keys.cipher.verify_header_tag(h.authenticated, h.tag)?;
-                    return Ok(keys.cipher);
-                }
+                Ok(dek) => match verify_data_key(h, dek)? {
+                    Some(cipher) => return Ok(cipher),
+                    // Not this envelope's data key (a wrapped key lifted
+                    // from another envelope): try the other entries.
+                    None => wrong_key = true,
+                },
                 Err(e) => last = Some(e),
             }
         }
@@ -848,6 +855,69 @@ impl<'p> Opener<'p> {
         }
         Err(Error::NoProviderCouldUnwrap { attempts, source: last })
     }
+}
+
+/// Fails unless every provider matches the wrapped key it produced: an
+/// envelope its own providers would not try to open is a provider bug; catch
+/// it when sealing rather than when the data is needed.
+pub(crate) fn check_own_wrapped<P: ProviderIdentity + ?Sized>(
+    providers: &[&P],
+    wrapped: &[WrappedKey],
+) -> Result<(), Error> {
+    for (p, w) in providers.iter().zip(wrapped) {
+        if !p.matches(w.as_ref()) {
+            return Err(Error::Provider(ProviderError::new(
+                crate::ProviderErrorKind::Other,
+                p.provider_id(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an unwrapped data key against the header: `Ok(None)` if it is not
+/// this envelope's key (commitment mismatch, constant time), an error if the
+/// header tag fails, else the payload cipher. The data key is dropped
+/// (zeroized) before this returns.
+pub(crate) fn verify_data_key(h: &Header<'_>, dek: DataKey) -> Result<Option<PayloadCipher>, Error> {
+    let keys = crypto::derive(h.suite, dek.expose_secret(), h.message_id);
+    drop(dek);
+    if !crypto::commitment_matches(&keys.commitment, h.commitment) {
+        return Ok(None);
+    }
+    keys.cipher.verify_header_tag(h.authenticated, h.tag)?;
+    Ok(Some(keys.cipher))
+}
+
+/// Decrypts an authenticated payload and appends the plaintext to `out`; on
+/// error `out` is unchanged (anything written is zeroized first).
+pub(crate) fn open_payload(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    payload: &[u8],
+    threads: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let start = out.len();
+    let pt_len = segs.plaintext_len();
+    out.try_reserve_exact(pt_len).map_err(|_| Error::InvalidArgument {
+        what: "plaintext too large to allocate",
+    })?;
+    out.resize(start.saturating_add(pt_len), 0);
+    let dst = out.get_mut(start..).unwrap_or_default();
+    let r = run_parallel(threads, Direction::Open, segs, payload, dst, |first, src, dst| {
+        open_run(cipher, segs, first, src, dst)
+    });
+    if r.is_err() {
+        dst.zeroize();
+        out.truncate(start);
+    }
+    r
+}
+
+/// The parts of a parsed header the async opener routes on.
+pub(crate) fn wrapped_refs<'h>(h: &'h Header<'_>) -> impl Iterator<Item = WrappedKeyRef<'h>> + 'h {
+    h.wrapped.iter().map(entry_ref)
 }
 
 /// Encrypts consecutive segments starting at segment `first`: `src` holds

@@ -84,6 +84,7 @@ pub mod aws_kms;
 mod context;
 mod crypto;
 mod envelope;
+mod envelope_async;
 mod error;
 mod format;
 #[cfg(fuzzing)]
@@ -100,12 +101,15 @@ mod stream;
 #[cfg(feature = "tokio")]
 mod stream_async;
 mod suite;
+#[cfg(feature = "testing")]
+pub mod testing;
 #[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub mod vault;
 
 pub use context::{Binding, BindingBuf, ContextEntry, EncryptionContext, Storage};
 pub use envelope::{EnvelopeInfo, Opener, Sealer, ciphertext_range, inspect, inspect_with_limits, open, seal};
+pub use envelope_async::{AsyncOpener, AsyncSealer};
 pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};
 pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};

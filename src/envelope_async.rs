@@ -1,0 +1,269 @@
+//! Sealing and opening with [`AsyncKeyEncryptionProvider`]s: the async
+//! entry points for key stores reached over the network.
+//!
+//! The envelopes are the same, byte for byte, as [`Sealer`] and [`Opener`]
+//! produce and accept (given the same randomness): only the provider calls
+//! are awaited. The payload cryptography runs inside the future, on the
+//! thread polling it, bounded by the plaintext size. Nothing here starts a
+//! runtime or blocks on one, and every future is `Send`.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use rand_core::TryCryptoRng;
+use zeroize::Zeroizing;
+
+use crate::context::{Binding, EncryptionContext};
+use crate::envelope::{Sealer, check_own_wrapped, open_payload, verify_data_key, wrapped_refs};
+use crate::error::{Error, ProviderError};
+use crate::format::{self, Limits, MESSAGE_ID_LEN, SegmentSize, Segments};
+use crate::keys::{DATA_KEY_LEN, DataKey, os_random, rng_random};
+use crate::provider::AsyncKeyEncryptionProvider;
+use crate::suite::Suite;
+
+/// Seals envelopes, wrapping the data key with async providers.
+///
+/// The async twin of [`Sealer`], with the same options and the same output.
+///
+/// ```
+/// # fn main() -> Result<(), lockbox::Error> {
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// use lockbox::{AsyncOpener, AsyncSealer, EncryptionContext, LocalKek};
+/// // Any provider works (every sync one is async too); a KMS client would be
+/// // an async-only provider.
+/// let kek = LocalKek::generate()?;
+/// let ctx = EncryptionContext::new().with_required("tenant", "acme")?;
+/// let envelope = AsyncSealer::new(&kek).seal(b"over the network", &ctx).await?;
+/// let plaintext = AsyncOpener::new(&kek).open(&envelope, &ctx).await?;
+/// assert_eq!(plaintext, b"over the network");
+/// // The sync opener reads it too.
+/// assert_eq!(lockbox::open(&kek, &envelope, &ctx)?, b"over the network");
+/// # Ok(()) })
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AsyncSealer<'p> {
+    /// The first wraps (or generates) the data key; the others wrap it too.
+    providers: Vec<&'p dyn AsyncKeyEncryptionProvider>,
+    suite: Suite,
+    segment_size: SegmentSize,
+    limits: Limits,
+}
+
+impl fmt::Debug for AsyncSealer<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncSealer")
+            .field("providers", &self.providers)
+            .field("suite", &self.suite)
+            .field("segment_size", &self.segment_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'p> AsyncSealer<'p> {
+    /// A sealer wrapping data keys with `provider`, with default options.
+    pub fn new(provider: &'p dyn AsyncKeyEncryptionProvider) -> Self {
+        Self {
+            providers: alloc::vec![provider],
+            suite: Suite::default(),
+            segment_size: SegmentSize::default(),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Also wraps each data key with `provider`; see [`Sealer::also_wrap_with`].
+    #[must_use]
+    pub fn also_wrap_with(mut self, provider: &'p dyn AsyncKeyEncryptionProvider) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
+    /// Sets the algorithm suite (default AES-256-GCM).
+    #[must_use]
+    pub fn suite(mut self, suite: Suite) -> Self {
+        self.suite = suite;
+        self
+    }
+
+    /// Sets the segment size (default 64 KiB).
+    #[must_use]
+    pub fn segment_size(mut self, size: SegmentSize) -> Self {
+        self.segment_size = size;
+        self
+    }
+
+    /// Sets the limits the sealed header must respect; see [`Sealer::limits`].
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Seals `plaintext` into a new buffer. The data key and message id come
+    /// from the OS CSPRNG (or the first provider's `generate_data_key`).
+    pub async fn seal(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.seal_to(plaintext, context, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Seals `plaintext` and appends the envelope to `out`. On error `out`
+    /// is unchanged.
+    pub async fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
+        let (sealer, prepared) = self.prepare(context, os_random).await?;
+        sealer.write(&prepared, context, plaintext, out)
+    }
+
+    /// Seals `plaintext`, drawing the data key and message id from `rng`;
+    /// see [`Sealer::seal_with_rng`]. Same bytes as the sync sealer given
+    /// the same generator state.
+    pub async fn seal_with_rng<R: TryCryptoRng + Send + ?Sized>(
+        &self,
+        rng: &mut R,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        let (sealer, prepared) = self.prepare(context, |b| rng_random(rng, b)).await?;
+        sealer.write(&prepared, context, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// The options as a provider-less [`Sealer`], for the shared steps.
+    fn options(&self) -> Sealer<'static> {
+        Sealer::without_providers(self.suite, self.segment_size, self.limits)
+    }
+
+    /// As [`Sealer`]'s preparation, with the provider calls awaited: checks
+    /// the limits, draws or generates the data key, wraps it with every
+    /// provider, derives the message keys and drops the data key.
+    async fn prepare(
+        &self,
+        context: &EncryptionContext,
+        mut random: impl FnMut(&mut [u8]) -> Result<(), Error> + Send,
+    ) -> Result<(Sealer<'static>, crate::envelope::Prepared), Error> {
+        let sealer = self.options();
+        sealer.check_seal_limits(context, self.providers.len())?;
+        let (first, others) = self.providers.split_first().ok_or(Error::InvalidArgument {
+            what: "no provider to wrap the data key",
+        })?;
+        let binding_bytes = context.binding_bytes(sealer.suite_ref());
+        let binding = Binding::from_encoded(sealer.suite_ref(), &binding_bytes);
+        let mut message_id = [0u8; MESSAGE_ID_LEN];
+        let mut wrapped = Vec::with_capacity(self.providers.len());
+        let dek = match first.generate_data_key_async(binding).await? {
+            Some((dek, w)) => {
+                random(&mut message_id)?;
+                wrapped.push(w);
+                dek
+            }
+            None => {
+                // One draw for key and message id, as the sync sealer does.
+                let mut draw = Zeroizing::new([0u8; DATA_KEY_LEN + MESSAGE_ID_LEN]);
+                random(draw.as_mut_slice())?;
+                let (k, m) = draw.split_at(DATA_KEY_LEN);
+                let mut dek = DataKey::zeroed();
+                dek.bytes_mut().copy_from_slice(k);
+                message_id.copy_from_slice(m);
+                wrapped.push(first.wrap_async(&dek, binding).await?);
+                dek
+            }
+        };
+        for p in others {
+            wrapped.push(p.wrap_async(&dek, binding).await?);
+        }
+        check_own_wrapped(&self.providers, &wrapped)?;
+        let prepared = sealer.finish_prepare(context, dek, message_id, wrapped)?;
+        Ok((sealer, prepared))
+    }
+}
+
+/// Opens envelopes, unwrapping the data key with async providers.
+///
+/// The async twin of [`Opener`](crate::Opener): the same checks in the same
+/// order, and plaintext only when everything authenticated.
+#[derive(Clone)]
+pub struct AsyncOpener<'p> {
+    providers: Vec<&'p dyn AsyncKeyEncryptionProvider>,
+    limits: Limits,
+    strict_context: bool,
+}
+
+impl fmt::Debug for AsyncOpener<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncOpener")
+            .field("providers", &self.providers)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'p> AsyncOpener<'p> {
+    /// An opener unwrapping with `provider`, with default limits.
+    pub fn new(provider: &'p dyn AsyncKeyEncryptionProvider) -> Self {
+        Self {
+            providers: alloc::vec![provider],
+            limits: Limits::default(),
+            strict_context: false,
+        }
+    }
+
+    /// Also tries `provider`; see [`Opener::also_try`](crate::Opener::also_try).
+    #[must_use]
+    pub fn also_try(mut self, provider: &'p dyn AsyncKeyEncryptionProvider) -> Self {
+        self.providers.push(provider);
+        self
+    }
+
+    /// Sets the parsing limits.
+    #[must_use]
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Requires every context entry to be supplied; see
+    /// [`Opener::strict_context`](crate::Opener::strict_context).
+    #[must_use]
+    pub fn strict_context(mut self) -> Self {
+        self.strict_context = true;
+        self
+    }
+
+    /// Opens `envelope` into a new buffer.
+    pub async fn open(&self, envelope: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.open_to(envelope, context, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Opens `envelope` and appends the plaintext to `out`. On error `out` is
+    /// unchanged (anything written is zeroized first).
+    pub async fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
+        let (h, payload) = format::parse(envelope, &self.limits)?;
+        let segs = Segments::for_payload(payload.len(), h.segment_size, h.len)?;
+        let binding_bytes = context.reconcile(h.context, h.suite, self.strict_context)?;
+        let binding = Binding::from_encoded(h.suite, &binding_bytes);
+        let mut attempts = 0usize;
+        let mut last: Option<ProviderError> = None;
+        let mut wrong_key = false;
+        for w in wrapped_refs(&h) {
+            for provider in self.providers.iter().filter(|p| p.matches(w)) {
+                attempts = attempts.saturating_add(1);
+                match provider.unwrap_async(w, binding).await {
+                    Ok(dek) => match verify_data_key(&h, dek)? {
+                        Some(cipher) => return open_payload(&cipher, segs, payload, 1, out),
+                        // Not this envelope's data key: try the others.
+                        None => wrong_key = true,
+                    },
+                    Err(e) => last = Some(e),
+                }
+            }
+        }
+        if wrong_key {
+            return Err(Error::Authentication);
+        }
+        Err(Error::NoProviderCouldUnwrap { attempts, source: last })
+    }
+}
