@@ -318,7 +318,7 @@ impl AwsKms {
             return Err(err(ProviderErrorKind::KeyNotFound));
         }
         match wrapped.bytes().split_first() {
-            Some((&WRAP_V1, blob)) if !blob.is_empty() => Ok(blob),
+            Some((&WRAP_V1, blob)) if !blob.is_empty() && wrapped.key_version() == KeyVersion(1) => Ok(blob),
             _ => Err(err(ProviderErrorKind::Authentication)),
         }
     }
@@ -486,6 +486,13 @@ fn is_key_arn(s: &str) -> bool {
 /// `invalid_input` is the kind for a rejected ciphertext
 /// (`InvalidCiphertextException`, `IncorrectKeyException`): authentication
 /// on unwrap and rewrap.
+///
+/// On unwrap and rewrap an `AccessDeniedException` is authentication too:
+/// KMS (and moto) answer it when the ciphertext names a key other than the
+/// one the request names, which is what a tampered or foreign wrapped key
+/// looks like, and lockbox cannot tell that apart from a policy that denies
+/// `kms:Decrypt`. The SDK error, kept as the source, says which. On wrap,
+/// generation and `DescribeKey` it is [`ProviderErrorKind::PermissionDenied`].
 fn map_sdk_error<E, R>(e: SdkError<E, R>, invalid_input: ProviderErrorKind) -> ProviderError
 where
     E: ProvideErrorMetadata + core::error::Error + Send + Sync + 'static,
@@ -502,6 +509,7 @@ where
 fn kind_for_code(code: Option<&str>, invalid_input: ProviderErrorKind) -> ProviderErrorKind {
     match code.unwrap_or_default() {
         "InvalidCiphertextException" | "IncorrectKeyException" => invalid_input,
+        "AccessDeniedException" if invalid_input == ProviderErrorKind::Authentication => invalid_input,
         "NotFoundException" => ProviderErrorKind::KeyNotFound,
         "DisabledException" | "KMSInvalidStateException" | "InvalidKeyUsageException" => ProviderErrorKind::KeyDisabled,
         "AccessDeniedException"
@@ -567,8 +575,13 @@ mod tests {
             kind_for_code(Some("KMSInvalidStateException"), auth),
             ProviderErrorKind::KeyDisabled
         );
+        assert_eq!(kind_for_code(Some("AccessDeniedException"), auth), auth);
         assert_eq!(
-            kind_for_code(Some("AccessDeniedException"), auth),
+            kind_for_code(Some("AccessDeniedException"), ProviderErrorKind::Other),
+            ProviderErrorKind::PermissionDenied
+        );
+        assert_eq!(
+            kind_for_code(Some("UnrecognizedClientException"), auth),
             ProviderErrorKind::PermissionDenied
         );
         assert_eq!(
