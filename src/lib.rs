@@ -65,6 +65,10 @@
 //!   streaming [`Encryptor`] / [`Decryptor`], parallel segments.
 //! - `tokio`: `AsyncEncryptor` / `AsyncDecryptor` over tokio's `AsyncWrite` /
 //!   `AsyncRead` (the io traits only; lockbox starts no runtime).
+//! - `aws-kms`: [`aws_kms::AwsKms`], AWS KMS as an async provider
+//!   (`Encrypt` / `Decrypt` / `GenerateDataKey` / `ReEncrypt`).
+//! - `vault`: [`vault::VaultTransit`], Vault / OpenBao Transit as an async
+//!   provider, with server-side rewrap.
 //!   Without it the crate is `no_std` + `alloc`; on targets without an OS,
 //!   configure getrandom's custom backend to supply randomness.
 

@@ -13,7 +13,7 @@ use lockbox::testing::{check_async_provider, service_env};
 use lockbox::vault::{BindingMode, VAULT_PROVIDER_ID, VaultApiError, VaultConfig, VaultTransit};
 use lockbox::{
     AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, BindingBuf, DataKey, EncryptionContext, Error, KeyVersion,
-    ProviderError, ProviderErrorKind, ProviderIdentity, Suite, WrappedKey,
+    ProviderError, ProviderErrorKind, Suite, WrappedKey,
 };
 
 struct Env {
@@ -247,7 +247,7 @@ fn wrong_context_is_refused() {
 
 /// Rotates a Transit key through the HTTP API.
 async fn rotate(env: &Env, name: &str) {
-    let client = lockbox::vault::reqwest::Client::new();
+    let client = reqwest::Client::new();
     let r = client
         .post(format!("{}/v1/transit/keys/{name}/rotate", env.addr))
         .header("X-Vault-Token", &env.token)
@@ -313,11 +313,6 @@ fn a_server_that_is_down_is_unavailable() {
         let e = VaultTransit::connect(config).await.unwrap_err();
         assert_eq!(e.kind(), ProviderErrorKind::Unavailable);
         assert_eq!(e.provider_id(), VAULT_PROVIDER_ID);
-        assert!(
-            e.source()
-                .unwrap()
-                .downcast_ref::<lockbox::vault::reqwest::Error>()
-                .is_some()
-        );
+        assert!(e.source().unwrap().downcast_ref::<reqwest::Error>().is_some());
     });
 }
