@@ -65,12 +65,12 @@
 //!   streaming [`Encryptor`] / [`Decryptor`], parallel segments.
 //! - `tokio`: `AsyncEncryptor` / `AsyncDecryptor` over tokio's `AsyncWrite` /
 //!   `AsyncRead` (the io traits only; lockbox starts no runtime).
+//!   Without it the crate is `no_std` + `alloc`; on targets without an OS,
+//!   configure getrandom's custom backend to supply randomness.
 //! - `aws-kms`: [`aws_kms::AwsKms`], AWS KMS as an async provider
 //!   (`Encrypt` / `Decrypt` / `GenerateDataKey` / `ReEncrypt`).
 //! - `vault`: [`vault::VaultTransit`], Vault / OpenBao Transit as an async
 //!   provider, with server-side rewrap.
-//!   Without it the crate is `no_std` + `alloc`; on targets without an OS,
-//!   configure getrandom's custom backend to supply randomness.
 
 #![no_std]
 #![forbid(unsafe_code)]
