@@ -67,9 +67,9 @@
 //!   `AsyncRead` (the io traits only; lockbox starts no runtime).
 //!   Without it the crate is `no_std` + `alloc`; on targets without an OS,
 //!   configure getrandom's custom backend to supply randomness.
-//! - `aws-kms`: [`aws_kms::AwsKms`], AWS KMS as an async provider
+//! - `aws-kms`: `aws_kms::AwsKms`, AWS KMS as an async provider
 //!   (`Encrypt` / `Decrypt` / `GenerateDataKey` / `ReEncrypt`).
-//! - `vault`: [`vault::VaultTransit`], Vault / OpenBao Transit as an async
+//! - `vault`: `vault::VaultTransit`, Vault / OpenBao Transit as an async
 //!   provider, with server-side rewrap.
 
 #![no_std]
