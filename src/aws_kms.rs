@@ -19,7 +19,9 @@
 //! context with the ciphertext, so a wrapped key unwraps only under the binding
 //! it was sealed with. The context is visible in CloudTrail, like every KMS
 //! encryption context: the required values of a lockbox context are in it
-//! (base64, not encrypted), so keep secrets out of contexts, as always.
+//! (base64, not encrypted), so keep secrets out of contexts, as always. The
+//! single opaque pair also means IAM conditions on
+//! `kms:EncryptionContext:<key>` cannot name lockbox context entries.
 //!
 //! ## Wrapped key
 //!

@@ -48,6 +48,15 @@
 //! with them). The token is a [`SecretString`]: it is sent in a header marked
 //! sensitive and never printed by `Debug`.
 //!
+//! ## Token policy
+//!
+//! Give the token `update` on `<mount>/encrypt/<key>`, `<mount>/decrypt/<key>`
+//! and `<mount>/rewrap/<key>`, and `read` on `<mount>/keys/<key>`, but **not**
+//! `create` on the encrypt path: Transit creates a missing key on encrypt when
+//! the token may, so a typo or a deleted key would otherwise silently become a
+//! new key. [`VaultTransit::connect`] only reads the key, and fails with
+//! [`KeyNotFound`](ProviderErrorKind::KeyNotFound) if it is missing.
+//!
 //! The provider is async only and needs a tokio runtime to be polled on.
 //!
 //! ```no_run
