@@ -9,7 +9,9 @@
 //! - `LOCKBOX_TEST_KMS_REGION`, `LOCKBOX_TEST_KMS_ACCESS_KEY_ID`,
 //!   `LOCKBOX_TEST_KMS_SECRET_ACCESS_KEY`: region and static credentials;
 //! - `LOCKBOX_TEST_KMS_KEY_ARN`: the key (an ARN, key id or `alias/...`);
-//! - `LOCKBOX_TEST_KMS_ENDPOINT` (optional): a custom endpoint.
+//! - `LOCKBOX_TEST_KMS_ENDPOINT` (optional): a custom endpoint;
+//! - `LOCKBOX_TEST_KMS_CA_CERT` (optional): a PEM file of the CA to trust
+//!   instead of the platform's roots.
 //!
 //! ```text
 //! bash scripts/services.sh start kms && source target/services/env.sh
@@ -44,6 +46,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = AwsKmsConfig::new(region, id, SecretString::from(secret));
     if let Some(endpoint) = var("LOCKBOX_TEST_KMS_ENDPOINT") {
         config = config.endpoint_url(endpoint);
+    }
+    if let Some(ca) = var("LOCKBOX_TEST_KMS_CA_CERT") {
+        config = config.ca_certificate_pem(std::fs::read(ca)?);
     }
     println!("config     {config:?}");
 

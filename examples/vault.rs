@@ -8,7 +8,9 @@
 //!
 //! - `LOCKBOX_TEST_VAULT_ADDR`: the server (`https://...`, or `http://` on loopback);
 //! - `LOCKBOX_TEST_VAULT_TOKEN`: a token allowed to use the key;
-//! - `LOCKBOX_TEST_VAULT_KEY`: a Transit key created with `type=aes256-gcm96 derived=true`.
+//! - `LOCKBOX_TEST_VAULT_KEY`: a Transit key created with `type=aes256-gcm96 derived=true`;
+//! - `LOCKBOX_TEST_VAULT_CA_CERT` (optional): a PEM file of the CA to trust
+//!   instead of the platform's roots.
 //!
 //! ```text
 //! bash scripts/services.sh start openbao && source target/services/env.sh
@@ -37,7 +39,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         std::process::exit(2);
     };
-    let config = VaultConfig::new(addr, SecretString::from(token), key);
+    let mut config = VaultConfig::new(addr, SecretString::from(token), key);
+    if let Some(ca) = var("LOCKBOX_TEST_VAULT_CA_CERT") {
+        config = config.ca_certificate_pem(std::fs::read(ca)?);
+    }
     println!("config     {config:?}");
     let transit = VaultTransit::connect(config).await?;
 

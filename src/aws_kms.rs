@@ -76,7 +76,7 @@ use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
-use aws_smithy_http_client::tls::{Provider as TlsProvider, rustls_provider::CryptoMode};
+use aws_smithy_http_client::tls::{Provider as TlsProvider, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use base64ct::{Base64, Encoding};
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -110,6 +110,7 @@ pub struct AwsKmsConfig {
     access_key_id: String,
     secret_access_key: SecretString,
     session_token: Option<SecretString>,
+    ca_pem: Option<Vec<u8>>,
     connect_timeout: Duration,
     operation_timeout: Duration,
 }
@@ -126,6 +127,7 @@ impl AwsKmsConfig {
             access_key_id: access_key_id.into(),
             secret_access_key,
             session_token: None,
+            ca_pem: None,
             connect_timeout: Duration::from_secs(3),
             operation_timeout: Duration::from_secs(30),
         }
@@ -144,6 +146,15 @@ impl AwsKmsConfig {
     #[must_use]
     pub fn session_token(mut self, token: SecretString) -> Self {
         self.session_token = Some(token);
+        self
+    }
+
+    /// Trusts only the CA certificates in this PEM bundle, instead of the
+    /// platform's roots (for a private endpoint or a test server). Checked
+    /// when the client is built.
+    #[must_use]
+    pub fn ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
         self
     }
 
@@ -166,7 +177,8 @@ impl AwsKmsConfig {
     /// platform's root certificates.
     ///
     /// Fails with [`Error::InvalidArgument`] for an empty region or access
-    /// key id, or an endpoint that is neither `https://` nor loopback `http://`.
+    /// key id, an endpoint that is neither `https://` nor loopback `http://`,
+    /// or a CA bundle without a parsable certificate.
     pub fn build_client(&self) -> Result<aws_sdk_kms::Client, Error> {
         if self.region.is_empty() || self.access_key_id.is_empty() {
             return Err(Error::InvalidArgument {
@@ -183,9 +195,20 @@ impl AwsKmsConfig {
             None,
             "lockbox-static",
         );
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(TlsProvider::Rustls(CryptoMode::Ring))
-            .build_https();
+        let mut tls = aws_smithy_http_client::Builder::new().tls_provider(TlsProvider::Rustls(CryptoMode::Ring));
+        if let Some(pem) = &self.ca_pem {
+            check_ca_pem(pem)?;
+            let store = TrustStore::empty().with_pem_certificate(pem.clone());
+            let ctx = TlsContext::builder()
+                .with_trust_store(store)
+                .build()
+                .map_err(|e| Error::KeyLoad {
+                    what: String::from("cannot configure TLS for AWS KMS"),
+                    source: Some(Box::new(e)),
+                })?;
+            tls = tls.tls_context(ctx);
+        }
+        let http = tls.build_https();
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(self.connect_timeout)
             .operation_timeout(self.operation_timeout)
@@ -472,6 +495,24 @@ fn data_key(plaintext: Blob) -> Result<DataKey, ProviderError> {
     Ok(dek)
 }
 
+/// Checks a PEM bundle the way the SDK will load it (which panics on a bad
+/// one): at least one certificate, each usable as a trust anchor.
+fn check_ca_pem(pem: &[u8]) -> Result<(), Error> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    const BAD: Error = Error::InvalidArgument {
+        what: "CA bundle must be PEM with at least one parsable certificate",
+    };
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| BAD)?;
+    if certs.is_empty() {
+        return Err(BAD);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    certs.into_iter().try_for_each(|c| roots.add(c).map_err(|_| BAD))
+}
+
 /// `arn:<partition>:kms:<region>:<account>:key/<id>`.
 fn is_key_arn(s: &str) -> bool {
     let mut parts = s.splitn(6, ':');
@@ -604,6 +645,19 @@ mod tests {
             !s.contains("wJalrXUtnFEMI") && !s.contains("session-token-secret"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn ca_bundles_are_checked_before_the_sdk_sees_them() {
+        let secret = || SecretString::from("s");
+        let arn = "arn:aws:kms:eu-west-1:111122223333:key/k";
+        let base = || AwsKmsConfig::new("eu-west-1", "id", secret()).endpoint_url("https://127.0.0.1:1");
+        assert!(AwsKms::new(&base().ca_certificate_pem("not pem"), arn).is_err());
+        let garbage = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(AwsKms::new(&base().ca_certificate_pem(garbage), arn).is_err());
+        let bad_base64 = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
+        assert!(AwsKms::new(&base().ca_certificate_pem(bad_base64), arn).is_err());
+        assert!(AwsKms::new(&base(), arn).is_ok());
     }
 
     #[test]

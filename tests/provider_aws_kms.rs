@@ -17,6 +17,7 @@ use lockbox::{
 
 struct Env {
     config: AwsKmsConfig,
+    untrusted: AwsKmsConfig,
     key: String,
     other: String,
     disabled: String,
@@ -27,8 +28,11 @@ fn env() -> Option<Env> {
     let region = service_env("LOCKBOX_TEST_KMS_REGION")?;
     let id = service_env("LOCKBOX_TEST_KMS_ACCESS_KEY_ID")?;
     let secret = service_env("LOCKBOX_TEST_KMS_SECRET_ACCESS_KEY")?;
+    let ca = std::fs::read(service_env("LOCKBOX_TEST_KMS_CA_CERT")?).unwrap();
+    let untrusted = AwsKmsConfig::new(region, id, SecretString::from(secret)).endpoint_url(endpoint);
     Some(Env {
-        config: AwsKmsConfig::new(region, id, SecretString::from(secret)).endpoint_url(endpoint),
+        config: untrusted.clone().ca_certificate_pem(ca),
+        untrusted,
         key: service_env("LOCKBOX_TEST_KMS_KEY_ARN")?,
         other: service_env("LOCKBOX_TEST_KMS_OTHER_KEY_ARN")?,
         disabled: service_env("LOCKBOX_TEST_KMS_DISABLED_KEY_ARN")?,
@@ -211,6 +215,24 @@ fn a_disabled_key_is_refused() {
         // GenerateDataKey (real KMS answers DisabledException, which maps to
         // KeyDisabled: unit test `error_codes_map_to_kinds`), so a provider
         // built without `connect` is not checked here.
+    });
+}
+
+#[test]
+fn the_server_certificate_is_verified() {
+    let Some(env) = env() else { return };
+    // The test server's CA is not among the platform's roots: TLS fails, so
+    // KMS is unreachable, and the SDK's error says why.
+    rt().block_on(async {
+        let e = AwsKms::connect(&env.untrusted, &env.key).await.unwrap_err();
+        assert_eq!(e.kind(), ProviderErrorKind::Unavailable);
+        let mut chain = String::new();
+        let mut next = e.source();
+        while let Some(s) = next {
+            chain.push_str(&format!("{s} / {s:?}\n"));
+            next = s.source();
+        }
+        assert!(chain.to_lowercase().contains("certificate"), "{chain}");
     });
 }
 

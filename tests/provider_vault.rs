@@ -19,11 +19,12 @@ use lockbox::{
 struct Env {
     addr: String,
     token: String,
+    ca: Vec<u8>,
 }
 
 impl Env {
     fn config(&self, key: &str) -> VaultConfig {
-        VaultConfig::new(&self.addr, SecretString::from(self.token.clone()), key)
+        VaultConfig::new(&self.addr, SecretString::from(self.token.clone()), key).ca_certificate_pem(self.ca.clone())
     }
 }
 
@@ -31,6 +32,7 @@ fn env() -> Option<Env> {
     Some(Env {
         addr: service_env("LOCKBOX_TEST_VAULT_ADDR")?,
         token: service_env("LOCKBOX_TEST_VAULT_TOKEN")?,
+        ca: std::fs::read(service_env("LOCKBOX_TEST_VAULT_CA_CERT")?).unwrap(),
     })
 }
 
@@ -146,7 +148,8 @@ fn a_wrong_token_is_permission_denied() {
     let Some(env) = env() else { return };
     let name = key("LOCKBOX_TEST_VAULT_KEY");
     rt().block_on(async {
-        let bad = VaultConfig::new(&env.addr, SecretString::from("not-the-token"), &name);
+        let bad =
+            VaultConfig::new(&env.addr, SecretString::from("not-the-token"), &name).ca_certificate_pem(env.ca.clone());
         let e = VaultTransit::connect(bad).await.unwrap_err();
         assert_eq!(e.kind(), ProviderErrorKind::PermissionDenied);
         assert_eq!(api_status(&e), 403);
@@ -247,7 +250,10 @@ fn wrong_context_is_refused() {
 
 /// Rotates a Transit key through the HTTP API.
 async fn rotate(env: &Env, name: &str) {
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&env.ca).unwrap())
+        .build()
+        .unwrap();
     let r = client
         .post(format!("{}/v1/transit/keys/{name}/rotate", env.addr))
         .header("X-Vault-Token", &env.token)
@@ -297,6 +303,24 @@ fn rewrap_after_rotation_reports_the_new_version() {
         .unwrap();
         let r = transit.unwrap_async(lying.as_ref(), b.as_binding()).await;
         assert_eq!(kind(r), ProviderErrorKind::Authentication);
+    });
+}
+
+#[test]
+fn the_server_certificate_is_verified() {
+    let Some(env) = env() else { return };
+    rt().block_on(async {
+        // The dev server's CA is not among the platform's roots.
+        let untrusted = VaultConfig::new(&env.addr, SecretString::from(env.token.clone()), "lockbox-kek");
+        let e = VaultTransit::connect(untrusted).await.unwrap_err();
+        assert_eq!(e.kind(), ProviderErrorKind::Unavailable);
+        let mut chain = String::new();
+        let mut next = e.source();
+        while let Some(s) = next {
+            chain.push_str(&format!("{s} / {s:?}\n"));
+            next = s.source();
+        }
+        assert!(chain.to_lowercase().contains("certificate"), "{chain}");
     });
 }
 
