@@ -468,6 +468,18 @@ impl<'p> Sealer<'p> {
         out: &mut Vec<u8>,
     ) -> Result<(PayloadCipher, SegmentSize), Error> {
         let p = self.prepare(context, random)?;
+        self.start_prepared(p, context, out)
+    }
+
+    /// Writes the complete header of a prepared message into `out` and
+    /// returns the payload cipher (shared with the async sealer's streams).
+    #[cfg(feature = "std")]
+    pub(crate) fn start_prepared(
+        &self,
+        p: Prepared,
+        context: &EncryptionContext,
+        out: &mut Vec<u8>,
+    ) -> Result<(PayloadCipher, SegmentSize), Error> {
         let start = out.len();
         out.reserve(p.header_len);
         self.write_header(&p, context, out);
@@ -512,7 +524,7 @@ impl<'p> Sealer<'p> {
             wrapped.push(p.wrap(&dek, binding)?);
         }
         check_own_wrapped(&self.providers, &wrapped)?;
-        self.finish_prepare(context, dek, message_id, wrapped)
+        self.finish_prepare(context, &dek, message_id, wrapped)
     }
 
     /// The limits a seal checks before any provider is called (shared with
@@ -535,18 +547,18 @@ impl<'p> Sealer<'p> {
         Ok(())
     }
 
-    /// Derives the message keys from the wrapped data key, drops it, and
-    /// checks the header length (shared with the async sealer).
+    /// Derives the message keys from the wrapped data key and checks the
+    /// header length (shared with the async sealer). The caller drops the
+    /// data key where it lies.
     pub(crate) fn finish_prepare(
         &self,
         context: &EncryptionContext,
-        dek: DataKey,
+        dek: &DataKey,
         message_id: [u8; MESSAGE_ID_LEN],
         wrapped: Vec<WrappedKey>,
     ) -> Result<Prepared, Error> {
         let exceeded = |limit, max| Error::LimitExceeded { limit, max };
         let keys = crypto::derive(self.suite, dek.expose_secret(), &message_id);
-        drop(dek);
         let header_len = wrapped.iter().fold(
             FIXED_LEN
                 .saturating_add(context.header_len())
@@ -745,14 +757,7 @@ impl<'p> Opener<'p> {
     ) -> Result<(Vec<u8>, EncryptionContext), Error> {
         let plaintext = self.open(envelope, context)?;
         let (h, _) = format::parse(envelope, &self.limits)?;
-        let mut full = EncryptionContext::new();
-        for e in h.context.iter() {
-            match e.value {
-                Some(v) => full.insert(e.key, v)?,
-                None => full.insert_required(e.key, context.get(e.key).unwrap_or_default())?,
-            }
-        }
-        Ok((plaintext, full))
+        Ok((plaintext, full_context(&h, context)?))
     }
 
     /// Opens `envelope` and appends the plaintext to `out`. On error `out` is
@@ -841,7 +846,7 @@ impl<'p> Opener<'p> {
         for (w, provider) in candidates {
             attempts = attempts.saturating_add(1);
             match provider.unwrap(w, binding) {
-                Ok(dek) => match verify_data_key(h, dek)? {
+                Ok(dek) => match verify_data_key(h, &dek)? {
                     Some(cipher) => return Ok(cipher),
                     // Not this envelope's data key (a wrapped key lifted
                     // from another envelope): try the other entries.
@@ -855,6 +860,19 @@ impl<'p> Opener<'p> {
         }
         Err(Error::NoProviderCouldUnwrap { attempts, source: last })
     }
+}
+
+/// The whole context of an opened envelope: its stored entries and the
+/// required ones the caller supplied (shared with the async opener).
+pub(crate) fn full_context(h: &Header<'_>, context: &EncryptionContext) -> Result<EncryptionContext, Error> {
+    let mut full = EncryptionContext::new();
+    for e in h.context.iter() {
+        match e.value {
+            Some(v) => full.insert(e.key, v)?,
+            None => full.insert_required(e.key, context.get(e.key).unwrap_or_default())?,
+        }
+    }
+    Ok(full)
 }
 
 /// Fails unless every provider matches the wrapped key it produced: an
@@ -877,11 +895,10 @@ pub(crate) fn check_own_wrapped<P: ProviderIdentity + ?Sized>(
 
 /// Checks an unwrapped data key against the header: `Ok(None)` if it is not
 /// this envelope's key (commitment mismatch, constant time), an error if the
-/// header tag fails, else the payload cipher. The data key is dropped
-/// (zeroized) before this returns.
-pub(crate) fn verify_data_key(h: &Header<'_>, dek: DataKey) -> Result<Option<PayloadCipher>, Error> {
+/// header tag fails, else the payload cipher. The caller drops the data key
+/// where it lies (moving it would leave a copy behind).
+pub(crate) fn verify_data_key(h: &Header<'_>, dek: &DataKey) -> Result<Option<PayloadCipher>, Error> {
     let keys = crypto::derive(h.suite, dek.expose_secret(), h.message_id);
-    drop(dek);
     if !crypto::commitment_matches(&keys.commitment, h.commitment) {
         return Ok(None);
     }

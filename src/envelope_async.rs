@@ -11,12 +11,14 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use rand_core::TryCryptoRng;
+use secrecy::ExposeSecret;
 use zeroize::Zeroizing;
 
 use crate::context::{Binding, EncryptionContext};
-use crate::envelope::{Sealer, check_own_wrapped, open_payload, verify_data_key, wrapped_refs};
+use crate::crypto::PayloadCipher;
+use crate::envelope::{Sealer, check_own_wrapped, full_context, open_payload, verify_data_key, wrapped_refs};
 use crate::error::{Error, ProviderError};
-use crate::format::{self, Limits, MESSAGE_ID_LEN, SegmentSize, Segments};
+use crate::format::{self, Header, Limits, MESSAGE_ID_LEN, SegmentSize, Segments};
 use crate::keys::{DATA_KEY_LEN, DataKey, os_random, rng_random};
 use crate::provider::AsyncKeyEncryptionProvider;
 use crate::suite::Suite;
@@ -152,29 +154,41 @@ impl<'p> AsyncSealer<'p> {
         let binding = Binding::from_encoded(sealer.suite_ref(), &binding_bytes);
         let mut message_id = [0u8; MESSAGE_ID_LEN];
         let mut wrapped = Vec::with_capacity(self.providers.len());
-        let dek = match first.generate_data_key_async(binding).await? {
-            Some((dek, w)) => {
-                random(&mut message_id)?;
-                wrapped.push(w);
-                dek
+        // One data key, filled in place and never moved: this future's state
+        // may live on the heap (a spawned task), and a moved-from key would
+        // stay there unzeroized. It is zeroized where it lies when dropped.
+        let mut dek = DataKey::zeroed();
+        // Secrets are borrowed, never moved, and dropped in place at the end
+        // of blocks without an await in them.
+        let offered = {
+            let generated = first.generate_data_key_async(binding).await?;
+            match &generated {
+                Some((key, w)) => {
+                    dek.bytes_mut().copy_from_slice(key.expose_secret());
+                    wrapped.push(w.clone());
+                    true
+                }
+                None => false,
             }
-            None => {
+        };
+        if offered {
+            random(&mut message_id)?;
+        } else {
+            {
                 // One draw for key and message id, as the sync sealer does.
                 let mut draw = Zeroizing::new([0u8; DATA_KEY_LEN + MESSAGE_ID_LEN]);
                 random(draw.as_mut_slice())?;
                 let (k, m) = draw.split_at(DATA_KEY_LEN);
-                let mut dek = DataKey::zeroed();
                 dek.bytes_mut().copy_from_slice(k);
                 message_id.copy_from_slice(m);
-                wrapped.push(first.wrap_async(&dek, binding).await?);
-                dek
             }
-        };
+            wrapped.push(first.wrap_async(&dek, binding).await?);
+        }
         for p in others {
             wrapped.push(p.wrap_async(&dek, binding).await?);
         }
         check_own_wrapped(&self.providers, &wrapped)?;
-        let prepared = sealer.finish_prepare(context, dek, message_id, wrapped)?;
+        let prepared = sealer.finish_prepare(context, &dek, message_id, wrapped)?;
         Ok((sealer, prepared))
     }
 }
@@ -238,22 +252,42 @@ impl<'p> AsyncOpener<'p> {
         Ok(out)
     }
 
+    /// Opens `envelope` and also returns the whole authenticated context; see
+    /// [`Opener::open_with_context`](crate::Opener::open_with_context).
+    pub async fn open_with_context(
+        &self,
+        envelope: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, EncryptionContext), Error> {
+        let plaintext = self.open(envelope, context).await?;
+        let (h, _) = format::parse(envelope, &self.limits)?;
+        Ok((plaintext, full_context(&h, context)?))
+    }
+
     /// Opens `envelope` and appends the plaintext to `out`. On error `out` is
     /// unchanged (anything written is zeroized first).
     pub async fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         let (h, payload) = format::parse(envelope, &self.limits)?;
         let segs = Segments::for_payload(payload.len(), h.segment_size, h.len)?;
+        let cipher = self.unlock(&h, context).await?;
+        open_payload(&cipher, segs, payload, 1, out)
+    }
+
+    /// Reconciles the context, unwraps the data key with the first matching
+    /// provider that can, and authenticates the header: as
+    /// [`Opener`](crate::Opener) does, with the unwraps awaited.
+    async fn unlock(&self, h: &Header<'_>, context: &EncryptionContext) -> Result<PayloadCipher, Error> {
         let binding_bytes = context.reconcile(h.context, h.suite, self.strict_context)?;
         let binding = Binding::from_encoded(h.suite, &binding_bytes);
         let mut attempts = 0usize;
         let mut last: Option<ProviderError> = None;
         let mut wrong_key = false;
-        for w in wrapped_refs(&h) {
+        for w in wrapped_refs(h) {
             for provider in self.providers.iter().filter(|p| p.matches(w)) {
                 attempts = attempts.saturating_add(1);
                 match provider.unwrap_async(w, binding).await {
-                    Ok(dek) => match verify_data_key(&h, dek)? {
-                        Some(cipher) => return open_payload(&cipher, segs, payload, 1, out),
+                    Ok(dek) => match verify_data_key(h, &dek)? {
+                        Some(cipher) => return Ok(cipher),
                         // Not this envelope's data key: try the others.
                         None => wrong_key = true,
                     },
@@ -265,5 +299,80 @@ impl<'p> AsyncOpener<'p> {
             return Err(Error::Authentication);
         }
         Err(Error::NoProviderCouldUnwrap { attempts, source: last })
+    }
+}
+
+#[cfg(feature = "tokio")]
+mod streams {
+    use std::io;
+    use std::vec::Vec;
+
+    use rand_core::TryCryptoRng;
+    use tokio::io::{AsyncRead, AsyncWrite};
+
+    use super::{AsyncOpener, AsyncSealer};
+    use crate::context::EncryptionContext;
+    use crate::keys::{os_random, rng_random};
+    use crate::stream::{ParseStep, io_error, parse_step};
+    use crate::stream_async::{AsyncDecryptor, AsyncEncryptor, fill};
+
+    impl AsyncSealer<'_> {
+        /// Starts a streaming encryption into `writer`, the data key wrapped
+        /// by the async providers (awaited); the header is written before
+        /// this returns. See [`AsyncEncryptor`] for how to end the stream.
+        pub async fn async_encryptor<W: AsyncWrite + Unpin>(
+            &self,
+            writer: W,
+            context: &EncryptionContext,
+        ) -> io::Result<AsyncEncryptor<W>> {
+            let (sealer, prepared) = self.prepare(context, os_random).await.map_err(io_error)?;
+            let mut header = Vec::new();
+            let (cipher, size) = sealer
+                .start_prepared(prepared, context, &mut header)
+                .map_err(io_error)?;
+            AsyncEncryptor::from_header(writer, &header, cipher, size).await
+        }
+
+        /// [`async_encryptor`](Self::async_encryptor) drawing the data key
+        /// and message id from `rng` (see [`Sealer::seal_with_rng`](crate::Sealer::seal_with_rng)).
+        pub async fn async_encryptor_with_rng<W: AsyncWrite + Unpin, R: TryCryptoRng + Send + ?Sized>(
+            &self,
+            rng: &mut R,
+            writer: W,
+            context: &EncryptionContext,
+        ) -> io::Result<AsyncEncryptor<W>> {
+            let (sealer, prepared) = self.prepare(context, |b| rng_random(rng, b)).await.map_err(io_error)?;
+            let mut header = Vec::new();
+            let (cipher, size) = sealer
+                .start_prepared(prepared, context, &mut header)
+                .map_err(io_error)?;
+            AsyncEncryptor::from_header(writer, &header, cipher, size).await
+        }
+    }
+
+    impl AsyncOpener<'_> {
+        /// Reads the header from `reader`, unwraps the data key with the
+        /// async providers (awaited), authenticates the header and returns a
+        /// decryptor for the payload. The header is read incrementally, never
+        /// more than the header limit plus one byte before it parses.
+        pub async fn async_decryptor<R: AsyncRead + Unpin>(
+            &self,
+            mut reader: R,
+            context: &EncryptionContext,
+        ) -> io::Result<AsyncDecryptor<R>> {
+            let mut buf: Vec<u8> = Vec::with_capacity(1024);
+            let mut eof = false;
+            loop {
+                let want = match parse_step(&self.limits, &buf, eof).map_err(io_error)? {
+                    ParseStep::Parsed(h) => {
+                        let cipher = self.unlock(&h, context).await.map_err(io_error)?;
+                        let (header_len, size) = (h.len, h.segment_size);
+                        return Ok(AsyncDecryptor::from_parts(reader, cipher, header_len, size, buf));
+                    }
+                    ParseStep::Read(want) => want,
+                };
+                eof = fill(&mut reader, &mut buf, want).await?;
+            }
+        }
     }
 }

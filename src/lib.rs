@@ -67,10 +67,18 @@
 //!   `AsyncRead` (the io traits only; lockbox starts no runtime).
 //!   Without it the crate is `no_std` + `alloc`; on targets without an OS,
 //!   configure getrandom's custom backend to supply randomness.
+//! - `pkcs11`: `pkcs11::Pkcs11Kek`, a KEK that never leaves a PKCS#11
+//!   token (an HSM; SoftHSM2 for tests), through `cryptoki`.
 //! - `aws-kms`: `aws_kms::AwsKms`, AWS KMS as an async provider
 //!   (`Encrypt` / `Decrypt` / `GenerateDataKey` / `ReEncrypt`).
 //! - `vault`: `vault::VaultTransit`, Vault / OpenBao Transit as an async
 //!   provider, with server-side rewrap.
+//! - `testing`: the `testing` module, the provider conformance suite every provider
+//!   should pass, and the switch that lets service-backed tests skip or fail.
+//!
+//! [`AsyncSealer`] and [`AsyncOpener`] take
+//! [`AsyncKeyEncryptionProvider`]s (network key stores) and produce the same
+//! envelopes as [`Sealer`] and [`Opener`]; lockbox never calls `block_on`.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -97,6 +105,9 @@ pub mod fuzzing;
 pub mod hazmat;
 mod keys;
 mod local;
+#[cfg(feature = "pkcs11")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
+pub mod pkcs11;
 mod provider;
 #[cfg(any(feature = "aws-kms", feature = "vault"))]
 mod remote;
@@ -106,6 +117,7 @@ mod stream;
 mod stream_async;
 mod suite;
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 #[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]

@@ -5,6 +5,7 @@ use alloc::sync::Arc;
 use core::fmt::Debug;
 use core::future::Future;
 use core::pin::Pin;
+use core::task::Poll;
 
 use crate::context::Binding;
 use crate::error::ProviderError;
@@ -156,6 +157,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// implements [`ProviderIdentity`] and this trait alone. Same contract as the
 /// sync trait: bind every wrap to the [`Binding`]. The methods carry an
 /// `_async` suffix so that both traits can be in scope without ambiguity.
+///
+/// The returned futures live on the heap: an implementation should produce a
+/// [`DataKey`] in the step that returns it, not keep it in the future's state
+/// across an `.await` (moving it out would leave an unzeroized copy there).
 pub trait AsyncKeyEncryptionProvider: ProviderIdentity {
     /// See [`KeyEncryptionProvider::wrap`].
     fn wrap_async<'a>(
@@ -191,32 +196,42 @@ pub trait AsyncKeyEncryptionProvider: ProviderIdentity {
     }
 }
 
+// The futures compute their result when polled and hand it straight back:
+// `core::future::ready(value)` would keep the value (a data key, on unwrap and
+// generate) inside the boxed future, and moving it out would leave a copy in
+// the heap block that is freed without being zeroized.
 impl<T: KeyEncryptionProvider + ?Sized> AsyncKeyEncryptionProvider for T {
     fn wrap_async<'a>(
         &'a self,
         dek: &'a DataKey,
         binding: Binding<'a>,
     ) -> BoxFuture<'a, Result<WrappedKey, ProviderError>> {
-        Box::pin(core::future::ready(self.wrap(dek, binding)))
+        Box::pin(core::future::poll_fn(move |_| Poll::Ready(self.wrap(dek, binding))))
     }
     fn unwrap_async<'a>(
         &'a self,
         wrapped: WrappedKeyRef<'a>,
         binding: Binding<'a>,
     ) -> BoxFuture<'a, Result<DataKey, ProviderError>> {
-        Box::pin(core::future::ready(self.unwrap(wrapped, binding)))
+        Box::pin(core::future::poll_fn(move |_| {
+            Poll::Ready(self.unwrap(wrapped, binding))
+        }))
     }
     fn generate_data_key_async<'a>(
         &'a self,
         binding: Binding<'a>,
     ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
-        Box::pin(core::future::ready(self.generate_data_key(binding)))
+        Box::pin(core::future::poll_fn(move |_| {
+            Poll::Ready(self.generate_data_key(binding))
+        }))
     }
     fn rewrap_async<'a>(
         &'a self,
         wrapped: WrappedKeyRef<'a>,
         binding: Binding<'a>,
     ) -> BoxFuture<'a, Result<Option<WrappedKey>, ProviderError>> {
-        Box::pin(core::future::ready(self.rewrap(wrapped, binding)))
+        Box::pin(core::future::poll_fn(move |_| {
+            Poll::Ready(self.rewrap(wrapped, binding))
+        }))
     }
 }

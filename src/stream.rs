@@ -282,15 +282,39 @@ pub(crate) enum HeaderStep {
 
 /// One step of reading a header from a stream (shared by the sync and async
 /// decryptors): authenticates it once `buf` holds all of it, or says how many
-/// bytes to buffer next, growing geometrically and never past one byte more
-/// than the header limit (the parser then reports the limit).
+/// bytes to buffer next (see [`parse_step`]).
 pub(crate) fn header_step(
     opener: &Opener<'_>,
     buf: &[u8],
     eof: bool,
     context: &EncryptionContext,
 ) -> Result<HeaderStep, Error> {
-    let limits = opener.limits_ref();
+    match parse_step(opener.limits_ref(), buf, eof)? {
+        ParseStep::Parsed(h) => {
+            let cipher = opener.unlock_header(&h, context)?;
+            Ok(HeaderStep::Ready {
+                cipher,
+                header_len: h.len,
+                segment: h.segment_size,
+            })
+        }
+        ParseStep::Read(want) => Ok(HeaderStep::Read(want)),
+    }
+}
+
+/// What parsing a header from a stream found.
+pub(crate) enum ParseStep<'a> {
+    /// The header is complete and well formed (not yet authenticated).
+    Parsed(format::Header<'a>),
+    /// Have this many bytes buffered, then try again.
+    Read(usize),
+}
+
+/// Parses a header from the bytes read so far, or says how many bytes to
+/// buffer next, growing geometrically and never past one byte more than the
+/// header limit (the parser then reports the limit). Shared by the sync and
+/// async openers' streams.
+pub(crate) fn parse_step<'a>(limits: &format::Limits, buf: &'a [u8], eof: bool) -> Result<ParseStep<'a>, Error> {
     match format::parse(buf, limits) {
         Ok((h, _)) => {
             if h.segment_size.bytes() > limits.max_segment_size() {
@@ -299,12 +323,7 @@ pub(crate) fn header_step(
                     max: limits.max_segment_size(),
                 });
             }
-            let cipher = opener.unlock_header(&h, context)?;
-            Ok(HeaderStep::Ready {
-                cipher,
-                header_len: h.len,
-                segment: h.segment_size,
-            })
+            Ok(ParseStep::Parsed(h))
         }
         Err(Error::Malformed { what: "truncated", .. }) if !eof => {
             let want = buf
@@ -319,7 +338,7 @@ pub(crate) fn header_step(
                     max: limits.max_header_len(),
                 });
             }
-            Ok(HeaderStep::Read(want))
+            Ok(ParseStep::Read(want))
         }
         Err(e) => Err(e),
     }

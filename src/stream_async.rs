@@ -6,7 +6,10 @@
 //! `poll_*` methods, and the cryptography is bounded per segment. The one
 //! synchronous step is the provider call that wraps (on seal) or unwraps (on
 //! open) the data key, made inside the constructor's future; see
-//! [`Sealer::async_encryptor`] and [`Opener::async_decryptor`].
+//! [`Sealer::async_encryptor`] and [`Opener::async_decryptor`]. With
+//! [`AsyncSealer::async_encryptor`](crate::AsyncSealer::async_encryptor) and
+//! [`AsyncOpener::async_decryptor`](crate::AsyncOpener::async_decryptor) that
+//! call is awaited too, for providers that are async.
 
 use core::pin::Pin;
 use core::task::{Context, Poll, ready};
@@ -110,9 +113,9 @@ impl Sealer<'_> {
     /// [`wrap`](crate::KeyEncryptionProvider::wrap), called inside this
     /// future: CPU only and brief for a [`LocalKek`](crate::LocalKek), but a
     /// provider that blocks on network I/O blocks the thread polling it.
-    /// Entry points taking an
-    /// [`AsyncKeyEncryptionProvider`](crate::AsyncKeyEncryptionProvider) come
-    /// with key-store support.
+    /// For a network key store, use
+    /// [`AsyncSealer::async_encryptor`](crate::AsyncSealer::async_encryptor),
+    /// which awaits an [`AsyncKeyEncryptionProvider`](crate::AsyncKeyEncryptionProvider).
     pub async fn async_encryptor<W: AsyncWrite + Unpin>(
         &self,
         writer: W,
@@ -136,13 +139,24 @@ impl Sealer<'_> {
 impl<W: AsyncWrite + Unpin> AsyncEncryptor<W> {
     async fn start(
         sealer: &Sealer<'_>,
-        mut writer: W,
+        writer: W,
         context: &EncryptionContext,
         random: impl FnMut(&mut [u8]) -> Result<(), Error>,
     ) -> io::Result<Self> {
         let mut header = Vec::new();
         let (cipher, size) = sealer.start(context, random, &mut header).map_err(io_error)?;
-        writer.write_all(&header).await?;
+        Self::from_header(writer, &header, cipher, size).await
+    }
+
+    /// Writes the complete `header` and returns an encryptor for the payload
+    /// (shared with [`AsyncSealer`](crate::AsyncSealer)'s streams).
+    pub(crate) async fn from_header(
+        mut writer: W,
+        header: &[u8],
+        cipher: PayloadCipher,
+        size: crate::format::SegmentSize,
+    ) -> io::Result<Self> {
+        writer.write_all(header).await?;
         let segment = size.bytes();
         let capacity = segment.saturating_add(TAG_LEN);
         Ok(Self {
@@ -372,9 +386,9 @@ impl Opener<'_> {
     /// provider's synchronous [`unwrap`](crate::KeyEncryptionProvider::unwrap),
     /// called inside this future: CPU only and brief for a
     /// [`LocalKek`](crate::LocalKek), but a provider that blocks on network
-    /// I/O blocks the thread polling it. Entry points taking an
-    /// [`AsyncKeyEncryptionProvider`](crate::AsyncKeyEncryptionProvider) come
-    /// with key-store support.
+    /// I/O blocks the thread polling it. For a network key store, use
+    /// [`AsyncOpener::async_decryptor`](crate::AsyncOpener::async_decryptor),
+    /// which awaits an [`AsyncKeyEncryptionProvider`](crate::AsyncKeyEncryptionProvider).
     pub async fn async_decryptor<R: AsyncRead + Unpin>(
         &self,
         mut reader: R,
@@ -392,8 +406,23 @@ impl Opener<'_> {
                 HeaderStep::Read(want) => eof = fill(&mut reader, &mut buf, want).await?,
             }
         };
+        Ok(AsyncDecryptor::from_parts(reader, cipher, header_len, size, buf))
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncDecryptor<R> {
+    /// A decryptor for the payload after an authenticated header: `buf`
+    /// holds what was read so far, the header's `header_len` bytes first
+    /// (shared with [`AsyncOpener`](crate::AsyncOpener)'s streams).
+    pub(crate) fn from_parts(
+        reader: R,
+        cipher: PayloadCipher,
+        header_len: usize,
+        size: crate::format::SegmentSize,
+        buf: Vec<u8>,
+    ) -> Self {
         let have = buf.len();
-        Ok(AsyncDecryptor {
+        AsyncDecryptor {
             inner: reader,
             cipher,
             segment: size.bytes(),
@@ -406,13 +435,13 @@ impl Opener<'_> {
             index: 0,
             finished: false,
             failed: false,
-        })
+        }
     }
 }
 
 /// Reads into `buf` until it holds `want` bytes or the reader ends; returns
 /// whether it ended.
-async fn fill<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>, want: usize) -> io::Result<bool> {
+pub(crate) async fn fill<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>, want: usize) -> io::Result<bool> {
     let start = buf.len();
     buf.resize(want.max(start), 0);
     let mut have = start;

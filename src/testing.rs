@@ -51,6 +51,7 @@ use core::fmt;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
+use std::io::Write as _;
 
 use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
 use secrecy::ExposeSecret;
@@ -160,7 +161,8 @@ impl core::error::Error for ConformanceFailure {}
 /// - Unset or empty, and [`LOCKBOX_REQUIRE_SERVICES`](REQUIRE_SERVICES_VAR)
 ///   is `1`: **panics**, failing the calling test (CI must not skip).
 /// - Unset or empty otherwise: prints why the test is skipped to stderr and
-///   returns `None`; the test should return.
+///   returns `None`; the test should return. The line goes to the
+///   process's stderr directly, so `cargo test` shows it without `--nocapture`.
 ///
 /// ```
 /// fn my_kms_test() {
@@ -170,7 +172,7 @@ impl core::error::Error for ConformanceFailure {}
 /// }
 /// # if std::env::var("LOCKBOX_REQUIRE_SERVICES").as_deref() != Ok("1") { my_kms_test() }
 /// ```
-#[allow(clippy::panic, clippy::print_stderr)]
+#[allow(clippy::panic)]
 pub fn service_env(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
@@ -179,7 +181,10 @@ pub fn service_env(var: &str) -> Option<String> {
              `bash scripts/services.sh start` and `source \"$(bash scripts/services.sh env)\"`"
         ),
         _ => {
-            eprintln!(
+            // Straight to the process's stderr, past the test harness's
+            // output capture, so the skip shows in a plain `cargo test`.
+            let _ = writeln!(
+                std::io::stderr(),
                 "skipped: {var} is not set (start the services with `bash scripts/services.sh start` and \
                  `source \"$(bash scripts/services.sh env)\"`, or set {REQUIRE_SERVICES_VAR}=1 to make this a failure)"
             );
@@ -380,7 +385,10 @@ fn check_matches(
         return fail("the provider matches a key wrapped by `other_key` (a different key)".into());
     }
     if other.matches(own.as_ref()) {
-        return fail("`other_key` matches a key wrapped by the provider (a different key)".into());
+        return fail(
+            "`other_key` matches a key wrapped by the provider (is `other_key` configured with a different key?)"
+                .into(),
+        );
     }
     if !other.matches(others.as_ref()) {
         return fail("`other_key` does not match its own wrapped key".into());
@@ -480,6 +488,23 @@ fn expect_failure(
     }
 }
 
+/// An error and its sources, joined by `: ` (for failure reasons).
+fn chain(e: &(dyn core::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    let mut depth = 0u8;
+    while let Some(s) = cur {
+        depth = depth.saturating_add(1);
+        if depth > 8 {
+            break;
+        }
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
 fn check_error_names(provider_id: &str, what: &str, e: &ProviderError) -> Result<(), ConformanceFailure> {
     if e.provider_id() == provider_id {
         Ok(())
@@ -540,8 +565,9 @@ fn expect_open_failure(
                 Err(ConformanceFailure::new(
                     check,
                     format!(
-                        "opening with {what}: provider error of kind {:?}, expected one of {kinds:?} ({p})",
-                        p.kind()
+                        "opening with {what}: provider error of kind {:?}, expected one of {kinds:?} ({})",
+                        p.kind(),
+                        chain(p)
                     ),
                 ))
             }
@@ -632,23 +658,25 @@ pub fn check_provider(
     // round_trip
     let w = provider
         .wrap(&dek, b)
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("wrap failed: {e}")))?;
+        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("wrap failed: {}", chain(&e))))?;
     t.debug("a wrapped key's Debug", &w);
     t.debug("the provider's Debug after a wrap", &provider);
     check_wrapped_identity(provider, "wrap", &w)?;
     let back = provider
         .unwrap(w.as_ref(), b)
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a fresh wrap failed: {e}")))?;
+        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a fresh wrap failed: {}", chain(&e))))?;
     t.debug("the provider's Debug after an unwrap", &provider);
     same_key(ROUND_TRIP, "unwrap of a fresh wrap", &back, &dek)?;
     for suite in Suite::ALL {
         let env = Sealer::new(provider)
             .suite(suite)
             .seal(b"conformance round trip", &f.ctx)
-            .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("seal with {} failed: {e}", suite.name())))?;
-        let pt = Opener::new(provider)
-            .open(&env, &f.ctx)
-            .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("open with {} failed: {e}", suite.name())))?;
+            .map_err(|e| {
+                ConformanceFailure::new(ROUND_TRIP, format!("seal with {} failed: {}", suite.name(), chain(&e)))
+            })?;
+        let pt = Opener::new(provider).open(&env, &f.ctx).map_err(|e| {
+            ConformanceFailure::new(ROUND_TRIP, format!("open with {} failed: {}", suite.name(), chain(&e)))
+        })?;
         if pt != b"conformance round trip" {
             return Err(ConformanceFailure::new(ROUND_TRIP, "open returned other plaintext"));
         }
@@ -885,14 +913,14 @@ pub async fn check_async_provider(
     let w = provider
         .wrap_async(&dek, b)
         .await
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("wrap failed: {e}")))?;
+        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("wrap failed: {}", chain(&e))))?;
     t.debug("a wrapped key's Debug", &w);
     t.debug("the provider's Debug after a wrap", &provider);
     check_wrapped_identity(provider, "wrap", &w)?;
     let back = provider
         .unwrap_async(w.as_ref(), b)
         .await
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a fresh wrap failed: {e}")))?;
+        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a fresh wrap failed: {}", chain(&e))))?;
     t.debug("the provider's Debug after an unwrap", &provider);
     same_key(ROUND_TRIP, "unwrap of a fresh wrap", &back, &dek)?;
     for suite in Suite::ALL {
@@ -900,11 +928,15 @@ pub async fn check_async_provider(
             .suite(suite)
             .seal(b"conformance round trip", &f.ctx)
             .await
-            .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("seal with {} failed: {e}", suite.name())))?;
+            .map_err(|e| {
+                ConformanceFailure::new(ROUND_TRIP, format!("seal with {} failed: {}", suite.name(), chain(&e)))
+            })?;
         let pt = crate::AsyncOpener::new(provider)
             .open(&env, &f.ctx)
             .await
-            .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("open with {} failed: {e}", suite.name())))?;
+            .map_err(|e| {
+                ConformanceFailure::new(ROUND_TRIP, format!("open with {} failed: {}", suite.name(), chain(&e)))
+            })?;
         if pt != b"conformance round trip" {
             return Err(ConformanceFailure::new(ROUND_TRIP, "open returned other plaintext"));
         }

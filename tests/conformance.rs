@@ -493,3 +493,13 @@ fn service_env_fails_the_test_when_services_are_required() {
         );
     }
 }
+
+#[test]
+fn the_same_key_as_other_key_is_reported_as_such() {
+    let kek = LocalKek::generate().unwrap();
+    let same =
+        lockbox::hazmat::local_kek_from_base64(lockbox::hazmat::local_kek_to_base64(&kek).expose_secret()).unwrap();
+    let f = check_provider(&kek, &same).unwrap_err();
+    assert_eq!(f.check(), "matches", "{f}");
+    assert!(f.reason().contains("different key"), "{f}");
+}

@@ -7,8 +7,8 @@
 # LOCKBOX_TEST_PKCS11_TOKEN_LABEL, LOCKBOX_TEST_PKCS11_KEY_LABEL (the KEK),
 # LOCKBOX_TEST_PKCS11_KEY_ID (its CKA_ID, hex), LOCKBOX_TEST_PKCS11_OTHER_KEY_LABEL
 # (a second KEK), LOCKBOX_TEST_PKCS11_EXTRACTABLE_KEY_LABEL,
-# LOCKBOX_TEST_PKCS11_NOT_SENSITIVE_KEY_LABEL, LOCKBOX_TEST_PKCS11_AES128_KEY_LABEL
-# (keys the provider must refuse), SOFTHSM2_CONF.
+# LOCKBOX_TEST_PKCS11_NOT_SENSITIVE_KEY_LABEL, LOCKBOX_TEST_PKCS11_AES128_KEY_LABEL,
+# LOCKBOX_TEST_PKCS11_PUBLIC_KEY_LABEL (keys the provider must refuse), SOFTHSM2_CONF.
 
 # Pinned Debian (bookworm) versions; the glob admits the distribution's
 # security rebuilds of the same upstream release.
@@ -56,13 +56,15 @@ CONF
       --keygen --key-type "$type" --label "$label" --id "$id" "$@" >/dev/null 2>"$dir/keygen.log" ||
       { cat "$dir/keygen.log" >&2; svc_die "pkcs11-tool --keygen $label failed"; }
   }
-  # The KEKs: sensitive, never extractable (pkcs11-tool's default), AES-256.
-  keygen lockbox-kek 6c6b01 AES:32 --sensitive
-  keygen lockbox-kek-other 6c6b02 AES:32 --sensitive
+  # The KEKs: private (usable only after login), sensitive, never extractable
+  # (pkcs11-tool's default), AES-256.
+  keygen lockbox-kek 6c6b01 AES:32 --private --sensitive
+  keygen lockbox-kek-other 6c6b02 AES:32 --private --sensitive
   # Keys the provider must refuse.
-  keygen lockbox-kek-extractable 6c6b03 AES:32 --sensitive --extractable
-  keygen lockbox-kek-not-sensitive 6c6b04 AES:32
-  keygen lockbox-kek-aes128 6c6b05 AES:16 --sensitive
+  keygen lockbox-kek-extractable 6c6b03 AES:32 --private --sensitive --extractable
+  keygen lockbox-kek-not-sensitive 6c6b04 AES:32 --private
+  keygen lockbox-kek-aes128 6c6b05 AES:16 --private --sensitive
+  keygen lockbox-kek-public 6c6b06 AES:32 --sensitive
 
   svc_export SOFTHSM2_CONF "$SOFTHSM2_CONF"
   svc_export LOCKBOX_TEST_PKCS11_MODULE "$module"
@@ -74,6 +76,7 @@ CONF
   svc_export LOCKBOX_TEST_PKCS11_EXTRACTABLE_KEY_LABEL lockbox-kek-extractable
   svc_export LOCKBOX_TEST_PKCS11_NOT_SENSITIVE_KEY_LABEL lockbox-kek-not-sensitive
   svc_export LOCKBOX_TEST_PKCS11_AES128_KEY_LABEL lockbox-kek-aes128
+  svc_export LOCKBOX_TEST_PKCS11_PUBLIC_KEY_LABEL lockbox-kek-public
   svc_log "softhsm: token \"$token\" in $dir"
 }
 

@@ -14,7 +14,8 @@
 //! - a: local KEKs: built from bytes, used, dropped; exported as base64; loaded
 //!   from a key file; written to a key file; loaded from the environment.
 //! - b: data keys: a `DataKey` dropped; the DEK of an envelope (drawn from a
-//!   deterministic RNG, so it is a known pattern) after sealing and opening.
+//!   deterministic RNG, so it is a known pattern) after sealing and opening,
+//!   through the sync and the async entry points.
 //! - c: scanner self-checks: a plain `Vec` holding a pattern, freed without
 //!   zeroizing (and one moved by `realloc`), must be reported. If they are
 //!   not, every other result is meaningless, and the run fails.
@@ -672,6 +673,70 @@ fn envelope_dek() -> Result<(), String> {
     expect_clean("KEK bytes", pk)
 }
 
+/// Polls a future that must complete without waiting: lockbox's async seal
+/// and open over a sync provider (whose futures are ready at once) do.
+fn ready<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
+    let mut f = std::pin::pin!(f);
+    match f
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(v) => Ok(v),
+        std::task::Poll::Pending => Err("a lockbox future over a sync provider was not ready".into()),
+    }
+}
+
+/// b3: as b2, through `AsyncSealer` and `AsyncOpener`; with `boxed`, their
+/// futures live on the heap (as a spawned task's do), with a second provider
+/// so the data key is held across several awaits.
+fn envelope_dek_async(boxed: bool) -> Result<(), String> {
+    let dek: [u8; 32] = pattern(0xB5);
+    let message_id: [u8; 32] = pattern(0xB6);
+    let kek_bytes: [u8; 32] = pattern(0xB7);
+    let pd = register(&dek);
+    let pk = register(&kek_bytes);
+    let drawn;
+    {
+        let probe = Box::new(Probe {
+            inner: kek_from(kek_bytes),
+            expected_dek: pd,
+            saw_expected: AtomicBool::new(false),
+        });
+        let mut head = [0u8; 64];
+        head[..32].copy_from_slice(&dek);
+        head[32..].copy_from_slice(&message_id);
+        let mut rng = FixedRng { head, drawn: 0 };
+        let ctx = ctx()?;
+        let msg = b"sealed under a known data key, asynchronously";
+        let second = Box::new(kek_from(pattern(0xB8)));
+        let mut sealer = lockbox::AsyncSealer::new(&probe.inner).segment_size(SegmentSize::MIN);
+        if boxed {
+            sealer = sealer.also_wrap_with(&*second);
+        }
+        let seal = sealer.seal_with_rng(&mut rng, msg, &ctx);
+        let env = if boxed {
+            ready(Box::pin(seal))?
+        } else {
+            ready(seal)?
+        };
+        let env = lb(env, "async seal_with_rng")?;
+        drawn = rng.drawn;
+        let opener = lockbox::AsyncOpener::new(&*probe);
+        let open = opener.open(&env, &ctx);
+        let pt = if boxed { ready(Box::pin(open))? } else { ready(open)? };
+        let pt = lb(pt, "async open")?;
+        ensure(pt == msg, "async open returned other bytes")?;
+        ensure(
+            probe.saw_expected.load(Ordering::Relaxed),
+            "the unwrapped DEK is not the registered pattern",
+        )?;
+        black_box(&probe);
+    }
+    ensure(drawn == 64, &format!("seal drew {drawn} RNG bytes, expected 64"))?;
+    expect_clean("envelope DEK (async path)", pd)?;
+    expect_clean("KEK bytes", pk)
+}
+
 /// c1: a plain `Vec` holding a pattern, dropped without zeroizing, MUST be
 /// reported.
 fn self_check_dealloc() -> Result<(), String> {
@@ -916,6 +981,14 @@ fn main() {
     r.run(
         "b2 envelope DEK after seal_with_rng and open: no DEK bytes",
         envelope_dek,
+    );
+    r.run(
+        "b3 envelope DEK after AsyncSealer::seal_with_rng and AsyncOpener::open: no DEK bytes",
+        || envelope_dek_async(false),
+    );
+    r.run(
+        "b4 as b3, futures boxed, two providers: no DEK bytes",
+        || envelope_dek_async(true),
     );
     r.run(
         "d1 open_to, last segment tampered: Err, Vec == prefix, no plaintext",
