@@ -262,10 +262,18 @@ impl AwsKms {
 
     /// Like [`new`](Self::new), with a client built elsewhere (for example
     /// with `aws-config`'s credential chain).
+    ///
+    /// The ARN's region must be the client's region (KMS refuses a key ARN
+    /// of another region; use the replica's ARN for a multi-Region key).
     pub fn from_client(client: aws_sdk_kms::Client, key_arn: &str) -> Result<Self, Error> {
-        if !is_key_arn(key_arn) {
+        let Some(arn_region) = key_arn_region(key_arn) else {
             return Err(Error::InvalidArgument {
                 what: "AWS KMS key must be given as a full key ARN (arn:...:kms:...:key/...)",
+            });
+        };
+        if client.config().region().is_some_and(|r| r.as_ref() != arn_region) {
+            return Err(Error::InvalidArgument {
+                what: "AWS KMS key ARN names another region than the client's",
             });
         }
         Ok(Self {
@@ -513,16 +521,22 @@ fn check_ca_pem(pem: &[u8]) -> Result<(), Error> {
     certs.into_iter().try_for_each(|c| roots.add(c).map_err(|_| BAD))
 }
 
-/// `arn:<partition>:kms:<region>:<account>:key/<id>`.
-fn is_key_arn(s: &str) -> bool {
+/// The region of a key ARN `arn:<partition>:kms:<region>:<account>:key/<id>`,
+/// or `None` if `s` is not one.
+fn key_arn_region(s: &str) -> Option<&str> {
     let mut parts = s.splitn(6, ':');
     let fields: [Option<&str>; 6] = core::array::from_fn(|_| parts.next());
-    matches!(
-        fields,
+    match fields {
         [Some("arn"), Some(p), Some("kms"), Some(r), Some(a), Some(res)]
-            if !p.is_empty() && !r.is_empty() && !a.is_empty()
-                && res.strip_prefix("key/").is_some_and(|id| !id.is_empty())
-    )
+            if !p.is_empty()
+                && !r.is_empty()
+                && !a.is_empty()
+                && res.strip_prefix("key/").is_some_and(|id| !id.is_empty()) =>
+        {
+            Some(r)
+        }
+        _ => None,
+    }
 }
 
 /// Maps an SDK error to a [`ProviderErrorKind`], keeping it as the source.
@@ -580,10 +594,14 @@ mod tests {
 
     #[test]
     fn key_arns_are_recognised() {
-        assert!(is_key_arn(
-            "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
-        ));
-        assert!(is_key_arn("arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/mrk-1"));
+        assert_eq!(
+            key_arn_region("arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            key_arn_region("arn:aws-us-gov:kms:us-gov-west-1:111122223333:key/mrk-1"),
+            Some("us-gov-west-1")
+        );
         for bad in [
             "alias/lockbox",
             "1234abcd-12ab-34cd-56ef-1234567890ab",
@@ -593,7 +611,7 @@ mod tests {
             "arn:aws:kms::111122223333:key/x",
             "",
         ] {
-            assert!(!is_key_arn(bad), "{bad}");
+            assert_eq!(key_arn_region(bad), None, "{bad}");
         }
     }
 
@@ -670,6 +688,7 @@ mod tests {
         assert!(AwsKms::new(&remote_http, arn).is_err());
         let ok = AwsKmsConfig::new("eu-west-1", "id", secret()).endpoint_url("http://127.0.0.1:1");
         assert!(AwsKms::new(&ok, "alias/lockbox").is_err());
+        assert!(AwsKms::new(&ok, "arn:aws:kms:us-east-1:111122223333:key/k").is_err());
         let kms = AwsKms::new(&ok, arn).unwrap();
         assert_eq!(kms.key_arn().as_str(), arn);
         assert!(!format!("{kms:?}").contains("\"s\""));
