@@ -304,6 +304,7 @@ impl<'p> AsyncOpener<'p> {
 
 #[cfg(feature = "tokio")]
 mod streams {
+    use std::boxed::Box;
     use std::io;
     use std::vec::Vec;
 
@@ -325,12 +326,7 @@ mod streams {
             writer: W,
             context: &EncryptionContext,
         ) -> io::Result<AsyncEncryptor<W>> {
-            let (sealer, prepared) = self.prepare(context, os_random).await.map_err(io_error)?;
-            let mut header = Vec::new();
-            let (cipher, size) = sealer
-                .start_prepared(prepared, context, &mut header)
-                .map_err(io_error)?;
-            AsyncEncryptor::from_header(writer, &header, cipher, size).await
+            self.start_stream(writer, context, os_random).await
         }
 
         /// [`async_encryptor`](Self::async_encryptor) drawing the data key
@@ -341,11 +337,26 @@ mod streams {
             writer: W,
             context: &EncryptionContext,
         ) -> io::Result<AsyncEncryptor<W>> {
-            let (sealer, prepared) = self.prepare(context, |b| rng_random(rng, b)).await.map_err(io_error)?;
+            self.start_stream(writer, context, |b| rng_random(rng, b)).await
+        }
+
+        async fn start_stream<W: AsyncWrite + Unpin>(
+            &self,
+            writer: W,
+            context: &EncryptionContext,
+            random: impl FnMut(&mut [u8]) -> Result<(), crate::Error> + Send,
+        ) -> io::Result<AsyncEncryptor<W>> {
             let mut header = Vec::new();
-            let (cipher, size) = sealer
-                .start_prepared(prepared, context, &mut header)
-                .map_err(io_error)?;
+            // The message keys are boxed in a block with no await after the
+            // one that prepares them, so no unboxed copy stays in this
+            // future's state (which may live on the heap).
+            let (cipher, size) = {
+                let (sealer, prepared) = self.prepare(context, random).await.map_err(io_error)?;
+                let (cipher, size) = sealer
+                    .start_prepared(prepared, context, &mut header)
+                    .map_err(io_error)?;
+                (Box::new(cipher), size)
+            };
             AsyncEncryptor::from_header(writer, &header, cipher, size).await
         }
     }

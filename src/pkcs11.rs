@@ -42,8 +42,16 @@
 //! in to the token (another provider, other code), the token accepts the
 //! login without checking the PIN.
 //!
-//! The PIN is a [`SecretString`]: zeroized on drop, never printed (`Debug`
-//! shows the module, token and key only). The module is loaded and
+//! The provider is synchronous: a call blocks its thread for one token
+//! operation (about 40 µs with SoftHSM2; a network round trip with a network
+//! HSM). Through the blanket implementation it is also an
+//! [`AsyncKeyEncryptionProvider`](crate::AsyncKeyEncryptionProvider), whose
+//! futures make that call when polled; with a network HSM, seal and open on a
+//! blocking pool (`tokio::task::spawn_blocking`) instead.
+//!
+//! The PIN is a [`SecretString`], kept for the provider's lifetime (to log
+//! in again), zeroized on drop and never printed (`Debug` shows the module,
+//! token and key only). The module is loaded and
 //! `C_Initialize`d once per process and never finalized.
 //!
 //! ```no_run
@@ -543,6 +551,12 @@ impl Pkcs11Kek {
     /// The label of the token holding the key.
     pub fn token_label(&self) -> &str {
         &self.token_label
+    }
+
+    /// The id of the slot holding the token (for
+    /// [`Pkcs11KekBuilder::slot`]; slot ids can change between runs).
+    pub fn slot_id(&self) -> u64 {
+        self.slot.id()
     }
 
     /// Runs `op` on an idle session (or a new one), logging in again once if

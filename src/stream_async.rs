@@ -13,6 +13,7 @@
 
 use core::pin::Pin;
 use core::task::{Context, Poll, ready};
+use std::boxed::Box;
 use std::io;
 use std::vec::Vec;
 
@@ -91,7 +92,9 @@ enum Phase {
 pub struct AsyncEncryptor<W: AsyncWrite + Unpin> {
     /// `None` only once [`finish`](Self::finish) has taken it.
     inner: Option<W>,
-    cipher: PayloadCipher,
+    /// Boxed so that moving the encryptor (out of the future that built it,
+    /// which may live on the heap) moves a pointer, not the key schedule.
+    cipher: Box<PayloadCipher>,
     segment: usize,
     /// Plaintext of the segment being filled; capacity segment + tag.
     buf: Vec<u8>,
@@ -144,7 +147,12 @@ impl<W: AsyncWrite + Unpin> AsyncEncryptor<W> {
         random: impl FnMut(&mut [u8]) -> Result<(), Error>,
     ) -> io::Result<Self> {
         let mut header = Vec::new();
-        let (cipher, size) = sealer.start(context, random, &mut header).map_err(io_error)?;
+        // Boxed in a block without an await: no unboxed copy of the key
+        // schedule is kept in this future's state.
+        let (cipher, size) = {
+            let (cipher, size) = sealer.start(context, random, &mut header).map_err(io_error)?;
+            (Box::new(cipher), size)
+        };
         Self::from_header(writer, &header, cipher, size).await
     }
 
@@ -153,7 +161,7 @@ impl<W: AsyncWrite + Unpin> AsyncEncryptor<W> {
     pub(crate) async fn from_header(
         mut writer: W,
         header: &[u8],
-        cipher: PayloadCipher,
+        cipher: Box<PayloadCipher>,
         size: crate::format::SegmentSize,
     ) -> io::Result<Self> {
         writer.write_all(header).await?;

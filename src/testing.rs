@@ -693,6 +693,16 @@ pub fn check_provider(
             .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a generated key failed: {e}")))?;
         same_key(ROUND_TRIP, "unwrap of a generated key", &back, gdek)?;
         no_clear_key(gw, gdek)?;
+        for (what, other) in &f.others {
+            let what = format!("a generated key unwrapped under {what}");
+            expect_auth_failure(
+                WRONG_CONTEXT,
+                pid,
+                &what,
+                provider.unwrap(gw.as_ref(), other.as_binding()),
+                &mut t,
+            )?;
+        }
     }
     let rewrapped = provider
         .rewrap(w.as_ref(), b)
@@ -955,6 +965,11 @@ pub async fn check_async_provider(
             .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a generated key failed: {e}")))?;
         same_key(ROUND_TRIP, "unwrap of a generated key", &back, gdek)?;
         no_clear_key(gw, gdek)?;
+        for (what, other) in &f.others {
+            let what = format!("a generated key unwrapped under {what}");
+            let r = provider.unwrap_async(gw.as_ref(), other.as_binding()).await;
+            expect_auth_failure(WRONG_CONTEXT, pid, &what, r, &mut t)?;
+        }
     }
     let rewrapped = provider
         .rewrap_async(w.as_ref(), b)

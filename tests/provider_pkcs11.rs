@@ -41,6 +41,7 @@ struct Token {
     not_sensitive: String,
     aes128: String,
     public: String,
+    duplicate: String,
 }
 
 fn token() -> Option<Token> {
@@ -56,6 +57,7 @@ fn token() -> Option<Token> {
         not_sensitive: service_env("LOCKBOX_TEST_PKCS11_NOT_SENSITIVE_KEY_LABEL")?,
         aes128: service_env("LOCKBOX_TEST_PKCS11_AES128_KEY_LABEL")?,
         public: service_env("LOCKBOX_TEST_PKCS11_PUBLIC_KEY_LABEL")?,
+        duplicate: service_env("LOCKBOX_TEST_PKCS11_DUPLICATE_KEY_LABEL")?,
     })
 }
 
@@ -244,6 +246,37 @@ fn an_aes_128_key_is_refused() {
 fn a_key_usable_without_login_is_refused() {
     let Some(t) = token() else { return };
     refused(t.builder().key_label(&t.public).open().unwrap_err(), "CKA_PRIVATE");
+}
+
+#[test]
+fn an_ambiguous_label_is_refused() {
+    let Some(t) = token() else { return };
+    refused(t.builder().key_label(&t.duplicate).open().unwrap_err(), "more than one");
+}
+
+#[test]
+fn the_token_can_be_selected_by_slot() {
+    let Some(t) = token() else { return };
+    let by_label = t.kek(&t.key);
+    let by_slot = Pkcs11Kek::builder(&t.module)
+        .slot(by_label.slot_id())
+        .pin(SecretString::from(t.pin.clone()))
+        .key_label(&t.key)
+        .open()
+        .unwrap();
+    assert_eq!(by_slot.token_label(), t.token);
+    let ctx = EncryptionContext::new();
+    let env = lockbox::seal(&by_label, b"slot", &ctx).unwrap();
+    assert_eq!(lockbox::open(&by_slot, &env, &ctx).unwrap(), b"slot");
+    // A slot that does not hold the labelled token.
+    let e = Pkcs11Kek::builder(&t.module)
+        .slot(by_label.slot_id())
+        .token_label("another-token")
+        .pin(SecretString::from(t.pin.clone()))
+        .key_label(&t.key)
+        .open()
+        .unwrap_err();
+    refused(e, "no PKCS#11 token labelled");
 }
 
 #[test]

@@ -8,7 +8,8 @@
 # LOCKBOX_TEST_PKCS11_KEY_ID (its CKA_ID, hex), LOCKBOX_TEST_PKCS11_OTHER_KEY_LABEL
 # (a second KEK), LOCKBOX_TEST_PKCS11_EXTRACTABLE_KEY_LABEL,
 # LOCKBOX_TEST_PKCS11_NOT_SENSITIVE_KEY_LABEL, LOCKBOX_TEST_PKCS11_AES128_KEY_LABEL,
-# LOCKBOX_TEST_PKCS11_PUBLIC_KEY_LABEL (keys the provider must refuse), SOFTHSM2_CONF.
+# LOCKBOX_TEST_PKCS11_PUBLIC_KEY_LABEL, LOCKBOX_TEST_PKCS11_DUPLICATE_KEY_LABEL
+# (keys the provider must refuse), SOFTHSM2_CONF.
 
 # Pinned Debian (bookworm) versions; the glob admits the distribution's
 # security rebuilds of the same upstream release.
@@ -65,6 +66,9 @@ CONF
   keygen lockbox-kek-not-sensitive 6c6b04 AES:32 --private
   keygen lockbox-kek-aes128 6c6b05 AES:16 --private --sensitive
   keygen lockbox-kek-public 6c6b06 AES:32 --sensitive
+  # Two keys with one label: ambiguous, refused.
+  keygen lockbox-kek-twice 6c6b07 AES:32 --private --sensitive
+  keygen lockbox-kek-twice 6c6b08 AES:32 --private --sensitive
 
   svc_export SOFTHSM2_CONF "$SOFTHSM2_CONF"
   svc_export LOCKBOX_TEST_PKCS11_MODULE "$module"
@@ -77,6 +81,7 @@ CONF
   svc_export LOCKBOX_TEST_PKCS11_NOT_SENSITIVE_KEY_LABEL lockbox-kek-not-sensitive
   svc_export LOCKBOX_TEST_PKCS11_AES128_KEY_LABEL lockbox-kek-aes128
   svc_export LOCKBOX_TEST_PKCS11_PUBLIC_KEY_LABEL lockbox-kek-public
+  svc_export LOCKBOX_TEST_PKCS11_DUPLICATE_KEY_LABEL lockbox-kek-twice
   svc_log "softhsm: token \"$token\" in $dir"
 }
 
