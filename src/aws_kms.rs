@@ -178,7 +178,8 @@ impl AwsKmsConfig {
     ///
     /// Fails with [`Error::InvalidArgument`] for an empty region or access
     /// key id, an endpoint that is neither `https://` nor loopback `http://`,
-    /// or a CA bundle without a parsable certificate.
+    /// a CA bundle without a parsable certificate, or (without a CA bundle) a
+    /// system without usable root certificates.
     pub fn build_client(&self) -> Result<aws_sdk_kms::Client, Error> {
         if self.region.is_empty() || self.access_key_id.is_empty() {
             return Err(Error::InvalidArgument {
@@ -207,6 +208,8 @@ impl AwsKmsConfig {
                     source: Some(Box::new(e)),
                 })?;
             tls = tls.tls_context(ctx);
+        } else {
+            check_native_roots()?;
         }
         let http = tls.build_https();
         let timeouts = TimeoutConfig::builder()
@@ -519,6 +522,19 @@ fn check_ca_pem(pem: &[u8]) -> Result<(), Error> {
     }
     let mut roots = rustls::RootCertStore::empty();
     certs.into_iter().try_for_each(|c| roots.add(c).map_err(|_| BAD))
+}
+
+/// Checks that the platform has at least one usable root certificate, as
+/// the SDK asserts (in debug builds) when it loads them.
+fn check_native_roots() -> Result<(), Error> {
+    let mut roots = rustls::RootCertStore::empty();
+    let (valid, _invalid) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if valid == 0 {
+        return Err(Error::InvalidArgument {
+            what: "no usable root certificates on this system: install them (ca-certificates) or pass ca_certificate_pem",
+        });
+    }
+    Ok(())
 }
 
 /// The region of a key ARN `arn:<partition>:kms:<region>:<account>:key/<id>`,
