@@ -326,7 +326,9 @@ impl VaultTransit {
     /// Connects: reads the key's settings and checks that it exists, is an
     /// AEAD key (`aes256-gcm96` or `chacha20-poly1305`) that can encrypt and
     /// decrypt, is not convergent, and is derived exactly when the binding
-    /// mode needs it. No data key is sent.
+    /// mode needs it. In [`BindingMode::AssociatedData`] it also checks, with
+    /// a random probe value, that the server enforces `associated_data` (one
+    /// that ignored it would silently drop the binding). No data key is sent.
     ///
     /// Errors: an invalid address, mount, key name or token
     /// ([`Other`](ProviderErrorKind::Other) with an [`Error`] source), a
@@ -346,7 +348,53 @@ impl VaultTransit {
         if !info.supports_encryption || !info.supports_decryption {
             return Err(err(ProviderErrorKind::KeyDisabled));
         }
+        if this.mode == BindingMode::AssociatedData {
+            this.probe_associated_data().await?;
+        }
         Ok(this)
+    }
+
+    /// A server that ignored `associated_data` (one predating it) would
+    /// silently drop the binding. Encrypt a random value under one associated
+    /// data and require that decrypting under another fails and under the
+    /// same succeeds.
+    async fn probe_associated_data(&self) -> Result<(), ProviderError> {
+        let probe = DataKey::generate().map_err(|e| err(ProviderErrorKind::Other).with_source(e))?;
+        let a = Base64::encode_string(b"lockbox vault associated-data probe A");
+        let b = Base64::encode_string(b"lockbox vault associated-data probe B");
+        let plaintext = Zeroizing::new(Base64::encode_string(probe.expose_secret()));
+        let body = Request {
+            plaintext: Some(&plaintext),
+            ..self.request(&a)
+        };
+        let out: CiphertextOut = self
+            .send(self.http.post(self.url("encrypt")).json(&body), Op::Encrypt)
+            .await?;
+        let decrypt = |ad| Request {
+            ciphertext: Some(out.ciphertext.as_str()),
+            ..self.request(ad)
+        };
+        let wrong = self
+            .send::<PlaintextOut>(self.http.post(self.url("decrypt")).json(&decrypt(&b)), Op::Decrypt)
+            .await;
+        match wrong {
+            Err(e) if e.kind() == ProviderErrorKind::Authentication => {}
+            Ok(mut p) => {
+                p.plaintext.zeroize();
+                return Err(err(ProviderErrorKind::Unsupported));
+            }
+            Err(e) => return Err(e),
+        }
+        let mut right: PlaintextOut = self
+            .send(self.http.post(self.url("decrypt")).json(&decrypt(&a)), Op::Decrypt)
+            .await?;
+        let same = right.plaintext == *plaintext;
+        right.plaintext.zeroize();
+        if same {
+            Ok(())
+        } else {
+            Err(err(ProviderErrorKind::Unsupported))
+        }
     }
 
     fn from_config(config: VaultConfig) -> Result<Self, Error> {

@@ -340,3 +340,68 @@ fn a_server_that_is_down_is_unavailable() {
         assert!(e.source().unwrap().downcast_ref::<reqwest::Error>().is_some());
     });
 }
+
+/// A fake Transit that accepts `associated_data` but ignores it, as a server
+/// predating the parameter would: `connect` must refuse it. (Not a stand-in
+/// for the real server, which every other test here uses: no real server
+/// behaves like this, which is why it has to be faked.)
+#[test]
+fn a_server_that_ignores_associated_data_is_refused() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let mut stored = String::new();
+        let mut seen = Vec::new();
+        for stream in listener.incoming().take(3) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            reader.read_line(&mut request_line).unwrap();
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0u8; length];
+            reader.read_exact(&mut body).unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let path = request_line.split(' ').nth(1).unwrap().to_string();
+            let answer = if path.ends_with("/keys/k") {
+                serde_json::json!({"data": {"type": "aes256-gcm96", "derived": false}})
+            } else if path.ends_with("/encrypt/k") {
+                assert!(
+                    json["associated_data"].is_string(),
+                    "the provider sends associated_data"
+                );
+                stored = json["plaintext"].as_str().unwrap().to_string();
+                serde_json::json!({"data": {"ciphertext": "vault:v1:QUJDRA=="}})
+            } else {
+                serde_json::json!({"data": {"plaintext": stored}})
+            };
+            seen.push(path);
+            let text = answer.to_string();
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            )
+            .unwrap();
+        }
+        seen
+    });
+    let config = VaultConfig::new(addr, SecretString::from("t"), "k").binding_mode(BindingMode::AssociatedData);
+    let e = rt().block_on(VaultTransit::connect(config)).unwrap_err();
+    assert_eq!(e.kind(), ProviderErrorKind::Unsupported);
+    let seen = server.join().unwrap();
+    assert_eq!(
+        seen,
+        ["/v1/transit/keys/k", "/v1/transit/encrypt/k", "/v1/transit/decrypt/k"]
+    );
+}
