@@ -79,6 +79,10 @@
 //!   configure getrandom's custom backend to supply randomness.
 //! - `pkcs11`: `pkcs11::Pkcs11Kek`, a KEK that never leaves a PKCS#11
 //!   token (an HSM; SoftHSM2 for tests), through `cryptoki`.
+//! - `aws-kms`: `aws_kms::AwsKms`, AWS KMS as an async provider
+//!   (`Encrypt` / `Decrypt` / `GenerateDataKey` / `ReEncrypt`).
+//! - `vault`: `vault::VaultTransit`, Vault / OpenBao Transit as an async
+//!   provider, with server-side rewrap.
 //! - `testing`: the `testing` module, the provider conformance suite every provider
 //!   should pass, and the switch that lets service-backed tests skip or fail.
 //!
@@ -96,6 +100,9 @@ extern crate alloc;
 #[macro_use]
 extern crate std;
 
+#[cfg(feature = "aws-kms")]
+#[cfg_attr(docsrs, doc(cfg(feature = "aws-kms")))]
+pub mod aws_kms;
 #[cfg(feature = "std")]
 pub mod cache;
 mod context;
@@ -116,6 +123,8 @@ mod local;
 #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
 pub mod pkcs11;
 mod provider;
+#[cfg(any(feature = "aws-kms", feature = "vault"))]
+mod remote;
 mod rewrap;
 #[cfg(feature = "std")]
 mod stream;
@@ -125,6 +134,9 @@ mod suite;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+#[cfg(feature = "vault")]
+#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
+pub mod vault;
 
 pub use context::{Binding, BindingBuf, ContextEntry, EncryptionContext, Storage};
 pub use envelope::{EnvelopeInfo, Opener, Sealer, ciphertext_range, inspect, inspect_with_limits, open, seal};
