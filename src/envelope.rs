@@ -921,7 +921,11 @@ pub(crate) fn full_context(h: &Header<'_>, context: &EncryptionContext) -> Resul
     for e in h.context.iter() {
         match e.value {
             Some(v) => full.insert(e.key, v)?,
-            None => full.insert_required(e.key, context.get(e.key).unwrap_or_default())?,
+            None => {
+                // Reconciling already required it; a typed error, not a default, if not.
+                let v = context.get(e.key).ok_or_else(|| Error::MissingContext { key: e.key.to_string() })?;
+                full.insert_required(e.key, v)?;
+            }
         }
     }
     Ok(full)

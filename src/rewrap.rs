@@ -9,7 +9,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::context::{Binding, EncryptionContext};
 use crate::crypto::{self, PayloadCipher};
-use crate::envelope::{Opener, Sealer};
+use crate::envelope::{Opener, Sealer, full_context};
 use crate::error::{Error, LimitKind, ProviderError, ProviderErrorKind};
 use crate::format::{self, Header, Limits, Put, Segments, TAG_LEN, WrappedEntry};
 use crate::keys::{DataKey, KeyVersion, WrappedKey, WrappedKeyRef};
@@ -766,24 +766,6 @@ fn accepted() -> Limits {
         .with_max_context_entries(usize::MAX)
         .with_max_context_bytes(usize::MAX)
         .with_max_segment_size(usize::MAX)
-}
-
-/// The whole context an envelope was sealed with: its stored entries and the
-/// caller's values for its required ones (already reconciled by the open).
-fn full_context(h: &Header<'_>, context: &EncryptionContext) -> Result<EncryptionContext, Error> {
-    let mut full = EncryptionContext::new();
-    for e in h.context.iter() {
-        match e.value {
-            Some(v) => full.insert(e.key, v)?,
-            None => {
-                let v = context.get(e.key).ok_or_else(|| Error::MissingContext {
-                    key: alloc::string::ToString::to_string(e.key),
-                })?;
-                full.insert_required(e.key, v)?;
-            }
-        }
-    }
-    Ok(full)
 }
 
 #[cfg(feature = "std")]
