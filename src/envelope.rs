@@ -923,7 +923,9 @@ pub(crate) fn full_context(h: &Header<'_>, context: &EncryptionContext) -> Resul
             Some(v) => full.insert(e.key, v)?,
             None => {
                 // Reconciling already required it; a typed error, not a default, if not.
-                let v = context.get(e.key).ok_or_else(|| Error::MissingContext { key: e.key.to_string() })?;
+                let v = context
+                    .get(e.key)
+                    .ok_or_else(|| Error::MissingContext { key: e.key.to_string() })?;
                 full.insert_required(e.key, v)?;
             }
         }
