@@ -635,7 +635,8 @@ impl<'p> Sealer<'p> {
         let start = out.len();
         let r = self.write_inner(p, context, plaintext, out, start);
         if r.is_err() {
-            // The single-thread path copies plaintext in before encrypting it.
+            // Only ciphertext was written, but a caller's buffer is left as
+            // it was found: nothing of a failed seal stays in its capacity.
             if let Some(written) = out.get_mut(start..) {
                 written.zeroize();
             }

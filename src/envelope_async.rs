@@ -122,7 +122,9 @@ impl<'p> AsyncSealer<'p> {
     /// Seals `plaintext` and appends the envelope to `out`. On error `out`
     /// is unchanged.
     pub async fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
-        let (sealer, prepared) = self.prepare(context, os_random).await?;
+        let (sealer, prepared) = self
+            .prepare(context, u64::try_from(plaintext.len()).ok(), os_random)
+            .await?;
         sealer.write(&prepared, context, plaintext, out)
     }
 
@@ -136,7 +138,8 @@ impl<'p> AsyncSealer<'p> {
         context: &EncryptionContext,
     ) -> Result<Vec<u8>, Error> {
         let mut out = Vec::new();
-        let (sealer, prepared) = self.prepare(context, |b| rng_random(rng, b)).await?;
+        let plaintext_len = u64::try_from(plaintext.len()).ok();
+        let (sealer, prepared) = self.prepare(context, plaintext_len, |b| rng_random(rng, b)).await?;
         sealer.write(&prepared, context, plaintext, &mut out)?;
         Ok(out)
     }
@@ -152,6 +155,7 @@ impl<'p> AsyncSealer<'p> {
     async fn prepare(
         &self,
         context: &EncryptionContext,
+        plaintext_len: Option<u64>,
         mut random: impl FnMut(&mut [u8]) -> Result<(), Error> + Send,
     ) -> Result<(Sealer<'static>, crate::envelope::Prepared), Error> {
         let sealer = self.options();
@@ -170,7 +174,7 @@ impl<'p> AsyncSealer<'p> {
         // Secrets are borrowed, never moved, and dropped in place at the end
         // of blocks without an await in them.
         let offered = {
-            let generated = first.generate_data_key_async(binding).await?;
+            let generated = first.generate_data_key_for_async(binding, plaintext_len).await?;
             match &generated {
                 Some((key, w)) => {
                     dek.bytes_mut().copy_from_slice(key.expose_secret());
@@ -374,7 +378,7 @@ mod streams {
             // one that prepares them, so no unboxed copy stays in this
             // future's state (which may live on the heap).
             let (cipher, size) = {
-                let (sealer, prepared) = self.prepare(context, random).await.map_err(io_error)?;
+                let (sealer, prepared) = self.prepare(context, None, random).await.map_err(io_error)?;
                 let (cipher, size) = sealer
                     .start_prepared(prepared, context, &mut header)
                     .map_err(io_error)?;

@@ -208,6 +208,18 @@ pub trait AsyncKeyEncryptionProvider: ProviderIdentity {
         Box::pin(core::future::ready(Ok(None)))
     }
 
+    /// See [`KeyEncryptionProvider::generate_data_key_for`]: the plaintext
+    /// length (`None` when streaming) for providers that budget by bytes,
+    /// such as a data-key cache. The default ignores it.
+    fn generate_data_key_for_async<'a>(
+        &'a self,
+        binding: Binding<'a>,
+        plaintext_len: Option<u64>,
+    ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
+        let _ = plaintext_len;
+        self.generate_data_key_async(binding)
+    }
+
     /// See [`KeyEncryptionProvider::rewrap`].
     fn rewrap_async<'a>(
         &'a self,
@@ -246,6 +258,15 @@ impl<T: KeyEncryptionProvider + ?Sized> AsyncKeyEncryptionProvider for T {
     ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
         Box::pin(core::future::poll_fn(move |_| {
             Poll::Ready(self.generate_data_key(binding))
+        }))
+    }
+    fn generate_data_key_for_async<'a>(
+        &'a self,
+        binding: Binding<'a>,
+        plaintext_len: Option<u64>,
+    ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
+        Box::pin(core::future::poll_fn(move |_| {
+            Poll::Ready(self.generate_data_key_for(binding, plaintext_len))
         }))
     }
     fn rewrap_async<'a>(

@@ -67,8 +67,9 @@ impl fmt::Display for Suite {
 }
 
 /// Which implementation runs the payload AEAD. Envelopes are byte-identical
-/// whichever backend sealed or opens them; the choice is speed, and platform
-/// or certification policy.
+/// whichever backend sealed or opens them; the choice is speed and platform.
+/// `AwsLc` is not a FIPS mode: lockbox links the non-FIPS AWS-LC build and
+/// uses `aws-lc-rs` calls its FIPS mode does not allow.
 ///
 /// The default is [`AwsLc`](Self::AwsLc) when the `aws-lc` feature is on,
 /// [`RustCrypto`](Self::RustCrypto) otherwise.

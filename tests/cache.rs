@@ -970,3 +970,21 @@ fn wraps_a_shared_trait_object() {
         .join()
         .unwrap();
 }
+
+#[tokio::test]
+async fn the_async_sealer_passes_the_length_and_hits_the_cache() {
+    let cache = DataKeyCache::new(4).unwrap();
+    let p = cached(Counting::new(false), &cache);
+    let c = ctx("acme");
+    let sealer = lockbox::AsyncSealer::new(&p);
+    let a = sealer.seal(b"first", &c).await.unwrap();
+    let b = sealer.seal(b"second", &c).await.unwrap();
+    // One data key for both (one miss, one hit), and the inner provider saw
+    // the length of the one message it was asked about.
+    assert_eq!(wrapped_of(&a), wrapped_of(&b));
+    assert_eq!(p.stats(), stats(1, 1, 0, 0, 0));
+    assert_eq!(*p.inner().lengths.lock().unwrap(), [Some(5)]);
+    let opener = lockbox::AsyncOpener::new(&p);
+    assert_eq!(opener.open(&a, &c).await.unwrap(), b"first");
+    assert_eq!(opener.open(&b, &c).await.unwrap(), b"second");
+}
