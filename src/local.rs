@@ -111,13 +111,7 @@ impl LocalKek {
 
     /// The synthetic wrap nonce for `dek` under `binding`.
     fn wrap_nonce(&self, dek: &DataKey, binding: Binding<'_>) -> [u8; WRAP_NONCE_LEN] {
-        let mut mac = self.nonce_prf.clone();
-        mac.update(dek.expose_secret());
-        mac.update(binding.as_bytes());
-        let out = mac.finalize().into_bytes();
-        let mut nonce = [0u8; WRAP_NONCE_LEN];
-        nonce.copy_from_slice(out.get(..WRAP_NONCE_LEN).unwrap_or(&[0u8; WRAP_NONCE_LEN]));
-        nonce
+        synthetic_nonce(&self.nonce_prf, dek, binding)
     }
 
     /// Decodes a key from standard, padded base64 (44 characters, surrounding
@@ -158,9 +152,22 @@ impl LocalKek {
     }
 }
 
+/// The first 12 bytes of `HMAC-SHA-256(K_n, DEK || binding)`: a synthetic
+/// (SIV-style) AES-GCM wrap nonce, `FORMAT.md` §10. Keyring versions use it
+/// too (`KEYRING.md` §5).
+pub(crate) fn synthetic_nonce(prf: &Hmac<Sha256>, dek: &DataKey, binding: Binding<'_>) -> [u8; WRAP_NONCE_LEN] {
+    let mut mac = prf.clone();
+    mac.update(dek.expose_secret());
+    mac.update(binding.as_bytes());
+    let out = mac.finalize().into_bytes();
+    let mut nonce = [0u8; WRAP_NONCE_LEN];
+    nonce.copy_from_slice(out.get(..WRAP_NONCE_LEN).unwrap_or(&[0u8; WRAP_NONCE_LEN]));
+    nonce
+}
+
 /// HMAC-SHA-256 keyed with `HKDF-SHA-256(IKM = KEK, salt = none,
 /// info = "lockbox v1 local wrap nonce key")`, 32 bytes.
-fn nonce_prf(kek: &[u8; LOCAL_KEK_LEN]) -> Hmac<Sha256> {
+pub(crate) fn nonce_prf(kek: &[u8; LOCAL_KEK_LEN]) -> Hmac<Sha256> {
     // HMAC pads a 32-byte key with zeros to the 64-byte block: derive into
     // the first half of a zeroed block (same MAC as a 32-byte key).
     let mut block = Zeroizing::new([0u8; 64]);
