@@ -53,11 +53,14 @@ impl Cipher {
     /// Encrypts `input` into `out`, which has room for the ciphertext and
     /// then the tag.
     pub(crate) fn seal_to(&self, nonce: [u8; 12], input: &[u8], out: &mut [u8]) -> Result<(), Error> {
-        if out.len() != input.len().saturating_add(TAG_LEN) {
+        let (ct, tag) = out.split_at_mut_checked(input.len()).ok_or_else(unexpected)?;
+        if tag.len() != TAG_LEN {
             return Err(unexpected());
         }
+        // The bulk out-of-place call: the "extra input" of the scatter calls
+        // is meant for a few bytes (ChaCha20 runs it a block at a time).
         self.key
-            .seal_in_place_scatter(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut [], input, out)
+            .seal_out_of_place_scatter(Nonce::assume_unique_for_key(nonce), Aad::empty(), input, ct, &[], tag)
             .map_err(|_| unexpected())
     }
 
