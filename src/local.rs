@@ -2,6 +2,7 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+#[cfg(feature = "std")]
 use alloc::vec::Vec;
 use core::fmt;
 
