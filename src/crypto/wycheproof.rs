@@ -1,9 +1,11 @@
 //! Wycheproof AEAD vectors through lockbox's suite layer.
 //!
 //! Every vector goes through [`PayloadCipher`], the type lockbox itself uses to
-//! seal and open segments and header tags, built with [`PayloadCipher::new`]
-//! exactly as the envelope code builds it; only the nonce is caller-chosen
-//! (`seal_raw` / `open_raw`), because Wycheproof nonces are arbitrary.
+//! seal and open segments and header tags, built with
+//! [`PayloadCipher::with_backend`] exactly as the envelope code builds it, on
+//! every backend compiled in (RustCrypto, and AWS-LC with the `aws-lc`
+//! feature); only the nonce is caller-chosen (`seal_raw` / `open_raw`),
+//! because Wycheproof nonces are arbitrary.
 //!
 //! Applicability: lockbox's suites use 256-bit keys, 128-bit tags and one nonce
 //! size per suite (12 bytes for AES-256-GCM and ChaCha20-Poly1305, 24 bytes for
@@ -42,7 +44,16 @@ use ::wycheproof::aead::{Test, TestName, TestSet};
 
 use super::PayloadCipher;
 use crate::error::Error;
-use crate::suite::Suite;
+use crate::suite::{Backend, Suite};
+
+/// Every backend this build has.
+fn backends() -> Vec<Backend> {
+    #[allow(unused_mut, reason = "one backend without the aws-lc feature")]
+    let mut v = alloc::vec![Backend::RustCrypto];
+    #[cfg(feature = "aws-lc")]
+    v.push(Backend::AwsLc);
+    v
+}
 
 /// What one suite's run saw.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -84,7 +95,7 @@ fn describe(suite: Suite, t: &Test) -> String {
 
 /// Runs one vector; returns a failure description, if any.
 #[allow(clippy::indexing_slicing, reason = "test helper")]
-fn check(suite: Suite, t: &Test) -> Option<String> {
+fn check(suite: Suite, backend: Backend, t: &Test) -> Option<String> {
     let Ok(key) = <[u8; 32]>::try_from(&t.key[..]) else {
         return Some(format!(
             "{}: key is {} bytes in a 256-bit group",
@@ -92,7 +103,7 @@ fn check(suite: Suite, t: &Test) -> Option<String> {
             t.key.len()
         ));
     };
-    let cipher = PayloadCipher::new(suite, &key);
+    let cipher = PayloadCipher::with_backend(suite, backend, &key);
     let mut expected = t.ct.to_vec();
     expected.extend_from_slice(&t.tag);
 
@@ -170,7 +181,9 @@ fn run(suite: Suite) -> Counts {
                 TestResult::Invalid => counts.invalid += 1,
                 TestResult::Acceptable => counts.acceptable += 1,
             }
-            failures.extend(check(suite, t));
+            for backend in backends() {
+                failures.extend(check(suite, backend, t).map(|f| format!("{backend:?}: {f}")));
+            }
         }
     }
     assert_eq!(total, set.number_of_tests);
@@ -245,9 +258,12 @@ fn xchacha20_poly1305() {
 /// skipping them hides nothing lockbox could be asked to do.
 #[test]
 fn other_nonce_sizes_are_refused() {
-    for suite in Suite::ALL {
+    for (suite, backend) in Suite::ALL
+        .into_iter()
+        .flat_map(|s| backends().into_iter().map(move |b| (s, b)))
+    {
         let (_, nonce_len) = set_for(suite);
-        let cipher = PayloadCipher::new(suite, &[7u8; 32]);
+        let cipher = PayloadCipher::with_backend(suite, backend, &[7u8; 32]);
         for len in [0usize, 8, 11, 13, 16, 23, 25, 32] {
             if len == nonce_len {
                 continue;
