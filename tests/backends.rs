@@ -12,61 +12,10 @@
     clippy::cast_possible_truncation
 )]
 
-use lockbox::rand_core::{TryCryptoRng, TryRng};
-use lockbox::secrecy::ExposeSecret;
-use lockbox::{
-    Backend, Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, Opener,
-    ProviderError, ProviderIdentity, Sealer, SegmentSize, Suite, WrappedKey, WrappedKeyRef, hazmat,
-};
+mod common;
+use common::{FixedWrap, SeqRng};
 
-/// Deterministic bytes, so two seals draw the same data key and message id.
-struct SeqRng(u8);
-
-impl TryRng for SeqRng {
-    type Error = std::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        unreachable!()
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        unreachable!()
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for b in dst {
-            *b = self.0;
-            self.0 = self.0.wrapping_add(1);
-        }
-        Ok(())
-    }
-}
-impl TryCryptoRng for SeqRng {}
-
-/// A deterministic "wrap" (XOR with a constant): test scaffolding only, so
-/// that the whole envelope, wrapped key included, is reproducible.
-#[derive(Debug)]
-struct Fixed;
-
-impl ProviderIdentity for Fixed {
-    fn provider_id(&self) -> &str {
-        "test.fixed"
-    }
-    fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
-        w.provider_id() == "test.fixed"
-    }
-}
-
-impl KeyEncryptionProvider for Fixed {
-    fn wrap(&self, dek: &DataKey, _: Binding<'_>) -> Result<WrappedKey, ProviderError> {
-        let bytes: Vec<u8> = dek.expose_secret().iter().map(|b| b ^ 0x5a).collect();
-        Ok(WrappedKey::new("test.fixed", KeyId::new("k").unwrap(), KeyVersion(1), bytes).unwrap())
-    }
-    fn unwrap(&self, w: WrappedKeyRef<'_>, _: Binding<'_>) -> Result<DataKey, ProviderError> {
-        let mut k = [0u8; 32];
-        for (o, b) in k.iter_mut().zip(w.bytes()) {
-            *o = b ^ 0x5a;
-        }
-        Ok(hazmat::data_key_from_bytes(k))
-    }
-}
+use lockbox::{Backend, EncryptionContext, Error, LocalKek, Opener, Sealer, SegmentSize, Suite};
 
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i.wrapping_mul(31) % 251) as u8).collect()
@@ -94,7 +43,7 @@ fn both_backends_seal_the_same_bytes_and_open_each_other() {
         for len in sizes() {
             let pt = pattern(len);
             let seal = |backend| {
-                Sealer::new(&Fixed)
+                Sealer::new(&FixedWrap)
                     .suite(suite)
                     .segment_size(seg)
                     .backend(backend)
@@ -109,20 +58,20 @@ fn both_backends_seal_the_same_bytes_and_open_each_other() {
                 (Backend::AwsLc, Backend::RustCrypto),
             ] {
                 let env = if sealed_by == Backend::RustCrypto { &rc } else { &lc };
-                let opener = Opener::new(&Fixed).backend(opened_by);
+                let opener = Opener::new(&FixedWrap).backend(opened_by);
                 assert_eq!(opener.open(env, &ctx()).unwrap(), pt, "{suite} {len} B");
                 let mut buf = env.clone();
                 opener.open_in_place(&mut buf, &ctx()).unwrap();
                 assert_eq!(buf, pt);
             }
             let mut buf = pt.clone();
-            Sealer::new(&Fixed)
+            Sealer::new(&FixedWrap)
                 .suite(suite)
                 .segment_size(seg)
                 .backend(Backend::AwsLc)
                 .seal_in_place(&mut buf, &ctx())
                 .unwrap();
-            let back = Opener::new(&Fixed)
+            let back = Opener::new(&FixedWrap)
                 .backend(Backend::RustCrypto)
                 .open(&buf, &ctx())
                 .unwrap();
@@ -137,7 +86,7 @@ fn aws_lc_streams_match_one_shot_bytes() {
     let seg = SegmentSize::new(SEG).unwrap();
     for suite in Suite::ALL {
         let pt = pattern(5 * SEG + 3);
-        let sealer = Sealer::new(&Fixed)
+        let sealer = Sealer::new(&FixedWrap)
             .suite(suite)
             .segment_size(seg)
             .backend(Backend::AwsLc);
@@ -146,7 +95,7 @@ fn aws_lc_streams_match_one_shot_bytes() {
         enc.write_all(&pt).unwrap();
         let streamed = enc.finish().unwrap();
         assert_eq!(streamed, one_shot);
-        let mut dec = Opener::new(&Fixed)
+        let mut dec = Opener::new(&FixedWrap)
             .backend(Backend::AwsLc)
             .decryptor(&one_shot[..], &ctx())
             .unwrap();

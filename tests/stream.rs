@@ -10,60 +10,12 @@
     clippy::cast_possible_truncation
 )]
 
+mod common;
+use common::{FixedWrap, SeqRng};
+
 use std::io::{Cursor, Read, Seek, SeekFrom, Write};
 
-use lockbox::rand_core::{TryCryptoRng, TryRng};
-use lockbox::secrecy::ExposeSecret;
-use lockbox::{
-    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, Opener,
-    ProviderError, ProviderErrorKind, ProviderIdentity, Sealer, SegmentSize, Suite, WrappedKey, WrappedKeyRef,
-};
-
-/// Deterministic "wrap" for byte-equality tests only (not encryption!).
-#[derive(Debug)]
-struct FixedWrap;
-
-impl ProviderIdentity for FixedWrap {
-    fn provider_id(&self) -> &str {
-        "test.fixed"
-    }
-    fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
-        w.provider_id() == "test.fixed" && w.key_id() == "k"
-    }
-}
-
-impl KeyEncryptionProvider for FixedWrap {
-    fn wrap(&self, dek: &DataKey, _: Binding<'_>) -> Result<WrappedKey, ProviderError> {
-        let bytes = dek.expose_secret().iter().map(|b| b ^ 0x5c).collect();
-        Ok(WrappedKey::new("test.fixed", KeyId::new("k").unwrap(), KeyVersion(1), bytes).unwrap())
-    }
-    fn unwrap(&self, w: WrappedKeyRef<'_>, _: Binding<'_>) -> Result<DataKey, ProviderError> {
-        let b: [u8; 32] = w
-            .bytes()
-            .try_into()
-            .map_err(|_| ProviderError::new(ProviderErrorKind::Authentication, "test.fixed"))?;
-        Ok(lockbox::hazmat::data_key_from_bytes(b.map(|x| x ^ 0x5c)))
-    }
-}
-
-struct SeqRng(u8);
-impl TryRng for SeqRng {
-    type Error = std::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        unreachable!()
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        unreachable!()
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for b in dst {
-            *b = self.0;
-            self.0 = self.0.wrapping_add(1);
-        }
-        Ok(())
-    }
-}
-impl TryCryptoRng for SeqRng {}
+use lockbox::{EncryptionContext, Error, KeyEncryptionProvider, LocalKek, Opener, Sealer, SegmentSize, Suite};
 
 fn pattern(len: usize) -> Vec<u8> {
     (0..len)
