@@ -608,72 +608,73 @@ impl Keyring {
     /// Enables a decrypt-only or disabled version. Refused for compromised,
     /// scheduled and destroyed versions.
     pub fn enable(&mut self, version: KeyVersion, now: UnixTime) -> Result<(), Error> {
-        let r = (|| {
-            let e = self.entry_mut(version.0)?;
-            if e.compromised {
-                return Err(KeyringError::Compromised(version));
-            }
-            match e.state {
-                KeyState::Enabled | KeyState::DecryptOnly | KeyState::Disabled => {
-                    e.state = KeyState::Enabled;
-                    Ok(())
-                }
-                s => Err(KeyringError::IllegalTransition {
-                    version,
-                    state: s.kind(),
-                    op: LifecycleOp::Enable,
-                }),
-            }
-        })();
-        self.done(AuditAction::Enable, version.0, now, r)
+        self.set_reversible(
+            version,
+            now,
+            KeyState::Enabled,
+            LifecycleOp::Enable,
+            AuditAction::Enable,
+        )
     }
 
     /// Makes an enabled or disabled version decrypt-only (it unwraps, never
     /// wraps, cannot be promoted). Refused for the primary.
     pub fn set_decrypt_only(&mut self, version: KeyVersion, now: UnixTime) -> Result<(), Error> {
-        let primary = self.table.primary;
-        let r = (|| {
-            let e = self.entry_mut(version.0)?;
-            if version.0 == primary {
-                return Err(KeyringError::IsPrimary(version));
-            }
-            match e.state {
-                KeyState::Enabled | KeyState::DecryptOnly | KeyState::Disabled => {
-                    e.state = KeyState::DecryptOnly;
-                    Ok(())
-                }
-                s => Err(KeyringError::IllegalTransition {
-                    version,
-                    state: s.kind(),
-                    op: LifecycleOp::DecryptOnly,
-                }),
-            }
-        })();
-        self.done(AuditAction::DecryptOnly, version.0, now, r)
+        self.set_reversible(
+            version,
+            now,
+            KeyState::DecryptOnly,
+            LifecycleOp::DecryptOnly,
+            AuditAction::DecryptOnly,
+        )
     }
 
     /// Disables a version: it neither wraps nor unwraps until enabled again.
     /// Refused for the primary.
     pub fn disable(&mut self, version: KeyVersion, now: UnixTime) -> Result<(), Error> {
+        self.set_reversible(
+            version,
+            now,
+            KeyState::Disabled,
+            LifecycleOp::Disable,
+            AuditAction::Disable,
+        )
+    }
+
+    /// The reversible transitions among enabled, decrypt-only and disabled.
+    /// Enabling is refused for a compromised version; the other two for the
+    /// primary; all three for scheduled and destroyed versions.
+    fn set_reversible(
+        &mut self,
+        version: KeyVersion,
+        now: UnixTime,
+        to: KeyState,
+        op: LifecycleOp,
+        action: AuditAction,
+    ) -> Result<(), Error> {
         let primary = self.table.primary;
         let r = (|| {
             let e = self.entry_mut(version.0)?;
-            if version.0 == primary {
+            if matches!(to, KeyState::Enabled) {
+                if e.compromised {
+                    return Err(KeyringError::Compromised(version));
+                }
+            } else if version.0 == primary {
                 return Err(KeyringError::IsPrimary(version));
             }
             match e.state {
                 KeyState::Enabled | KeyState::DecryptOnly | KeyState::Disabled => {
-                    e.state = KeyState::Disabled;
+                    e.state = to;
                     Ok(())
                 }
                 s => Err(KeyringError::IllegalTransition {
                     version,
                     state: s.kind(),
-                    op: LifecycleOp::Disable,
+                    op,
                 }),
             }
         })();
-        self.done(AuditAction::Disable, version.0, now, r)
+        self.done(action, version.0, now, r)
     }
 
     /// Schedules a version for destruction at `not_before` or later, which must
