@@ -68,15 +68,22 @@
 //! saves safe against concurrent writers, and an audit hook. See the
 //! [`keyring`] module and `examples/rotation.rs`.
 //!
+//! [`Rewrapper`] moves envelopes to new KEKs without touching their payload
+//! (rewrap); [`Reencryptor`] gives them a new data key and payload
+//! (re-encrypt); both also work on streams and batches.
+//!
 //! ## Features
 //!
 //! - `std` (default): loading local KEKs from files and environment variables,
-//!   streaming [`Encryptor`] / [`Decryptor`], parallel segments, and the
-//!   data-key cache ([`cache::CachingProvider`]).
+//!   streaming [`Encryptor`] / [`Decryptor`], parallel segments, keyring files,
+//!   and the data-key cache ([`cache::CachingProvider`]). Without it the crate
+//!   is `no_std` + `alloc`; on targets without an OS, configure getrandom's
+//!   custom backend to supply randomness.
 //! - `tokio`: `AsyncEncryptor` / `AsyncDecryptor` over tokio's `AsyncWrite` /
 //!   `AsyncRead` (the io traits only; lockbox starts no runtime).
-//!   Without it the crate is `no_std` + `alloc`; on targets without an OS,
-//!   configure getrandom's custom backend to supply randomness.
+//! - `aws-lc`: AES-256-GCM and ChaCha20-Poly1305 on AWS-LC ([`Backend`]),
+//!   byte-identical envelopes, several times faster AES-GCM; needs a C
+//!   compiler.
 //! - `pkcs11`: `pkcs11::Pkcs11Kek`, a KEK that never leaves a PKCS#11
 //!   token (an HSM; SoftHSM2 for tests), through `cryptoki`.
 //! - `aws-kms`: `aws_kms::AwsKms`, AWS KMS as an async provider
