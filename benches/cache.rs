@@ -108,7 +108,13 @@ fn cache(c: &mut Criterion) {
     let wrapped = lockbox::inspect(&env_cached).unwrap().wrapped_keys()[0].clone();
     let mut g = c.benchmark_group("cache/lookup");
     g.bench_function("seal-hit", |b| {
-        b.iter(|| black_box(cached.generate_data_key_for(binding.as_binding(), Some(32)).unwrap()))
+        b.iter(|| {
+            black_box(
+                cached
+                    .generate_data_key(lockbox::DataKeyRequest::new(binding.as_binding()).with_plaintext_len(32))
+                    .unwrap(),
+            )
+        })
     });
     g.bench_function("open-hit", |b| {
         b.iter(|| black_box(cached.unwrap(wrapped.as_ref(), binding.as_binding()).unwrap()))

@@ -85,7 +85,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // ReEncrypt refreshes it without the data key leaving KMS.
     let binding = BindingBuf::new(Suite::Aes256Gcm, &context);
     let (dek, wrapped) = kms
-        .generate_data_key_async(binding.as_binding())
+        .generate_data_key_async(lockbox::DataKeyRequest::new(binding.as_binding()))
         .await?
         .ok_or("GenerateDataKey is offered")?;
     let rewrapped = kms

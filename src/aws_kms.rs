@@ -59,7 +59,7 @@
 //! let ctx = EncryptionContext::new().with("tenant", "acme")?;
 //! let binding = BindingBuf::new(Suite::Aes256Gcm, &ctx);
 //! // `GenerateDataKey`: a fresh data key and its wrapped form.
-//! let (dek, wrapped) = kms.generate_data_key_async(binding.as_binding()).await?.ok_or("not offered")?;
+//! let (dek, wrapped) = kms.generate_data_key_async(lockbox::DataKeyRequest::new(binding.as_binding())).await?.ok_or("not offered")?;
 //! let again = kms.unwrap_async(wrapped.as_ref(), binding.as_binding()).await?;
 //! # let _ = (dek, again);
 //! # Ok(()) }
@@ -84,7 +84,7 @@ use zeroize::Zeroizing;
 use crate::context::Binding;
 use crate::error::{Error, ProviderError, ProviderErrorKind};
 use crate::keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
-use crate::provider::{AsyncKeyEncryptionProvider, BoxFuture, ProviderIdentity};
+use crate::provider::{AsyncKeyEncryptionProvider, BoxFuture, DataKeyRequest, ProviderIdentity};
 
 /// The SDK this provider is built on, re-exported so that callers of
 /// [`AwsKms::from_client`] name the same version.
@@ -187,7 +187,7 @@ impl AwsKmsConfig {
             });
         }
         if let Some(url) = &self.endpoint_url {
-            crate::remote::check_endpoint(url)?;
+            crate::provider::net::require_tls_or_loopback(url)?;
         }
         let credentials = Credentials::new(
             self.access_key_id.clone(),
@@ -449,7 +449,7 @@ impl ProviderIdentity for AwsKms {
     }
 
     fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
-        wrapped.provider_id() == AWS_KMS_PROVIDER_ID && wrapped.key_id() == self.key_arn.as_str()
+        wrapped.is_for(AWS_KMS_PROVIDER_ID, self.key_arn.as_str())
     }
 }
 
@@ -472,9 +472,9 @@ impl AsyncKeyEncryptionProvider for AwsKms {
 
     fn generate_data_key_async<'a>(
         &'a self,
-        binding: Binding<'a>,
+        request: DataKeyRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
-        Box::pin(async move { self.generate(binding).await.map(Some) })
+        Box::pin(async move { self.generate(request.binding()).await.map(Some) })
     }
 
     fn rewrap_async<'a>(
@@ -498,12 +498,15 @@ pub(crate) fn context_value(binding: Binding<'_>) -> String {
 /// Moves KMS's plaintext into a [`DataKey`], zeroizing the SDK's buffer.
 fn data_key(plaintext: Blob) -> Result<DataKey, ProviderError> {
     let bytes = Zeroizing::new(plaintext.into_inner());
-    let mut dek = DataKey::zeroed();
-    if bytes.len() != DATA_KEY_LEN {
-        return Err(err(ProviderErrorKind::Other));
-    }
-    dek.bytes_mut().copy_from_slice(&bytes);
-    Ok(dek)
+    crate::hazmat::data_key_with(|dek| {
+        dek.copy_from_slice(
+            bytes
+                .get(..)
+                .filter(|b| b.len() == DATA_KEY_LEN)
+                .ok_or_else(|| err(ProviderErrorKind::Other))?,
+        );
+        Ok(())
+    })
 }
 
 /// Checks a PEM bundle the way the SDK will load it (which panics on a bad

@@ -122,7 +122,7 @@ use sha2::{Digest, Sha256};
 use crate::context::Binding;
 use crate::error::{Error, ProviderError, ProviderErrorKind};
 use crate::keys::{DataKey, WrappedKey, WrappedKeyRef, os_random};
-use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
+use crate::provider::{DataKeyRequest, KeyEncryptionProvider, ProviderIdentity};
 
 /// Default [`CachingProviderBuilder::max_messages`]: 2³².
 pub const DEFAULT_MAX_MESSAGES: u64 = 1 << 32;
@@ -674,7 +674,10 @@ impl<P: KeyEncryptionProvider> CachingProvider<P> {
     /// A fresh data key and its wrapped form from the inner provider:
     /// provider-side generation if offered, else the OS CSPRNG and a wrap.
     fn fresh(&self, binding: Binding<'_>, len: u64) -> Result<(DataKey, WrappedKey), ProviderError> {
-        if let Some(pair) = self.inner.generate_data_key_for(binding, Some(len))? {
+        if let Some(pair) = self
+            .inner
+            .generate_data_key(DataKeyRequest::new(binding).with_plaintext_len(len))?
+        {
             return Ok(pair);
         }
         let dek = DataKey::generate()
@@ -727,26 +730,17 @@ impl<P: KeyEncryptionProvider> KeyEncryptionProvider for CachingProvider<P> {
         Ok(dek)
     }
 
-    /// No length known: bypasses the cache (forwards to the inner provider).
-    fn generate_data_key(&self, binding: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
-        bump(&self.stats.seal_bypasses);
-        self.inner.generate_data_key(binding)
-    }
-
-    /// Reuses a cached data key if one more message of `plaintext_len` bytes
-    /// stays within every limit; otherwise gets a fresh key from the inner
-    /// provider and caches it. An unknown length, or one above the byte limit,
-    /// bypasses the cache.
-    fn generate_data_key_for(
-        &self,
-        binding: Binding<'_>,
-        plaintext_len: Option<u64>,
-    ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
-        let len = match plaintext_len {
+    /// Reuses a cached data key if one more message of the request's
+    /// plaintext length stays within every limit; otherwise gets a fresh key
+    /// from the inner provider and caches it. An unknown length (streaming),
+    /// or one above the byte limit, bypasses the cache.
+    fn generate_data_key(&self, request: DataKeyRequest<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        let binding = request.binding();
+        let len = match request.plaintext_len() {
             Some(len) if len <= self.limits.max_bytes => len,
             _ => {
                 bump(&self.stats.seal_bypasses);
-                return self.inner.generate_data_key_for(binding, plaintext_len);
+                return self.inner.generate_data_key(request);
             }
         };
         let key = self.seal_key(binding);

@@ -525,7 +525,7 @@ impl<'p> Sealer<'p> {
         let binding_bytes = context.binding_bytes(self.suite);
         let binding = Binding::from_encoded(self.suite, binding_bytes.as_slice());
         let mut message_id = [0u8; MESSAGE_ID_LEN];
-        let (dek, first_wrapped) = match first.generate_data_key_for(binding, plaintext_len)? {
+        let (dek, first_wrapped) = match first.generate_data_key(request(binding, plaintext_len))? {
             Some((dek, w)) => {
                 random(&mut message_id)?;
                 (dek, w)
@@ -683,7 +683,16 @@ impl<'p> Sealer<'p> {
     }
 }
 
-/// A plaintext length for [`KeyEncryptionProvider::generate_data_key_for`]
+/// The data-key request of a seal.
+pub(crate) fn request(binding: Binding<'_>, plaintext_len: Option<u64>) -> crate::DataKeyRequest<'_> {
+    let r = crate::DataKeyRequest::new(binding);
+    match plaintext_len {
+        Some(n) => r.with_plaintext_len(n),
+        None => r,
+    }
+}
+
+/// A plaintext length for [`KeyEncryptionProvider::generate_data_key`]
 /// (`None` only on a platform where it does not fit, which no cache counts).
 fn len_u64(len: usize) -> Option<u64> {
     u64::try_from(len).ok()

@@ -174,7 +174,9 @@ impl<'p> AsyncSealer<'p> {
         // Secrets are borrowed, never moved, and dropped in place at the end
         // of blocks without an await in them.
         let offered = {
-            let generated = first.generate_data_key_for_async(binding, plaintext_len).await?;
+            let generated = first
+                .generate_data_key_async(crate::envelope::request(binding, plaintext_len))
+                .await?;
             match &generated {
                 Some((key, w)) => {
                     dek.bytes_mut().copy_from_slice(key.expose_secret());

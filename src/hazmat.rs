@@ -4,7 +4,8 @@
 //! no longer vouch for where they came from or where they go. Legitimate uses:
 //!
 //! - a [`KeyEncryptionProvider`](crate::KeyEncryptionProvider) whose backend
-//!   returns an unwrapped data key as bytes ([`data_key_from_bytes`]);
+//!   returns an unwrapped data key as bytes ([`data_key_with`], which fills
+//!   the key where it lives, or [`data_key_from_bytes`]);
 //! - importing or escrowing a local KEK that was generated elsewhere
 //!   ([`local_kek_from_bytes`], [`local_kek_to_base64`]);
 //! - test vectors and interoperability tests.
@@ -17,7 +18,29 @@ use secrecy::{SecretBox, SecretString};
 use crate::keys::{DATA_KEY_LEN, DataKey};
 use crate::local::{LOCAL_KEK_LEN, LocalKek};
 
-/// A data key from raw bytes. The array is moved in; zeroize your own copies.
+/// A data key filled in place by `init`, the way every provider lockbox ships
+/// builds the keys it unwraps: decrypt or decode straight into the buffer, so
+/// no copy of the key is left in a temporary. If `init` fails, the partly
+/// filled key is zeroized and its error returned.
+///
+/// ```
+/// use lockbox::secrecy::ExposeSecret;
+/// // What a backend returned, in a buffer the provider wipes afterwards.
+/// let mut plaintext = vec![7u8; 32];
+/// let key = lockbox::hazmat::data_key_with(|buf| {
+///     let bytes = plaintext.get(..).filter(|b| b.len() == buf.len()).ok_or("not a 32-byte key")?;
+///     buf.copy_from_slice(bytes);
+///     Ok::<(), &str>(())
+/// });
+/// zeroize::Zeroize::zeroize(&mut plaintext);
+/// assert_eq!(key.unwrap().expose_secret(), &[7u8; 32]);
+/// ```
+pub fn data_key_with<E>(init: impl FnOnce(&mut [u8; DATA_KEY_LEN]) -> Result<(), E>) -> Result<DataKey, E> {
+    DataKey::try_init_with(init)
+}
+
+/// A data key from raw bytes. The array is moved in; zeroize your own copies
+/// (or use [`data_key_with`], which leaves none).
 pub fn data_key_from_bytes(bytes: [u8; DATA_KEY_LEN]) -> DataKey {
     DataKey::from_array(bytes)
 }

@@ -64,6 +64,15 @@ impl DataKey {
     pub(crate) fn bytes_mut(&mut self) -> &mut [u8; DATA_KEY_LEN] {
         &mut self.bytes
     }
+
+    /// A key filled in place by `init`; if `init` fails, the partly filled
+    /// key is zeroized and the error returned. See
+    /// [`hazmat::data_key_with`](crate::hazmat::data_key_with).
+    pub(crate) fn try_init_with<E>(init: impl FnOnce(&mut [u8; DATA_KEY_LEN]) -> Result<(), E>) -> Result<Self, E> {
+        let mut key = Self::zeroed();
+        init(&mut key.bytes)?;
+        Ok(key)
+    }
 }
 
 impl ExposeSecret<[u8; DATA_KEY_LEN]> for DataKey {
@@ -232,6 +241,31 @@ pub struct WrappedKeyRef<'a> {
 }
 
 impl<'a> WrappedKeyRef<'a> {
+    /// A borrowed wrapped key, validated as [`WrappedKey::new`] validates:
+    /// for a provider that stores wrapped keys itself (or rewrites another
+    /// provider's entries) and needs to hand one to an unwrap.
+    pub fn new(provider_id: &'a str, key_id: &'a str, key_version: KeyVersion, bytes: &'a [u8]) -> Result<Self, Error> {
+        WrappedKey::check(provider_id, bytes)?;
+        if !valid_key_id(key_id) {
+            return Err(Error::InvalidArgument {
+                what: "key id must be 1 to 255 bytes of UTF-8 without control characters",
+            });
+        }
+        Ok(Self {
+            provider_id,
+            key_id,
+            key_version,
+            bytes,
+        })
+    }
+
+    /// Whether this wrapped key names `provider_id` and `key_id`: the usual
+    /// body of [`ProviderIdentity::matches`](crate::ProviderIdentity::matches)
+    /// for a provider holding one key.
+    pub fn is_for(&self, provider_id: &str, key_id: &str) -> bool {
+        self.provider_id == provider_id && self.key_id == key_id
+    }
+
     /// The id of the provider that wrapped the key.
     pub fn provider_id(&self) -> &'a str {
         self.provider_id

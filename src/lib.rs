@@ -129,9 +129,7 @@ mod local;
 #[cfg(feature = "pkcs11")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
 pub mod pkcs11;
-mod provider;
-#[cfg(any(feature = "aws-kms", feature = "vault"))]
-mod remote;
+pub mod provider;
 mod rewrap;
 #[cfg(feature = "std")]
 mod stream;
@@ -152,7 +150,7 @@ pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};
 pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
 pub use local::{LOCAL_KEK_LEN, LOCAL_PROVIDER_ID, LocalKek};
-pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, KeyEncryptionProvider, ProviderIdentity};
+pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, DataKeyRequest, KeyEncryptionProvider, ProviderIdentity};
 pub use rewrap::{AsyncRewrapper, Keep, NewHeader, Reencryptor, Rewrapper};
 #[cfg(feature = "std")]
 pub use stream::{Decryptor, Encryptor};

@@ -347,7 +347,7 @@ impl ProviderIdentity for LocalKek {
     }
 
     fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
-        wrapped.provider_id() == LOCAL_PROVIDER_ID && wrapped.key_id() == self.key_id.as_str()
+        wrapped.is_for(LOCAL_PROVIDER_ID, self.key_id.as_str())
     }
 }
 

@@ -90,7 +90,7 @@ use zeroize::Zeroizing;
 
 use crate::context::Binding;
 use crate::error::{Error, ProviderError, ProviderErrorKind};
-use crate::keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef, os_random};
+use crate::keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
 use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
 
 /// Provider id of [`Pkcs11Kek`] wrapped keys.
@@ -624,14 +624,14 @@ impl ProviderIdentity for Pkcs11Kek {
     }
 
     fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
-        wrapped.provider_id() == PKCS11_PROVIDER_ID && wrapped.key_id() == self.key_id.as_str()
+        wrapped.is_for(PKCS11_PROVIDER_ID, self.key_id.as_str())
     }
 }
 
 impl KeyEncryptionProvider for Pkcs11Kek {
     fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
         let mut iv = [0u8; IV_LEN];
-        os_random(&mut iv).map_err(|e| perr(ProviderErrorKind::Unavailable).with_source(e))?;
+        crate::provider::fill_random(&mut iv).map_err(|e| perr(ProviderErrorKind::Unavailable).with_source(e))?;
         let ct = self.with_session(
             |s, key| {
                 let params = GcmParams::new(&mut iv, binding.as_bytes(), Ulong::try_from(TAG_BITS)?)?;
@@ -670,11 +670,9 @@ impl KeyEncryptionProvider for Pkcs11Kek {
             },
             decrypt_error,
         )?;
-        let mut dek = DataKey::zeroed();
-        if plain.len() != DATA_KEY_LEN {
-            return Err(auth());
-        }
-        dek.bytes_mut().copy_from_slice(&plain);
-        Ok(dek)
+        crate::hazmat::data_key_with(|dek| {
+            dek.copy_from_slice(plain.get(..).filter(|p| p.len() == DATA_KEY_LEN).ok_or_else(auth)?);
+            Ok(())
+        })
     }
 }

@@ -60,7 +60,7 @@ use crate::context::{BindingBuf, EncryptionContext};
 use crate::envelope::{Opener, Sealer};
 use crate::error::{Error, ProviderError, ProviderErrorKind};
 use crate::keys::{DATA_KEY_LEN, DataKey, KeyVersion, WrappedKey, WrappedKeyRef};
-use crate::provider::{AsyncKeyEncryptionProvider, BoxFuture, KeyEncryptionProvider, ProviderIdentity};
+use crate::provider::{AsyncKeyEncryptionProvider, BoxFuture, DataKeyRequest, KeyEncryptionProvider, ProviderIdentity};
 use crate::suite::Suite;
 
 /// The environment variable that turns a missing service into a test failure.
@@ -682,7 +682,7 @@ pub fn check_provider(
         }
     }
     let generated = provider
-        .generate_data_key(b)
+        .generate_data_key(DataKeyRequest::new(b).with_plaintext_len(1))
         .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("generate_data_key failed: {e}")))?;
     let offers_generate_data_key = generated.is_some();
     if let Some((gdek, gw)) = &generated {
@@ -952,7 +952,7 @@ pub async fn check_async_provider(
         }
     }
     let generated = provider
-        .generate_data_key_async(b)
+        .generate_data_key_async(DataKeyRequest::new(b).with_plaintext_len(1))
         .await
         .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("generate_data_key failed: {e}")))?;
     let offers_generate_data_key = generated.is_some();

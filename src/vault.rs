@@ -398,7 +398,7 @@ impl VaultTransit {
     }
 
     fn from_config(config: VaultConfig) -> Result<Self, Error> {
-        crate::remote::check_endpoint(&config.address)?;
+        crate::provider::net::require_tls_or_loopback(&config.address)?;
         if !valid_key_name(&config.key_name) {
             return Err(Error::InvalidArgument {
                 what: "Transit key name must be 1 to 128 of A-Z a-z 0-9 _ - .",
@@ -564,13 +564,12 @@ impl VaultTransit {
         let mut out: PlaintextOut = self
             .send(self.http.post(self.url("decrypt")).json(&body), Op::Decrypt)
             .await?;
-        let mut dek = DataKey::zeroed();
-        let decoded = Base64::decode(out.plaintext.as_bytes(), dek.bytes_mut()).map(|d| d.len());
-        out.plaintext.zeroize();
-        match decoded {
-            Ok(DATA_KEY_LEN) => Ok(dek),
+        let dek = crate::hazmat::data_key_with(|dek| match Base64::decode(out.plaintext.as_bytes(), dek) {
+            Ok(d) if d.len() == DATA_KEY_LEN => Ok(()),
             _ => Err(err(ProviderErrorKind::Other)),
-        }
+        });
+        out.plaintext.zeroize();
+        dek
     }
 
     async fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
@@ -604,7 +603,7 @@ impl ProviderIdentity for VaultTransit {
     }
 
     fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
-        wrapped.provider_id() == VAULT_PROVIDER_ID && wrapped.key_id() == self.key.as_str()
+        wrapped.is_for(VAULT_PROVIDER_ID, self.key.as_str())
     }
 }
 

@@ -51,7 +51,7 @@ struct Counting {
     generates: AtomicUsize,
     wraps: AtomicUsize,
     unwraps: AtomicUsize,
-    /// Lengths passed to `generate_data_key_for`.
+    /// Plaintext lengths passed to `generate_data_key`.
     lengths: std::sync::Mutex<Vec<Option<u64>>>,
 }
 
@@ -104,12 +104,12 @@ impl KeyEncryptionProvider for Counting {
         self.unwraps.fetch_add(1, Ordering::SeqCst);
         self.kek.unwrap(w, binding)
     }
-    fn generate_data_key_for(
+    fn generate_data_key(
         &self,
-        binding: Binding<'_>,
-        plaintext_len: Option<u64>,
+        request: lockbox::DataKeyRequest<'_>,
     ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
-        self.lengths.lock().unwrap().push(plaintext_len);
+        let binding = request.binding();
+        self.lengths.lock().unwrap().push(request.plaintext_len());
         if !self.offer_generate {
             return Ok(None);
         }
@@ -611,7 +611,11 @@ fn forwards_identity_and_other_calls() {
     let wo = other.wrap(&dek, b.as_binding()).unwrap();
     assert!(!p.matches(wo.as_ref()));
     assert!(p.rewrap(w.as_ref(), b.as_binding()).unwrap().is_none());
-    assert!(p.generate_data_key(b.as_binding()).unwrap().is_none());
+    assert!(
+        p.generate_data_key(lockbox::DataKeyRequest::new(b.as_binding()))
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(p.stats(), stats(0, 0, 1, 0, 0));
     // Wrapping with a second provider: the cached key is wrapped by both, and
     // either opens every envelope.
@@ -889,7 +893,7 @@ mod model {
     }
 }
 
-/// Implements only `generate_data_key`, so the default `generate_data_key_for` must reach it.
+/// Offers provider-side generation, counting its calls.
 #[derive(Debug)]
 struct GenerateOnly(LocalKek, AtomicUsize);
 
@@ -909,7 +913,11 @@ impl KeyEncryptionProvider for GenerateOnly {
     fn unwrap(&self, w: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
         self.0.unwrap(w, binding)
     }
-    fn generate_data_key(&self, binding: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+    fn generate_data_key(
+        &self,
+        request: lockbox::DataKeyRequest<'_>,
+    ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        let binding = request.binding();
         self.1.fetch_add(1, Ordering::SeqCst);
         let dek = DataKey::generate().unwrap();
         let w = self.0.wrap(&dek, binding)?;
@@ -927,11 +935,15 @@ fn the_length_reaches_providers_through_arc_box_and_the_default() {
     lockbox::seal(&boxed, b"123", &c).unwrap();
     assert_eq!(*arc.lengths.lock().unwrap(), [Some(5)]);
     assert_eq!(*boxed.lengths.lock().unwrap(), [Some(3)]);
-    // The trait's default forwards to generate_data_key, with or without a length.
+    // Asked directly, without a length.
     let g = GenerateOnly(LocalKek::generate().unwrap(), AtomicUsize::new(0));
     let env = lockbox::seal(&g, b"x", &c).unwrap();
     let b = lockbox::BindingBuf::new(Suite::Aes256Gcm, &c);
-    assert!(g.generate_data_key_for(b.as_binding(), None).unwrap().is_some());
+    assert!(
+        g.generate_data_key(lockbox::DataKeyRequest::new(b.as_binding()))
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(g.1.load(Ordering::SeqCst), 2);
     assert_eq!(lockbox::open(&g, &env, &c).unwrap(), b"x");
     // And a cache over it uses provider-side generation on a miss only.

@@ -234,7 +234,11 @@ impl KeyEncryptionProvider for Buggy {
         })
     }
 
-    fn generate_data_key(&self, binding: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+    fn generate_data_key(
+        &self,
+        request: lockbox::DataKeyRequest<'_>,
+    ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        let binding = request.binding();
         if self.bug != Bug::GeneratesMismatchedKeys {
             return Ok(None);
         }

@@ -467,7 +467,11 @@ impl KeyEncryptionProvider for Generating {
     fn unwrap(&self, w: WrappedKeyRef<'_>, b: Binding<'_>) -> Result<DataKey, ProviderError> {
         self.inner.unwrap(w, b)
     }
-    fn generate_data_key(&self, b: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+    fn generate_data_key(
+        &self,
+        request: lockbox::DataKeyRequest<'_>,
+    ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        let b = request.binding();
         self.generated.fetch_add(1, Ordering::SeqCst);
         let dek = lockbox::hazmat::data_key_from_bytes([9u8; 32]);
         let w = self.inner.wrap(&dek, b)?;

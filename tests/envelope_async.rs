@@ -125,7 +125,11 @@ impl KeyEncryptionProvider for Deterministic {
         }
         Ok(lockbox::hazmat::data_key_from_bytes(k))
     }
-    fn generate_data_key(&self, b: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+    fn generate_data_key(
+        &self,
+        request: lockbox::DataKeyRequest<'_>,
+    ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        let b = request.binding();
         if !self.generate {
             return Ok(None);
         }

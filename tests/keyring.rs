@@ -857,7 +857,11 @@ fn the_keyring_serves_every_suite_several_providers_and_the_async_trait() {
     assert_eq!(w.key_version(), KeyVersion(2));
     let back = poll_now(p.unwrap_async(w.as_ref(), b.as_binding())).unwrap();
     assert_eq!(back.expose_secret(), dek.expose_secret());
-    assert!(r.generate_data_key(b.as_binding()).unwrap().is_none());
+    assert!(
+        r.generate_data_key(lockbox::DataKeyRequest::new(b.as_binding()))
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]

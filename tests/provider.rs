@@ -37,7 +37,11 @@ fn every_sync_provider_is_an_async_provider() {
     assert!(p.matches(w.as_ref()));
     let back = ready(assert_send(p.unwrap_async(w.as_ref(), b.as_binding()))).unwrap();
     assert_eq!(back.expose_secret(), dek.expose_secret());
-    assert!(ready(p.generate_data_key_async(b.as_binding())).unwrap().is_none());
+    assert!(
+        ready(p.generate_data_key_async(lockbox::DataKeyRequest::new(b.as_binding())))
+            .unwrap()
+            .is_none()
+    );
     assert!(ready(p.rewrap_async(w.as_ref(), b.as_binding())).unwrap().is_none());
     // Wrong binding through the async path fails the same way.
     let other = BindingBuf::new(Suite::Aes256Gcm, &ctx);

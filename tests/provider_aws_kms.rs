@@ -95,7 +95,11 @@ fn generate_data_key_gives_a_key_that_unwraps_and_seals() {
     let kms = AwsKms::new(&env.config, &env.key).unwrap();
     rt().block_on(async {
         let b = binding("acme");
-        let (dek, wrapped) = kms.generate_data_key_async(b.as_binding()).await.unwrap().unwrap();
+        let (dek, wrapped) = kms
+            .generate_data_key_async(lockbox::DataKeyRequest::new(b.as_binding()))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(wrapped.provider_id(), AWS_KMS_PROVIDER_ID);
         assert_eq!(wrapped.key_id().as_str(), env.key);
         assert_eq!(wrapped.bytes()[0], 1);
@@ -103,7 +107,11 @@ fn generate_data_key_gives_a_key_that_unwraps_and_seals() {
         let back = kms.unwrap_async(wrapped.as_ref(), b.as_binding()).await.unwrap();
         assert_eq!(back.expose_secret(), dek.expose_secret());
         // Two calls give two different keys.
-        let (dek2, _) = kms.generate_data_key_async(b.as_binding()).await.unwrap().unwrap();
+        let (dek2, _) = kms
+            .generate_data_key_async(lockbox::DataKeyRequest::new(b.as_binding()))
+            .await
+            .unwrap()
+            .unwrap();
         assert_ne!(dek2.expose_secret(), dek.expose_secret());
 
         // The async sealer uses GenerateDataKey for its first provider.

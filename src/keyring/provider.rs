@@ -16,7 +16,7 @@ fn perr(kind: ProviderErrorKind, e: KeyringError) -> (ProviderErrorKind, Keyring
 
 impl Table {
     fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
-        w.provider_id() == KEYRING_PROVIDER_ID && w.key_id() == self.id.as_str()
+        w.is_for(KEYRING_PROVIDER_ID, self.id.as_str())
     }
 
     fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, (ProviderErrorKind, KeyringError)> {

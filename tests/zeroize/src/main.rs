@@ -1019,7 +1019,8 @@ impl KeyEncryptionProvider for PatternKeys {
         self.kek.unwrap(wrapped, binding)
     }
 
-    fn generate_data_key(&self, binding: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+    fn generate_data_key(&self, request: lockbox::DataKeyRequest<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        let binding = request.binding();
         let seed = self.next_seed.fetch_add(1, Ordering::Relaxed);
         let dek = hazmat::data_key_from_bytes(pattern(u64::try_from(seed).unwrap_or(0)));
         let wrapped = self.kek.wrap(&dek, binding)?;

@@ -1,4 +1,19 @@
-//! The key-encryption provider joint: the one trait every key store implements.
+//! The key-encryption provider joint: the traits every key store implements,
+//! and what an implementation needs from lockbox to be as good as the ones
+//! lockbox ships.
+//!
+//! A provider outside this crate (Google Cloud KMS, Azure Key Vault, an
+//! in-house key store) uses the same public items the in-tree providers use:
+//!
+//! - [`KeyEncryptionProvider`] (blocking) or [`AsyncKeyEncryptionProvider`]
+//!   (network services), both over [`ProviderIdentity`];
+//! - [`DataKeyRequest`] for provider-side data-key generation;
+//! - [`hazmat::data_key_with`](crate::hazmat::data_key_with) to build a
+//!   [`DataKey`] in place from a backend's output, with no copy left behind;
+//! - [`fill_random`] for nonces and IVs from the OS CSPRNG;
+//! - [`WrappedKey`] and [`WrappedKeyRef::new`] / [`WrappedKeyRef::is_for`];
+//! - [`net::require_tls_or_loopback`] for endpoint policy;
+//! - the conformance suite in the `lockbox-testing` crate.
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;
@@ -8,8 +23,61 @@ use core::pin::Pin;
 use core::task::Poll;
 
 use crate::context::Binding;
-use crate::error::ProviderError;
+use crate::error::{Error, ProviderError};
 use crate::keys::{DataKey, WrappedKey, WrappedKeyRef};
+
+pub mod net;
+
+/// Fills `buf` from the operating system's CSPRNG (`getrandom`): for the
+/// nonces, IVs and salts a provider draws. The only failure is the OS
+/// generator failing ([`Error::Random`]).
+pub fn fill_random(buf: &mut [u8]) -> Result<(), Error> {
+    crate::keys::os_random(buf)
+}
+
+/// What a sealer asks a provider for when it offers provider-side data-key
+/// generation ([`KeyEncryptionProvider::generate_data_key`]): the binding the
+/// new key's wrap must be bound to, and what is known about its use.
+///
+/// Like the AWS Encryption SDK's materials request, it is a struct so that new
+/// hints are new fields, not new trait methods: it is `#[non_exhaustive]`,
+/// built with [`new`](Self::new) and the `with_*` methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DataKeyRequest<'a> {
+    binding: Binding<'a>,
+    plaintext_len: Option<u64>,
+}
+
+impl<'a> DataKeyRequest<'a> {
+    /// A request for a data key bound to `binding`, nothing else known.
+    pub fn new(binding: Binding<'a>) -> Self {
+        Self {
+            binding,
+            plaintext_len: None,
+        }
+    }
+
+    /// The length of the plaintext the key will seal, when known in advance
+    /// (a one-shot seal); a streaming seal leaves it unknown.
+    #[must_use]
+    pub fn with_plaintext_len(mut self, len: u64) -> Self {
+        self.plaintext_len = Some(len);
+        self
+    }
+
+    /// The binding the wrapped key must be bound to.
+    pub fn binding(&self) -> Binding<'a> {
+        self.binding
+    }
+
+    /// The plaintext length, if known (`None` when streaming). A data-key
+    /// cache ([`CachingProvider`](crate::cache::CachingProvider)) counts it
+    /// against its byte limit.
+    pub fn plaintext_len(&self) -> Option<u64> {
+        self.plaintext_len
+    }
+}
 
 /// Who a provider is and which wrapped keys it can open: shared by
 /// [`KeyEncryptionProvider`] and [`AsyncKeyEncryptionProvider`], so a type that
@@ -63,7 +131,7 @@ pub trait ProviderIdentity: Send + Sync + Debug + 'static {
 /// impl ProviderIdentity for Renamed {
 ///     fn provider_id(&self) -> &str { "example.renamed" }
 ///     fn matches(&self, w: WrappedKeyRef<'_>) -> bool {
-///         w.provider_id() == "example.renamed" && w.key_id() == self.0.key_id().as_str()
+///         w.is_for("example.renamed", self.0.key_id().as_str())
 ///     }
 /// }
 ///
@@ -74,9 +142,9 @@ pub trait ProviderIdentity: Send + Sync + Debug + 'static {
 ///             .map_err(|e| ProviderError::new(lockbox::ProviderErrorKind::Other, "example.renamed").with_source(e))
 ///     }
 ///     fn unwrap(&self, w: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
-///         let inner = WrappedKey::new(lockbox::LOCAL_PROVIDER_ID, lockbox::KeyId::new(w.key_id()).unwrap(),
-///                                     w.key_version(), w.bytes().to_vec()).unwrap();
-///         self.0.unwrap(inner.as_ref(), binding)
+///         let inner = WrappedKeyRef::new(lockbox::LOCAL_PROVIDER_ID, w.key_id(), w.key_version(), w.bytes())
+///             .map_err(|e| ProviderError::new(lockbox::ProviderErrorKind::Other, "example.renamed").with_source(e))?;
+///         self.0.unwrap(inner, binding)
 ///     }
 /// }
 /// # let p = Renamed(lockbox::LocalKek::generate().unwrap());
@@ -98,28 +166,13 @@ pub trait KeyEncryptionProvider: ProviderIdentity {
     fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError>;
 
     /// Provider-side data-key generation (as KMS `GenerateDataKey` does):
-    /// returns a fresh data key and its wrapped form in one call, or `Ok(None)`
-    /// if the provider does not offer it, in which case lockbox draws the key
-    /// from the OS CSPRNG and calls [`wrap`](Self::wrap).
-    fn generate_data_key(&self, binding: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
-        let _ = binding;
+    /// returns a fresh data key and its wrapped form, bound to
+    /// `request.binding()`, in one call, or `Ok(None)` if the provider does
+    /// not offer it, in which case lockbox draws the key from the OS CSPRNG
+    /// and calls [`wrap`](Self::wrap). Sealers ask the first provider only.
+    fn generate_data_key(&self, request: DataKeyRequest<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+        let _ = request;
         Ok(None)
-    }
-
-    /// [`generate_data_key`](Self::generate_data_key) told the length of the
-    /// plaintext the key will seal: `Some(n)` for a one-shot seal of `n` bytes,
-    /// `None` when the length is not known in advance (streaming). lockbox's
-    /// sealers call this method; the default ignores the length and calls
-    /// `generate_data_key`. A data-key cache
-    /// ([`CachingProvider`](crate::cache::CachingProvider)) uses the length to
-    /// enforce its byte limit.
-    fn generate_data_key_for(
-        &self,
-        binding: Binding<'_>,
-        plaintext_len: Option<u64>,
-    ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
-        let _ = plaintext_len;
-        self.generate_data_key(binding)
     }
 
     /// Server-side rewrap (as KMS `ReEncrypt` does): re-wraps `wrapped` under
@@ -148,15 +201,8 @@ macro_rules! forward_provider {
             fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
                 (**self).unwrap(wrapped, binding)
             }
-            fn generate_data_key(&self, binding: Binding<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
-                (**self).generate_data_key(binding)
-            }
-            fn generate_data_key_for(
-                &self,
-                binding: Binding<'_>,
-                plaintext_len: Option<u64>,
-            ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
-                (**self).generate_data_key_for(binding, plaintext_len)
+            fn generate_data_key(&self, request: DataKeyRequest<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+                (**self).generate_data_key(request)
             }
             fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
                 (**self).rewrap(wrapped, binding)
@@ -202,22 +248,10 @@ pub trait AsyncKeyEncryptionProvider: ProviderIdentity {
     /// See [`KeyEncryptionProvider::generate_data_key`].
     fn generate_data_key_async<'a>(
         &'a self,
-        binding: Binding<'a>,
+        request: DataKeyRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
-        let _ = binding;
+        let _ = request;
         Box::pin(core::future::ready(Ok(None)))
-    }
-
-    /// See [`KeyEncryptionProvider::generate_data_key_for`]: the plaintext
-    /// length (`None` when streaming) for providers that budget by bytes,
-    /// such as a data-key cache. The default ignores it.
-    fn generate_data_key_for_async<'a>(
-        &'a self,
-        binding: Binding<'a>,
-        plaintext_len: Option<u64>,
-    ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
-        let _ = plaintext_len;
-        self.generate_data_key_async(binding)
     }
 
     /// See [`KeyEncryptionProvider::rewrap`].
@@ -254,19 +288,10 @@ impl<T: KeyEncryptionProvider + ?Sized> AsyncKeyEncryptionProvider for T {
     }
     fn generate_data_key_async<'a>(
         &'a self,
-        binding: Binding<'a>,
+        request: DataKeyRequest<'a>,
     ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
         Box::pin(core::future::poll_fn(move |_| {
-            Poll::Ready(self.generate_data_key(binding))
-        }))
-    }
-    fn generate_data_key_for_async<'a>(
-        &'a self,
-        binding: Binding<'a>,
-        plaintext_len: Option<u64>,
-    ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
-        Box::pin(core::future::poll_fn(move |_| {
-            Poll::Ready(self.generate_data_key_for(binding, plaintext_len))
+            Poll::Ready(self.generate_data_key(request))
         }))
     }
     fn rewrap_async<'a>(

@@ -1,4 +1,8 @@
-//! Helpers shared by the network providers (AWS KMS, Vault Transit).
+//! Endpoint policy for providers that reach a key service over a network.
+//!
+//! Every network provider lockbox ships checks its endpoint with
+//! [`require_tls_or_loopback`] before it sends anything; a third-party
+//! provider should do the same, so that one policy holds for all of them.
 
 use crate::error::Error;
 
@@ -8,7 +12,16 @@ use crate::error::Error;
 /// Plain HTTP elsewhere would send the credentials (a Vault token, an AWS
 /// session token) and the plaintext data keys that unwrap returns across the
 /// network in the clear, so it is refused rather than merely discouraged.
-pub(crate) fn check_endpoint(url: &str) -> Result<(), Error> {
+/// Userinfo (`user@host`) is refused on plain HTTP, so a loopback-looking
+/// prefix cannot smuggle another host.
+///
+/// ```
+/// use lockbox::provider::net::require_tls_or_loopback;
+/// assert!(require_tls_or_loopback("https://kms.eu-west-1.example").is_ok());
+/// assert!(require_tls_or_loopback("http://127.0.0.1:4566").is_ok());
+/// assert!(require_tls_or_loopback("http://vault.internal:8200").is_err());
+/// ```
+pub fn require_tls_or_loopback(url: &str) -> Result<(), Error> {
     const BAD: Error = Error::InvalidArgument {
         what: "endpoint must be an https:// URL, or http:// on a loopback address",
     };
@@ -49,7 +62,7 @@ fn is_loopback(host: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::check_endpoint;
+    use super::require_tls_or_loopback as check_endpoint;
 
     #[test]
     fn endpoints_must_be_tls_or_loopback() {
