@@ -151,7 +151,7 @@ pub struct WrappedKey {
 
 /// Wrapped bytes: inline up to 96 bytes (a local wrap is 61, a PKCS#11 or
 /// AES-KW wrap less), so the hot path does not allocate for them.
-type WrappedBytes = crate::inline::InlineBuf<96>;
+type WrappedBytes = crate::format::InlineBuf<96>;
 
 impl WrappedKey {
     /// Builds a wrapped key. `provider_id` must be 1 to 64 bytes of visible

@@ -114,48 +114,52 @@ pub mod aws_kms;
 pub mod cache;
 mod context;
 mod crypto;
-mod envelope;
-mod envelope_async;
+mod engine;
 mod error;
 mod format;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hazmat;
-mod inline;
+mod inspect;
+#[cfg(feature = "std")]
+mod io;
 pub mod keyring;
 mod keys;
 mod local;
+mod open;
 #[cfg(feature = "pkcs11")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
 pub mod pkcs11;
 pub mod provider;
 mod rewrap;
-#[cfg(feature = "std")]
-mod stream;
-#[cfg(feature = "tokio")]
-mod stream_async;
+mod seal;
 mod suite;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
+#[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
+pub mod tokio;
 #[cfg(feature = "vault")]
 #[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
 pub mod vault;
 
-pub use context::{Binding, BindingBuf, ContextEntry, EncryptionContext, Storage};
-pub use envelope::{EnvelopeInfo, Opener, Sealer, ciphertext_range, inspect, inspect_with_limits, open, seal};
-pub use envelope_async::{AsyncOpener, AsyncSealer};
+pub use context::{ContextEntry, EncryptionContext, Storage};
 pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};
+pub use format::binding::{Binding, BindingBuf};
 pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
+pub use inspect::{EnvelopeInfo, ciphertext_range, inspect, inspect_with_limits};
+#[cfg(feature = "std")]
+pub use io::{Decryptor, Encryptor, RawHeader, UnlockedHeader};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
 pub use local::{LOCAL_KEK_LEN, LOCAL_PROVIDER_ID, LocalKek};
+pub use open::{AsyncOpener, Opener, open};
 pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, DataKeyRequest, KeyEncryptionProvider, ProviderIdentity};
-pub use rewrap::{AsyncRewrapper, Keep, NewHeader, Reencryptor, Rewrapper};
+pub use rewrap::{AsyncReencryptor, AsyncRewrapper, Keep, NewHeader, Reencryptor, Rewrapper};
 #[cfg(feature = "std")]
-pub use stream::{Decryptor, Encryptor};
-#[cfg(feature = "tokio")]
-pub use stream_async::{AsyncDecryptor, AsyncEncryptor};
+pub use seal::SealedHeader;
+pub use seal::{AsyncSealer, Sealer, seal};
 pub use suite::{Backend, Suite};
 /// Re-exported so callers can name [`ExposeSecret`](secrecy::ExposeSecret) and
 /// pass their own RNGs without adding these crates themselves.

@@ -56,12 +56,13 @@ use std::io::Write as _;
 use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
 use secrecy::ExposeSecret;
 
-use crate::context::{BindingBuf, EncryptionContext};
-use crate::envelope::{Opener, Sealer};
+use crate::context::EncryptionContext;
 use crate::error::{Error, ProviderError, ProviderErrorKind};
+use crate::format::binding::BindingBuf;
 use crate::keys::{DATA_KEY_LEN, DataKey, KeyVersion, WrappedKey, WrappedKeyRef};
 use crate::provider::{AsyncKeyEncryptionProvider, BoxFuture, DataKeyRequest, KeyEncryptionProvider, ProviderIdentity};
 use crate::suite::Suite;
+use crate::{Opener, Sealer};
 
 /// The environment variable that turns a missing service into a test failure.
 pub const REQUIRE_SERVICES_VAR: &str = "LOCKBOX_REQUIRE_SERVICES";

@@ -91,7 +91,8 @@ fn aws_lc_streams_match_one_shot_bytes() {
             .segment_size(seg)
             .backend(Backend::AwsLc);
         let one_shot = sealer.seal_with_rng(&mut SeqRng(1), &pt, &ctx()).unwrap();
-        let mut enc = sealer.encryptor_with_rng(&mut SeqRng(1), Vec::new(), &ctx()).unwrap();
+        let header = sealer.seal_header_with_rng(&mut SeqRng(1), &ctx()).unwrap();
+        let mut enc = lockbox::Encryptor::new(header, Vec::new()).unwrap();
         enc.write_all(&pt).unwrap();
         let streamed = enc.finish().unwrap();
         assert_eq!(streamed, one_shot);

@@ -552,7 +552,7 @@ mod streams {
     use super::*;
 
     async fn stream_seal(sealer: &AsyncSealer<'_>, pt: &[u8], ctx: &EncryptionContext) -> Vec<u8> {
-        let mut enc = sealer.async_encryptor(Vec::new(), ctx).await.unwrap();
+        let mut enc = sealer.encryptor(Vec::new(), ctx).await.unwrap();
         for chunk in pt.chunks(100) {
             enc.write_all(chunk).await.unwrap();
         }
@@ -560,7 +560,7 @@ mod streams {
     }
 
     async fn stream_open(opener: &AsyncOpener<'_>, env: &[u8], ctx: &EncryptionContext) -> std::io::Result<Vec<u8>> {
-        let mut dec = opener.async_decryptor(env, ctx).await?;
+        let mut dec = opener.decryptor(env, ctx).await?;
         let mut out = Vec::new();
         dec.read_to_end(&mut out).await?;
         Ok(out)
@@ -595,20 +595,21 @@ mod streams {
         let pt = pattern(5000);
         let seg = SegmentSize::new(1024).unwrap();
         let sync = block_on(async {
-            let mut enc = Sealer::new(&a)
+            let header = Sealer::new(&a)
                 .segment_size(seg)
-                .async_encryptor_with_rng(&mut CountingRng(9), Vec::new(), &ctx())
-                .await
+                .seal_header_with_rng(&mut CountingRng(9), &ctx())
                 .unwrap();
+            let mut enc = lockbox::tokio::Encryptor::new(header, Vec::new()).await.unwrap();
             enc.write_all(&pt).await.unwrap();
             enc.finish().await.unwrap()
         });
         let asynced = block_on(async {
-            let mut enc = AsyncSealer::new(&a)
+            let header = AsyncSealer::new(&a)
                 .segment_size(seg)
-                .async_encryptor_with_rng(&mut CountingRng(9), Vec::new(), &ctx())
+                .seal_header_with_rng(&mut CountingRng(9), &ctx())
                 .await
                 .unwrap();
+            let mut enc = lockbox::tokio::Encryptor::new(header, Vec::new()).await.unwrap();
             enc.write_all(&pt).await.unwrap();
             enc.finish().await.unwrap()
         });
@@ -664,7 +665,7 @@ mod streams {
         // A provider failure fails the encryptor's constructor.
         let mut failing = Remote::new();
         failing.fail_wrap = true;
-        let e = block_on(AsyncSealer::new(&failing).async_encryptor(Vec::new(), &ctx())).unwrap_err();
+        let e = block_on(AsyncSealer::new(&failing).encryptor(Vec::new(), &ctx())).unwrap_err();
         assert!(matches!(lockbox_error(&e), Error::Provider(_)), "{e:?}");
     }
 
@@ -677,13 +678,11 @@ mod streams {
             .build()
             .unwrap();
         let sealer = AsyncSealer::new(&p);
-        let mut enc = rt
-            .block_on(assert_send(sealer.async_encryptor(Vec::new(), &c)))
-            .unwrap();
+        let mut enc = rt.block_on(assert_send(sealer.encryptor(Vec::new(), &c))).unwrap();
         rt.block_on(enc.write_all(b"send")).unwrap();
         let env = rt.block_on(enc.finish()).unwrap();
         let opener = AsyncOpener::new(&p);
-        let mut dec = rt.block_on(assert_send(opener.async_decryptor(&env[..], &c))).unwrap();
+        let mut dec = rt.block_on(assert_send(opener.decryptor(&env[..], &c))).unwrap();
         let mut out = Vec::new();
         rt.block_on(dec.read_to_end(&mut out)).unwrap();
         assert_eq!(out, b"send");

@@ -28,9 +28,8 @@ fn ctx() -> EncryptionContext {
 }
 
 fn stream_seal(sealer: &Sealer<'_>, pt: &[u8], chunk: usize, seed: u8) -> Vec<u8> {
-    let mut enc = sealer
-        .encryptor_with_rng(&mut SeqRng(seed), Vec::new(), &ctx())
-        .unwrap();
+    let header = sealer.seal_header_with_rng(&mut SeqRng(seed), &ctx()).unwrap();
+    let mut enc = lockbox::Encryptor::new(header, Vec::new()).unwrap();
     for c in pt.chunks(chunk.max(1)) {
         enc.write_all(c).unwrap();
     }

@@ -19,8 +19,9 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use lockbox::tokio::{Decryptor, Encryptor};
 use lockbox::{
-    AsyncDecryptor, AsyncEncryptor, EncryptionContext, Error, KeyEncryptionProvider, Limits, LocalKek, Opener, Sealer,
+    AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, EncryptionContext, Error, Limits, LocalKek, Sealer,
     SegmentSize, Suite,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -152,18 +153,21 @@ fn ctx() -> EncryptionContext {
 const LENGTHS: [usize; 7] = [0, 1, 63, 64, 65, 200, 1000];
 
 async fn async_seal<W: AsyncWrite + Unpin>(sealer: &Sealer<'_>, writer: W, pt: &[u8], chunk: usize, seed: u8) -> W {
-    let mut enc = sealer
-        .async_encryptor_with_rng(&mut SeqRng(seed), writer, &ctx())
-        .await
-        .unwrap();
+    // A blocking provider's key phase, then tokio I/O.
+    let header = sealer.seal_header_with_rng(&mut SeqRng(seed), &ctx()).unwrap();
+    let mut enc = Encryptor::new(header, writer).await.unwrap();
     for c in pt.chunks(chunk.max(1)) {
         enc.write_all(c).await.unwrap();
     }
     enc.finish().await.unwrap()
 }
 
-async fn async_open<R: AsyncRead + Unpin>(p: &dyn KeyEncryptionProvider, src: R, buf: usize) -> io::Result<Vec<u8>> {
-    let mut dec = Opener::new(p).async_decryptor(src, &ctx()).await?;
+async fn async_open<R: AsyncRead + Unpin>(
+    p: &dyn AsyncKeyEncryptionProvider,
+    src: R,
+    buf: usize,
+) -> io::Result<Vec<u8>> {
+    let mut dec = AsyncOpener::new(p).decryptor(src, &ctx()).await?;
     let mut out = Vec::new();
     let mut chunk = vec![0u8; buf];
     loop {
@@ -201,8 +205,8 @@ async fn async_streaming_produces_and_reads_exactly_the_one_shot_bytes() {
                 );
             }
             let mut out = Vec::new();
-            Opener::new(&FixedWrap)
-                .async_decryptor(&one_shot[..], &ctx())
+            AsyncOpener::new(&FixedWrap)
+                .decryptor(&one_shot[..], &ctx())
                 .await
                 .unwrap()
                 .read_to_end(&mut out)
@@ -219,7 +223,7 @@ async fn default_segments_round_trip_with_a_local_kek() {
     let seg = SegmentSize::DEFAULT.bytes();
     for len in [seg - 1, seg, seg + 1, 3 * seg + 17] {
         let pt = pattern(len);
-        let mut enc = Sealer::new(&kek).async_encryptor(Vec::new(), &ctx()).await.unwrap();
+        let mut enc = AsyncSealer::new(&kek).encryptor(Vec::new(), &ctx()).await.unwrap();
         enc.write_all(&pt).await.unwrap();
         enc.shutdown().await.unwrap();
         let env = enc.get_ref().unwrap().clone();
@@ -228,8 +232,8 @@ async fn default_segments_round_trip_with_a_local_kek() {
         let sealed = lockbox::seal(&kek, &pt, &ctx()).unwrap();
         for e in [&env, &sealed] {
             let mut out = Vec::new();
-            Opener::new(&kek)
-                .async_decryptor(&e[..], &ctx())
+            AsyncOpener::new(&kek)
+                .decryptor(&e[..], &ctx())
                 .await
                 .unwrap()
                 .read_to_end(&mut out)
@@ -263,10 +267,8 @@ async fn flushing_mid_stream_writes_whole_segments_only() {
     let pt = pattern(200);
     let one_shot = sealer.seal_with_rng(&mut SeqRng(4), &pt, &ctx()).unwrap();
     let h = lockbox::inspect(&one_shot).unwrap().header_len();
-    let mut enc = sealer
-        .async_encryptor_with_rng(&mut SeqRng(4), Choppy::new(7), &ctx())
-        .await
-        .unwrap();
+    let header = sealer.seal_header_with_rng(&mut SeqRng(4), &ctx()).unwrap();
+    let mut enc = Encryptor::new(header, Choppy::new(7)).await.unwrap();
     enc.write_all(&pt[..100]).await.unwrap();
     enc.flush().await.unwrap();
     // The first segment is out (a second one started); the partial one is not.
@@ -282,7 +284,7 @@ async fn flushing_mid_stream_writes_whole_segments_only() {
 #[tokio::test]
 async fn shutdown_is_idempotent_and_ends_writing() {
     let kek = LocalKek::generate().unwrap();
-    let mut enc = Sealer::new(&kek).async_encryptor(Vec::new(), &ctx()).await.unwrap();
+    let mut enc = AsyncSealer::new(&kek).encryptor(Vec::new(), &ctx()).await.unwrap();
     enc.write_all(b"hello").await.unwrap();
     enc.shutdown().await.unwrap();
     enc.shutdown().await.unwrap();
@@ -297,9 +299,9 @@ async fn a_duplex_pipe_with_a_tiny_buffer_streams_both_ways_at_once() {
     let pt = pattern(5000);
     for size in [SegmentSize::MIN, SegmentSize::new(1024).unwrap()] {
         let (a, b) = tokio::io::duplex(16);
-        let sealer = Sealer::new(&kek).segment_size(size);
+        let sealer = AsyncSealer::new(&kek).segment_size(size);
         let write = async {
-            let mut enc = sealer.async_encryptor(a, &ctx()).await.unwrap();
+            let mut enc = sealer.encryptor(a, &ctx()).await.unwrap();
             for c in pt.chunks(333) {
                 enc.write_all(c).await.unwrap();
             }
@@ -307,7 +309,7 @@ async fn a_duplex_pipe_with_a_tiny_buffer_streams_both_ways_at_once() {
             enc.finish().await.unwrap();
         };
         let read = async {
-            let mut dec = Opener::new(&kek).async_decryptor(b, &ctx()).await.unwrap();
+            let mut dec = AsyncOpener::new(&kek).decryptor(b, &ctx()).await.unwrap();
             let mut out = Vec::new();
             dec.read_to_end(&mut out).await.unwrap();
             out
@@ -340,14 +342,14 @@ async fn every_truncation_point_fails_without_reporting_success() {
     let sealer = Sealer::new(&FixedWrap).segment_size(SegmentSize::MIN);
     let env = sealer.seal_with_rng(&mut SeqRng(1), &pattern(300), &ctx()).unwrap();
     for len in 0..env.len() {
-        let r = match Opener::new(&FixedWrap).async_decryptor(&env[..len], &ctx()).await {
+        let r = match AsyncOpener::new(&FixedWrap).decryptor(&env[..len], &ctx()).await {
             Ok(mut d) => d.read_to_end(&mut Vec::new()).await,
             Err(e) => Err(e),
         };
         assert!(r.is_err(), "truncated to {len} read as complete");
         // One byte at a time too (a different read-ahead pattern).
-        let r = match Opener::new(&FixedWrap)
-            .async_decryptor(Trickle::new(&env[..len]), &ctx())
+        let r = match AsyncOpener::new(&FixedWrap)
+            .decryptor(Trickle::new(&env[..len]), &ctx())
             .await
         {
             Ok(mut d) => d.read_to_end(&mut Vec::new()).await,
@@ -380,7 +382,7 @@ async fn appended_reordered_and_tampered_streams_fail() {
         ("flipped bit", flipped),
         ("flipped last tag bit", flipped_last),
     ] {
-        let mut dec = Opener::new(&FixedWrap).async_decryptor(&bad[..], &ctx()).await.unwrap();
+        let mut dec = AsyncOpener::new(&FixedWrap).decryptor(&bad[..], &ctx()).await.unwrap();
         let mut out = Vec::new();
         let e = dec.read_to_end(&mut out).await.unwrap_err();
         assert!(matches!(lockbox_error(&e), Error::Authentication), "{what}: {e}");
@@ -400,9 +402,9 @@ async fn an_encryptor_dropped_without_shutdown_never_yields_a_valid_envelope() {
     for len in [0, 1, 64, 500, 512] {
         let mut out = Vec::new();
         {
-            let mut enc = Sealer::new(&kek)
+            let mut enc = AsyncSealer::new(&kek)
                 .segment_size(SegmentSize::MIN)
-                .async_encryptor(&mut out, &ctx())
+                .encryptor(&mut out, &ctx())
                 .await
                 .unwrap();
             enc.write_all(&pattern(len)).await.unwrap();
@@ -410,7 +412,7 @@ async fn an_encryptor_dropped_without_shutdown_never_yields_a_valid_envelope() {
             // Dropped without shutdown() or finish().
         }
         assert!(lockbox::open(&kek, &out, &ctx()).is_err(), "len {len}");
-        let r = match Opener::new(&kek).async_decryptor(&out[..], &ctx()).await {
+        let r = match AsyncOpener::new(&kek).decryptor(&out[..], &ctx()).await {
             Ok(mut d) => d.read_to_end(&mut Vec::new()).await,
             Err(e) => Err(e),
         };
@@ -425,9 +427,9 @@ async fn a_failing_writer_poisons_the_encryptor() {
     let header = lockbox::inspect(&lockbox::seal(&kek, b"", &ctx()).unwrap())
         .unwrap()
         .header_len();
-    let mut enc = Sealer::new(&kek)
+    let mut enc = AsyncSealer::new(&kek)
         .segment_size(SegmentSize::MIN)
-        .async_encryptor(Failing { budget: header + 10 }, &ctx())
+        .encryptor(Failing { budget: header + 10 }, &ctx())
         .await
         .unwrap();
     let e = enc.write_all(&pattern(500)).await.unwrap_err();
@@ -437,8 +439,8 @@ async fn a_failing_writer_poisons_the_encryptor() {
     assert!(enc.shutdown().await.is_err());
     assert!(enc.finish().await.is_err());
     // A header that cannot be written fails the constructor.
-    let e = Sealer::new(&kek)
-        .async_encryptor(Failing { budget: 3 }, &ctx())
+    let e = AsyncSealer::new(&kek)
+        .encryptor(Failing { budget: 3 }, &ctx())
         .await
         .unwrap_err();
     assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
@@ -448,22 +450,22 @@ async fn a_failing_writer_poisons_the_encryptor() {
 async fn header_errors_surface_when_the_decryptor_is_created() {
     let kek = LocalKek::generate().unwrap();
     let env = lockbox::seal(&kek, b"x", &ctx()).unwrap();
-    let e = Opener::new(&kek)
-        .async_decryptor(&env[..], &EncryptionContext::new().with("file", "other").unwrap())
+    let e = AsyncOpener::new(&kek)
+        .decryptor(&env[..], &EncryptionContext::new().with("file", "other").unwrap())
         .await
         .unwrap_err();
     assert!(matches!(lockbox_error(&e), Error::ContextMismatch { .. }));
     assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     let other = LocalKek::generate().unwrap();
-    let e = Opener::new(&other).async_decryptor(&env[..], &ctx()).await.unwrap_err();
+    let e = AsyncOpener::new(&other).decryptor(&env[..], &ctx()).await.unwrap_err();
     assert!(matches!(lockbox_error(&e), Error::NoProviderCouldUnwrap { .. }));
     let mut v2 = env.clone();
     v2[4] = 2;
-    let e = Opener::new(&kek).async_decryptor(&v2[..], &ctx()).await.unwrap_err();
+    let e = AsyncOpener::new(&kek).decryptor(&v2[..], &ctx()).await.unwrap_err();
     assert!(matches!(lockbox_error(&e), Error::UnsupportedVersion(2)));
     assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-    let e = Opener::new(&kek)
-        .async_decryptor(&b"not an envelope"[..], &ctx())
+    let e = AsyncOpener::new(&kek)
+        .decryptor(&b"not an envelope"[..], &ctx())
         .await
         .unwrap_err();
     assert!(matches!(lockbox_error(&e), Error::Malformed { .. }), "{e}");
@@ -477,18 +479,18 @@ async fn header_and_segment_limits_are_enforced_without_panicking() {
     // Header limits below the initial read size (and below the header).
     for max in [0, 10, 100, h - 1] {
         let limits = Limits::default().with_max_header_len(max);
-        let e = Opener::new(&kek)
+        let e = AsyncOpener::new(&kek)
             .limits(limits)
-            .async_decryptor(&env[..], &ctx())
+            .decryptor(&env[..], &ctx())
             .await
             .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "max {max}: {e}");
     }
     let limits = Limits::default().with_max_header_len(h);
     let mut out = Vec::new();
-    Opener::new(&kek)
+    AsyncOpener::new(&kek)
         .limits(limits)
-        .async_decryptor(Trickle::new(&env), &ctx())
+        .decryptor(Trickle::new(&env), &ctx())
         .await
         .unwrap()
         .read_to_end(&mut out)
@@ -496,9 +498,9 @@ async fn header_and_segment_limits_are_enforced_without_panicking() {
         .unwrap();
     assert_eq!(out, pattern(100));
     let limits = Limits::default().with_max_segment_size(1024);
-    let e = Opener::new(&kek)
+    let e = AsyncOpener::new(&kek)
         .limits(limits)
-        .async_decryptor(&env[..], &ctx())
+        .decryptor(&env[..], &ctx())
         .await
         .unwrap_err();
     assert!(matches!(lockbox_error(&e), Error::LimitExceeded { .. }), "{e}");
@@ -511,7 +513,7 @@ async fn a_file_round_trip_through_tokio_fs() {
     let kek = LocalKek::generate().unwrap();
     let pt = pattern(3 * SegmentSize::DEFAULT.bytes() + 12345);
     let file = tokio::fs::File::create(&path).await.unwrap();
-    let mut enc = Sealer::new(&kek).async_encryptor(file, &ctx()).await.unwrap();
+    let mut enc = AsyncSealer::new(&kek).encryptor(file, &ctx()).await.unwrap();
     for c in pt.chunks(10_000) {
         enc.write_all(c).await.unwrap();
     }
@@ -521,7 +523,7 @@ async fn a_file_round_trip_through_tokio_fs() {
     let on_disk = tokio::fs::read(&path).await.unwrap();
     assert_eq!(lockbox::open(&kek, &on_disk, &ctx()).unwrap(), pt);
     let file = tokio::fs::File::open(&path).await.unwrap();
-    let mut dec = Opener::new(&kek).async_decryptor(file, &ctx()).await.unwrap();
+    let mut dec = AsyncOpener::new(&kek).decryptor(file, &ctx()).await.unwrap();
     let mut out = Vec::new();
     dec.read_to_end(&mut out).await.unwrap();
     assert_eq!(out, pt);
@@ -532,31 +534,31 @@ fn assert_send<T: Send>(_: &T) {}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adapters_and_their_futures_are_send() {
     let kek = std::sync::Arc::new(LocalKek::generate().unwrap());
-    let sealer = Sealer::new(&*kek);
+    let sealer = AsyncSealer::new(&*kek);
     let c = ctx();
-    let fut = sealer.async_encryptor(Vec::new(), &c);
+    let fut = sealer.encryptor(Vec::new(), &c);
     assert_send(&fut);
-    let enc: AsyncEncryptor<Vec<u8>> = fut.await.unwrap();
+    let enc: Encryptor<Vec<u8>> = fut.await.unwrap();
     assert_send(&enc);
     let fin = enc.finish();
     assert_send(&fin);
     let env = fin.await.unwrap();
-    let opener = Opener::new(&*kek);
-    let fut = opener.async_decryptor(&env[..], &c);
+    let opener = AsyncOpener::new(&*kek);
+    let fut = opener.decryptor(&env[..], &c);
     assert_send(&fut);
-    let dec: AsyncDecryptor<&[u8]> = fut.await.unwrap();
+    let dec: Decryptor<&[u8]> = fut.await.unwrap();
     assert_send(&dec);
     // And they run on spawned tasks.
     let k = kek.clone();
     let env = tokio::spawn(async move {
-        let mut enc = Sealer::new(&*k).async_encryptor(Vec::new(), &ctx()).await.unwrap();
+        let mut enc = AsyncSealer::new(&*k).encryptor(Vec::new(), &ctx()).await.unwrap();
         enc.write_all(b"spawned").await.unwrap();
         enc.finish().await.unwrap()
     })
     .await
     .unwrap();
     let out = tokio::spawn(async move {
-        let mut dec = Opener::new(&*kek).async_decryptor(&env[..], &ctx()).await.unwrap();
+        let mut dec = AsyncOpener::new(&*kek).decryptor(&env[..], &ctx()).await.unwrap();
         let mut out = Vec::new();
         dec.read_to_end(&mut out).await.unwrap();
         out

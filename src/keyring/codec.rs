@@ -13,10 +13,10 @@ use zeroize::Zeroizing;
 use super::kek::{VERSION_KEY_LEN, VersionKey};
 use super::{AuditAction, Entry, KeyState, Keyring, KeyringError, MAX_VERSIONS, NoAudit, RotationPolicy, Table};
 use crate::context::{EncryptionContext, Storage};
-use crate::envelope::{Opener, Sealer};
 use crate::error::Error;
 use crate::keys::KeyId;
 use crate::provider::KeyEncryptionProvider;
+use crate::{Opener, Sealer};
 
 /// Magic at the start of the contents.
 const MAGIC: &[u8; 8] = b"LKBXRING";
@@ -270,7 +270,7 @@ fn file_context(id: &KeyId, generation: u64) -> Result<EncryptionContext, Error>
 /// generation. Used for the compare-and-swap before a save.
 #[cfg(feature = "std")]
 pub(crate) fn peek(bytes: &[u8]) -> Result<(KeyId, u64), Error> {
-    let info = crate::envelope::inspect(bytes)?;
+    let info = crate::inspect(bytes)?;
     let mut id = None;
     let mut generation = None;
     for (k, v) in info.stored_context() {

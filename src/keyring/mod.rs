@@ -110,8 +110,8 @@ pub use error::KeyringError;
 pub use provider::MigrationProvider;
 
 use crate::context::Binding;
-use crate::envelope::EnvelopeInfo;
 use crate::error::Error;
+use crate::inspect::EnvelopeInfo;
 use crate::keys::{KeyId, KeyVersion};
 use kek::VersionKey;
 

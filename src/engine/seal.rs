@@ -1,0 +1,447 @@
+//! The seal side of the core: the key phase ([`SealPlan`]) between provider
+//! calls, and the payload of a one-shot seal ([`Prepared`]).
+
+use alloc::vec::Vec;
+
+use secrecy::ExposeSecret;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::context::EncryptionContext;
+use crate::crypto::{self, PayloadCipher};
+use crate::error::{Error, LimitKind, ProviderError, ProviderErrorKind};
+use crate::format::binding::{Binding, BindingBytes};
+use crate::format::codec::SliceWriter;
+use crate::format::{COMMITMENT_LEN, Limits, MESSAGE_ID_LEN, Put, SegmentSize, Segments, TAG_LEN, v1};
+use crate::keys::{DATA_KEY_LEN, DataKey, WrappedKey, WrappedKeyRef};
+use crate::provider::{DataKeyRequest, ProviderIdentity};
+use crate::suite::{Backend, Suite};
+
+use super::parallel;
+
+/// A sealer's options (shared by the sync and async sealers).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SealOptions {
+    pub(crate) suite: Suite,
+    pub(crate) segment_size: SegmentSize,
+    pub(crate) limits: Limits,
+    pub(crate) backend: Backend,
+    pub(crate) threads: usize,
+}
+
+impl Default for SealOptions {
+    fn default() -> Self {
+        Self {
+            suite: Suite::default(),
+            segment_size: SegmentSize::default(),
+            limits: Limits::default(),
+            backend: Backend::default(),
+            threads: 1,
+        }
+    }
+}
+
+/// The key phase of one seal, advanced by a driver that makes the provider
+/// calls: [`new`](Self::new) checks the limits and encodes the binding; the
+/// first provider is asked for a data key ([`request`](Self::request),
+/// [`generated`](Self::generated)); every provider still without a wrap
+/// ([`next_wrapper`](Self::next_wrapper)) wraps [`dek`](Self::dek)
+/// ([`wrapped`](Self::wrapped)); [`finish`](Self::finish) checks the wrapped
+/// keys, derives the message keys and drops the data key where it lies.
+///
+/// The data key is filled in place and never moved, so a driver whose state
+/// lives on the heap (an async sealer's future) leaves no copy of it there.
+pub(crate) struct SealPlan<'c, 'p, P: ?Sized> {
+    opts: SealOptions,
+    context: &'c EncryptionContext,
+    providers: &'p [&'p P],
+    head: &'p P,
+    binding: BindingBytes,
+    plaintext_len: Option<u64>,
+    dek: DataKey,
+    message_id: [u8; MESSAGE_ID_LEN],
+    wrapped: Vec<WrappedKey>,
+    first: Option<WrappedKey>,
+}
+
+impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
+    /// Checks every limit that does not depend on a provider's answer and
+    /// encodes the binding. `plaintext_len` is `None` when streaming.
+    pub(crate) fn new(
+        opts: &SealOptions,
+        context: &'c EncryptionContext,
+        providers: &'p [&'p P],
+        plaintext_len: Option<u64>,
+    ) -> Result<Self, Error> {
+        let limits = &opts.limits;
+        let exceeded = |limit, max| Error::LimitExceeded { limit, max };
+        let head = providers.first().copied().ok_or(Error::InvalidArgument {
+            what: "no provider to wrap the data key",
+        })?;
+        if context.len() > limits.max_context_entries() {
+            return Err(exceeded(LimitKind::ContextEntries, limits.max_context_entries()));
+        }
+        if context.stored_bytes() > limits.max_context_bytes() {
+            return Err(exceeded(LimitKind::ContextBytes, limits.max_context_bytes()));
+        }
+        if opts.segment_size.bytes() > limits.max_segment_size() {
+            return Err(exceeded(LimitKind::SegmentSize, limits.max_segment_size()));
+        }
+        let max_wrapped = limits.max_wrapped_keys().min(usize::from(u8::MAX));
+        if providers.len() > max_wrapped {
+            return Err(exceeded(LimitKind::WrappedKeys, max_wrapped));
+        }
+        Ok(Self {
+            opts: *opts,
+            context,
+            providers,
+            head,
+            binding: context.binding_bytes(opts.suite),
+            plaintext_len,
+            dek: DataKey::zeroed(),
+            message_id: [0u8; MESSAGE_ID_LEN],
+            wrapped: Vec::new(),
+            first: None,
+        })
+    }
+
+    /// The provider asked for the data key (and that wraps first).
+    pub(crate) fn first(&self) -> &'p P {
+        self.head
+    }
+
+    /// The binding every wrap is bound to.
+    pub(crate) fn binding(&self) -> Binding<'_> {
+        Binding::from_encoded(self.opts.suite, self.binding.as_slice())
+    }
+
+    /// The first provider's data-key request.
+    pub(crate) fn request(&self) -> DataKeyRequest<'_> {
+        let r = DataKeyRequest::new(self.binding());
+        match self.plaintext_len {
+            Some(n) => r.with_plaintext_len(n),
+            None => r,
+        }
+    }
+
+    /// Takes the first provider's answer to [`request`](Self::request): its
+    /// data key and wrap, or `None`, in which case the data key and the
+    /// message id come from one call to `random` (else only the message id).
+    pub(crate) fn generated(
+        &mut self,
+        generated: Option<(DataKey, WrappedKey)>,
+        mut random: impl FnMut(&mut [u8]) -> Result<(), Error>,
+    ) -> Result<(), Error> {
+        match generated {
+            Some((key, w)) => {
+                self.dek.bytes_mut().copy_from_slice(key.expose_secret());
+                drop(key);
+                random(&mut self.message_id)?;
+                self.first = Some(w);
+            }
+            None => {
+                let mut draw = Zeroizing::new([0u8; DATA_KEY_LEN + MESSAGE_ID_LEN]);
+                random(draw.as_mut_slice())?;
+                let (k, m) = draw.split_at(DATA_KEY_LEN);
+                self.dek.bytes_mut().copy_from_slice(k);
+                self.message_id.copy_from_slice(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// The next provider that has not wrapped the data key yet, in order.
+    pub(crate) fn next_wrapper(&self) -> Option<&'p P> {
+        let done = self.wrapped.len().saturating_add(usize::from(self.first.is_some()));
+        self.providers.get(done).copied()
+    }
+
+    /// The data key, to wrap.
+    pub(crate) fn dek(&self) -> &DataKey {
+        &self.dek
+    }
+
+    /// Records the wrap of the provider [`next_wrapper`](Self::next_wrapper) gave.
+    pub(crate) fn wrapped(&mut self, w: WrappedKey) {
+        if self.first.is_none() {
+            self.first = Some(w);
+        } else {
+            self.wrapped.push(w);
+        }
+    }
+
+    /// Checks that every provider wrapped and matches its own wrap, derives
+    /// the payload cipher and commitment, and checks the header length.
+    ///
+    /// Takes `&mut self`, not `self`: the plan (and its data key) is never
+    /// moved out of where the driver keeps it (an async driver's future may
+    /// live on the heap, and a moved-from copy there would not be wiped). The
+    /// data key is zeroized where it lies when the plan is dropped.
+    pub(crate) fn finish(&mut self) -> Result<Prepared<'c>, Error> {
+        let first = self.first.take().ok_or(Error::InvalidArgument {
+            what: "no provider to wrap the data key",
+        })?;
+        if self.wrapped.len().saturating_add(1) != self.providers.len() {
+            return Err(Error::InvalidArgument {
+                what: "a provider did not wrap the data key",
+            });
+        }
+        check_own(self.providers, core::iter::once(&first).chain(&self.wrapped))?;
+        let keys = crypto::derive(
+            self.opts.suite,
+            self.opts.backend,
+            self.dek.expose_secret(),
+            &self.message_id,
+        );
+        let header_len = v1::header_len(
+            self.context.header_fields(),
+            core::iter::once(first.as_ref()).chain(self.wrapped.iter().map(WrappedKey::as_ref)),
+        );
+        if header_len > self.opts.limits.max_header_len() {
+            return Err(Error::LimitExceeded {
+                limit: LimitKind::HeaderBytes,
+                max: self.opts.limits.max_header_len(),
+            });
+        }
+        Ok(Prepared {
+            opts: self.opts,
+            context: self.context,
+            cipher: keys.cipher,
+            commitment: keys.commitment,
+            message_id: self.message_id,
+            first,
+            others: core::mem::take(&mut self.wrapped),
+            header_len,
+        })
+    }
+}
+
+/// Fails unless every provider matches the wrapped key it produced: an
+/// envelope its own providers would not try to open is a provider bug; catch
+/// it when sealing (or rewrapping) rather than when the data is needed.
+pub(crate) fn check_own<'w, P: ProviderIdentity + ?Sized>(
+    providers: &[&P],
+    wrapped: impl Iterator<Item = &'w WrappedKey>,
+) -> Result<(), Error> {
+    for (p, w) in providers.iter().zip(wrapped) {
+        if !p.matches(w.as_ref()) {
+            return Err(Error::Provider(ProviderError::new(
+                ProviderErrorKind::Other,
+                p.provider_id(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Everything a seal needs once the data key is wrapped; holds no data key.
+pub(crate) struct Prepared<'c> {
+    opts: SealOptions,
+    context: &'c EncryptionContext,
+    cipher: PayloadCipher,
+    commitment: [u8; COMMITMENT_LEN],
+    message_id: [u8; MESSAGE_ID_LEN],
+    /// The first provider's wrapped key, kept apart so that the common
+    /// one-provider seal does not allocate a vector.
+    first: WrappedKey,
+    others: Vec<WrappedKey>,
+    /// Whole header, tag included.
+    header_len: usize,
+}
+
+impl Prepared<'_> {
+    fn wrapped(&self) -> impl Iterator<Item = WrappedKeyRef<'_>> + Clone {
+        core::iter::once(self.first.as_ref()).chain(self.others.iter().map(WrappedKey::as_ref))
+    }
+
+    /// The options the seal was planned with.
+    #[cfg(feature = "std")]
+    pub(crate) fn options(&self) -> &SealOptions {
+        &self.opts
+    }
+
+    /// Writes the header up to, not including, the header tag.
+    fn put_header(&self, out: &mut impl Put) {
+        let fields = v1::Fields {
+            suite: self.opts.suite,
+            segment_size: self.opts.segment_size,
+            message_id: &self.message_id,
+            commitment: &self.commitment,
+        };
+        v1::encode(out, fields, self.context.header_fields(), self.wrapped());
+    }
+
+    /// Appends the complete header, tag included, to `out`.
+    pub(crate) fn write_header(&self, out: &mut Vec<u8>) -> Result<(), Error> {
+        let start = out.len();
+        out.reserve(self.header_len);
+        self.put_header(out);
+        let tag = self.cipher.header_tag(out.get(start..).unwrap_or_default())?;
+        out.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Appends the whole envelope of `plaintext` to `out` (one reservation);
+    /// on error `out` is restored (anything written is zeroized).
+    pub(crate) fn seal_to(&self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        let start = out.len();
+        let r = self.seal_to_inner(plaintext, out, start);
+        if r.is_err() {
+            // Only ciphertext was written, but a caller's buffer is left as
+            // it was found: nothing of a failed seal stays in its capacity.
+            if let Some(written) = out.get_mut(start..) {
+                written.zeroize();
+            }
+            out.truncate(start);
+        }
+        r
+    }
+
+    fn seal_to_inner(&self, plaintext: &[u8], out: &mut Vec<u8>, start: usize) -> Result<(), Error> {
+        let segs = Segments::for_plaintext(plaintext.len(), self.opts.segment_size)?;
+        let total = segs
+            .payload_len()
+            .and_then(|n| n.checked_add(self.header_len))
+            .ok_or(Error::InvalidArgument {
+                what: "plaintext too long",
+            })?;
+        out.try_reserve_exact(total).map_err(|_| Error::InvalidArgument {
+            what: "envelope too large to allocate",
+        })?;
+        self.write_header(out)?;
+        let threads = parallel::threads_for(self.opts.threads, plaintext.len());
+        if threads > 1 && segs.count > 1 {
+            let payload_start = out.len();
+            out.resize(start.saturating_add(total), 0);
+            let payload = out.get_mut(payload_start..).unwrap_or_default();
+            return seal_parallel(&self.cipher, threads, segs, 0, plaintext, payload);
+        }
+        seal_appending(&self.cipher, segs, plaintext, out)
+    }
+
+    /// Seals in place: `buf` holds the plaintext before and the envelope
+    /// after. Errors before this call (providers, limits) left `buf` alone;
+    /// here only an allocation failure can, and it leaves `buf` unchanged too.
+    pub(crate) fn seal_in_place(&self, buf: &mut Vec<u8>) -> Result<(), Error> {
+        let too_short = || Error::InvalidArgument {
+            what: "buffer too short",
+        };
+        let segs = Segments::for_plaintext(buf.len(), self.opts.segment_size)?;
+        let total = segs
+            .payload_len()
+            .and_then(|n| n.checked_add(self.header_len))
+            .ok_or(Error::InvalidArgument {
+                what: "plaintext too long",
+            })?;
+        let stride = segs.stride();
+        if buf.capacity() < total {
+            // Growing in place would let the allocator free the old block with
+            // the plaintext still in it: move to a new buffer, wipe the old one.
+            let mut grown = Vec::new();
+            grown.try_reserve_exact(total).map_err(|_| Error::InvalidArgument {
+                what: "envelope too large to allocate",
+            })?;
+            grown.extend_from_slice(buf);
+            buf.zeroize();
+            *buf = grown;
+        }
+        buf.resize(total, 0);
+        // Move segments to their final places, last first (they only move right).
+        for i in (0..segs.count).rev() {
+            let from = i.saturating_mul(segs.size);
+            let to = self.header_len.saturating_add(i.saturating_mul(stride));
+            buf.copy_within(from..from.saturating_add(segs.len_of(i)), to);
+        }
+        let (header, payload) = buf.split_at_mut_checked(self.header_len).ok_or_else(too_short)?;
+        let (authenticated, tag) = header
+            .split_at_mut_checked(self.header_len.saturating_sub(TAG_LEN))
+            .ok_or_else(too_short)?;
+        self.put_header(&mut SliceWriter::new(authenticated));
+        tag.copy_from_slice(&self.cipher.header_tag(authenticated)?);
+        for (i, chunk) in payload.chunks_mut(stride).enumerate() {
+            let last = i.saturating_add(1) == segs.count;
+            let (ct, tag) = chunk.split_at_mut_checked(segs.len_of(i)).ok_or_else(too_short)?;
+            tag.copy_from_slice(&self.cipher.seal_segment_in_place(Segments::index(i)?, last, ct)?);
+        }
+        Ok(())
+    }
+
+    /// The header (tag included), the payload cipher and the segment size: a
+    /// stream's start.
+    #[cfg(feature = "std")]
+    pub(crate) fn into_stream_start(self) -> Result<(Vec<u8>, PayloadCipher, SegmentSize), Error> {
+        let mut header = Vec::new();
+        self.write_header(&mut header)?;
+        Ok((header, self.cipher, self.opts.segment_size))
+    }
+}
+
+/// One thread: grows `out` by one segment (zeroed) at a time and encrypts
+/// into it while it is in cache. Zero-filling the whole output first would be
+/// one more pass over memory, and copying the plaintext in to encrypt it in
+/// place costs a read as well as a write. `out` has the capacity reserved.
+fn seal_appending(cipher: &PayloadCipher, segs: Segments, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    let mut chunks = plaintext.chunks(segs.size.max(1));
+    for i in 0..segs.count {
+        let last = i.saturating_add(1) == segs.count;
+        let pt = chunks.next().unwrap_or_default();
+        let at = out.len();
+        out.resize(at.saturating_add(pt.len()).saturating_add(TAG_LEN), 0);
+        cipher.seal_segment(Segments::index(i)?, last, pt, out.get_mut(at..).unwrap_or_default())?;
+    }
+    Ok(())
+}
+
+/// Encrypts consecutive segments starting at segment `first` of a payload
+/// laid out by `segs` (which says which one is last): `src` holds their
+/// plaintext, `dst` room for their ciphertexts and tags.
+pub(crate) fn seal_run(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    first: usize,
+    src: &[u8],
+    dst: &mut [u8],
+) -> Result<(), Error> {
+    let mut chunks = src.chunks(segs.size.max(1));
+    for (j, out) in dst.chunks_mut(segs.stride()).enumerate() {
+        let i = first.saturating_add(j);
+        let last = i.saturating_add(1) == segs.count;
+        let pt = chunks.next().unwrap_or_default();
+        cipher.seal_segment(Segments::index(i)?, last, pt, out)?;
+    }
+    Ok(())
+}
+
+/// Seals the `batch.count` segments of `src` (the first is segment `base` of
+/// a payload laid out by `whole`) into `dst` on up to `threads` threads.
+pub(crate) fn seal_parallel_batch(
+    cipher: &PayloadCipher,
+    threads: usize,
+    batch: Segments,
+    whole: Segments,
+    base: usize,
+    src: &[u8],
+    dst: &mut [u8],
+) -> Result<(), Error> {
+    if threads <= 1 || batch.count <= 1 {
+        // An empty batch still seals one (empty) segment.
+        return seal_run(cipher, whole, base, src, dst);
+    }
+    let per = batch.count.div_ceil(threads).max(1);
+    let pairs = src
+        .chunks(per.saturating_mul(batch.size))
+        .zip(dst.chunks_mut(per.saturating_mul(batch.stride())));
+    parallel::run(pairs, |t, (s, d)| {
+        seal_run(cipher, whole, base.saturating_add(t.saturating_mul(per)), s, d)
+    })
+}
+
+fn seal_parallel(
+    cipher: &PayloadCipher,
+    threads: usize,
+    segs: Segments,
+    base: usize,
+    src: &[u8],
+    dst: &mut [u8],
+) -> Result<(), Error> {
+    seal_parallel_batch(cipher, threads, segs, segs, base, src, dst)
+}

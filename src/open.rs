@@ -1,0 +1,317 @@
+//! Opening: [`open`], [`Opener`] (blocking providers) and [`AsyncOpener`]
+//! (async providers), side by side. Both are thin drivers over the engine's
+//! [`Unlock`](crate::engine::open::Unlock): they differ only in `.await`.
+
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::context::EncryptionContext;
+use crate::crypto::PayloadCipher;
+use crate::engine::open::{OpenOptions, Unlock, full_context, open_in_place, open_payload};
+use crate::error::Error;
+use crate::format::{self, Header, Limits, Segments};
+use crate::provider::{AsyncKeyEncryptionProvider, KeyEncryptionProvider};
+use crate::suite::Backend;
+
+/// Opens an envelope with one provider and the default limits.
+///
+/// `context` must hold every [required](crate::Storage::Required) entry the
+/// envelope was sealed with; stored entries may be given too, and must then
+/// match. Stored entries left out are **not** checked: any envelope the
+/// provider can open passes, whatever else its context says. When that
+/// matters, use [`Opener::strict_context`] or [`Opener::open_with_context`].
+/// Plaintext is returned only if everything authenticated: on any failure
+/// nothing is released. See [`Opener`], and [`AsyncOpener`] for providers
+/// reached over a network.
+pub fn open(
+    provider: &dyn KeyEncryptionProvider,
+    envelope: &[u8],
+    context: &EncryptionContext,
+) -> Result<Vec<u8>, Error> {
+    Opener::new(provider).open(envelope, context)
+}
+
+/// Opens envelopes with chosen limits, unwrapping with blocking
+/// [`KeyEncryptionProvider`]s.
+///
+/// Opening checks, in order: the header's structure and limits; the caller's
+/// context against the header (missing or mismatched entries are reported by
+/// key); unwrapping the data key with the first matching wrapped key that a
+/// provider can open; the key commitment (constant time); the header tag; then
+/// each segment's tag before that segment is decrypted. Plaintext is released
+/// only when every check passed.
+#[derive(Clone)]
+pub struct Opener<'p> {
+    providers: Vec<&'p dyn KeyEncryptionProvider>,
+    opts: OpenOptions,
+}
+
+/// Opens envelopes, unwrapping with [`AsyncKeyEncryptionProvider`]s (key
+/// services reached over a network, and every blocking provider too).
+///
+/// The same options, checks, order and errors as [`Opener`]; only the
+/// unwraps are awaited. The payload is decrypted inside the future, on the
+/// thread polling it.
+#[derive(Clone)]
+pub struct AsyncOpener<'p> {
+    providers: Vec<&'p dyn AsyncKeyEncryptionProvider>,
+    opts: OpenOptions,
+}
+
+/// The options of both openers, written once.
+macro_rules! opener_options {
+    ($opener:ident, $provider:ident) => {
+        impl fmt::Debug for $opener<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($opener))
+                    .field("providers", &self.providers)
+                    .field("limits", &self.opts.limits)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<'p> $opener<'p> {
+            /// An opener unwrapping with `provider`, with default limits.
+            pub fn new(provider: &'p dyn $provider) -> Self {
+                Self {
+                    providers: alloc::vec![provider],
+                    opts: OpenOptions::default(),
+                }
+            }
+
+            /// Also tries `provider`. For each wrapped key, in header order,
+            /// the providers that match it are tried in the order they were
+            /// given.
+            #[must_use]
+            pub fn also_try(mut self, provider: &'p dyn $provider) -> Self {
+                self.providers.push(provider);
+                self
+            }
+
+            /// Requires the caller's context to name every entry of the
+            /// envelope's context, stored ones included (with their values),
+            /// so an envelope with any entry the caller did not expect fails
+            /// with [`Error::MissingContext`]. Without it, stored entries the
+            /// caller leaves out are accepted as the envelope has them: use
+            /// `open_with_context` to see them.
+            #[must_use]
+            pub fn strict_context(mut self) -> Self {
+                self.opts.strict_context = true;
+                self
+            }
+
+            /// Sets the AEAD implementation (default [`Backend::default`]);
+            /// every backend opens every envelope.
+            #[must_use]
+            pub fn backend(mut self, backend: Backend) -> Self {
+                self.opts.backend = backend;
+                self
+            }
+
+            /// Sets the parsing limits.
+            #[must_use]
+            pub fn limits(mut self, limits: Limits) -> Self {
+                self.opts.limits = limits;
+                self
+            }
+
+            /// The parsing limits in force.
+            pub fn limits_ref(&self) -> &Limits {
+                &self.opts.limits
+            }
+
+            /// Verifies and decrypts the segments of one-shot opens, and of
+            /// streams, on up to `threads` threads (only with at least 128 KiB
+            /// of payload per thread). On failure the whole output is zeroized,
+            /// as with one thread; a parallel stream releases a batch (at
+            /// least 8 segments and 128 KiB per thread) only if all of it
+            /// verified. Default 1.
+            #[cfg(feature = "std")]
+            #[must_use]
+            pub fn threads(mut self, threads: usize) -> Self {
+                self.opts.threads = threads.max(1);
+                self
+            }
+        }
+    };
+}
+
+opener_options!(Opener, KeyEncryptionProvider);
+opener_options!(AsyncOpener, AsyncKeyEncryptionProvider);
+
+/// A complete envelope's header, payload and segmentation.
+fn parse<'e>(envelope: &'e [u8], opts: &OpenOptions) -> Result<(Header<'e>, &'e [u8], Segments), Error> {
+    let (h, payload) = format::parse(envelope, &opts.limits)?;
+    let segs = Segments::for_payload(payload.len(), h.segment_size(), h.len())?;
+    Ok((h, payload, segs))
+}
+
+impl<'p> Opener<'p> {
+    /// Opens `envelope` into a new buffer.
+    pub fn open(&self, envelope: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.open_to(envelope, context, &mut out)?;
+        Ok(out)
+    }
+
+    /// Opens `envelope` and appends the plaintext to `out`. On error `out` is
+    /// unchanged (anything written is zeroized first).
+    pub fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
+        let (h, payload, segs) = parse(envelope, &self.opts)?;
+        open_payload(&self.unlock_cipher(h, context)?, segs, payload, self.opts.threads, out)
+    }
+
+    /// Opens `envelope` and also returns the whole authenticated context: the
+    /// envelope's stored entries and the required ones the caller supplied.
+    /// Decide on the data only after checking it (or use
+    /// [`strict_context`](Self::strict_context)).
+    pub fn open_with_context(
+        &self,
+        envelope: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, EncryptionContext), Error> {
+        let (h, payload, segs) = parse(envelope, &self.opts)?;
+        let cipher = self.unlock_cipher(h, context)?;
+        let mut out = Vec::new();
+        open_payload(&cipher, segs, payload, self.opts.threads, &mut out)?;
+        Ok((out, full_context(h.context(), context)?))
+    }
+
+    /// Opens in place: `buf` holds the envelope before and the plaintext
+    /// after. On error `buf` still holds the envelope, byte for byte: segments
+    /// already decrypted are encrypted back (no plaintext is left behind).
+    pub fn open_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
+        let (cipher, segs, header_len) = {
+            let (h, _, segs) = parse(buf, &self.opts)?;
+            (self.unlock_cipher(h, context)?, segs, h.len())
+        };
+        open_in_place(cipher, segs, header_len, buf)
+    }
+
+    /// Authenticates a header read from a stream and unwraps its payload key:
+    /// hand the result to [`Decryptor::new`](crate::Decryptor::new) or
+    /// `lockbox::tokio::Decryptor::new`. [`decryptor`](Self::decryptor) does
+    /// both for a `std::io` reader.
+    #[cfg(feature = "std")]
+    pub fn unlock(&self, raw: crate::RawHeader, context: &EncryptionContext) -> Result<crate::UnlockedHeader, Error> {
+        let cipher = self.unlock_cipher(raw.header(&self.opts.limits)?, context)?;
+        crate::UnlockedHeader::new(raw, cipher, context, &self.opts)
+    }
+
+    /// The key phase: see [`Unlock`].
+    fn unlock_cipher(&self, h: Header<'_>, context: &EncryptionContext) -> Result<PayloadCipher, Error> {
+        let mut u = Unlock::new(h, context, &self.providers, &self.opts, false)?;
+        while let Some((w, p)) = u.next() {
+            if let Some(cipher) = u.offer(p.unwrap(w, u.binding()))? {
+                return Ok(cipher);
+            }
+        }
+        Err(u.failure())
+    }
+}
+
+impl<'p> AsyncOpener<'p> {
+    /// Opens `envelope` into a new buffer; see [`Opener::open`].
+    pub async fn open(&self, envelope: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.open_to(envelope, context, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Opens `envelope` and appends the plaintext to `out`; see [`Opener::open_to`].
+    pub async fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
+        let (h, payload, segs) = parse(envelope, &self.opts)?;
+        let cipher = self.unlock_cipher(h, context).await?;
+        open_payload(&cipher, segs, payload, self.opts.threads, out)
+    }
+
+    /// Opens `envelope` and also returns the whole authenticated context; see
+    /// [`Opener::open_with_context`].
+    pub async fn open_with_context(
+        &self,
+        envelope: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, EncryptionContext), Error> {
+        let mut out = Vec::new();
+        self.open_to(envelope, context, &mut out).await?;
+        let (h, _, _) = parse(envelope, &self.opts)?;
+        Ok((out, full_context(h.context(), context)?))
+    }
+
+    /// Opens in place; see [`Opener::open_in_place`].
+    pub async fn open_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
+        let (h, _, segs) = parse(buf, &self.opts)?;
+        let header_len = h.len();
+        let cipher = self.unlock_cipher(h, context).await?;
+        open_in_place(cipher, segs, header_len, buf)
+    }
+
+    /// Authenticates a header read from a stream and unwraps its payload key;
+    /// see [`Opener::unlock`].
+    #[cfg(feature = "std")]
+    pub async fn unlock(
+        &self,
+        raw: crate::RawHeader,
+        context: &EncryptionContext,
+    ) -> Result<crate::UnlockedHeader, Error> {
+        let cipher = self.unlock_cipher(raw.header(&self.opts.limits)?, context).await?;
+        crate::UnlockedHeader::new(raw, cipher, context, &self.opts)
+    }
+
+    /// The key phase, awaited: see [`Unlock`].
+    async fn unlock_cipher(&self, h: Header<'_>, context: &EncryptionContext) -> Result<PayloadCipher, Error> {
+        let mut u = Unlock::new(h, context, &self.providers, &self.opts, false)?;
+        while let Some((w, p)) = u.next() {
+            if let Some(cipher) = u.offer(p.unwrap_async(w, u.binding()).await)? {
+                return Ok(cipher);
+            }
+        }
+        Err(u.failure())
+    }
+}
+
+/// Small, fast tests of the whole seal/open path, sized for Miri (CI runs
+/// the unit tests under it); the integration tests cover sizes and limits.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LocalKek, Sealer, SegmentSize, Suite};
+
+    fn ctx() -> EncryptionContext {
+        EncryptionContext::new()
+            .with("a", "1")
+            .unwrap()
+            .with_required("t", "x")
+            .unwrap()
+    }
+
+    #[test]
+    fn round_trips_and_rejections_through_every_path() {
+        let kek = LocalKek::generate().unwrap();
+        for suite in Suite::ALL {
+            let sealer = Sealer::new(&kek).suite(suite).segment_size(SegmentSize::MIN);
+            let opener = Opener::new(&kek);
+            // Under Miri (software AES, interpreted) fewer sizes keep CI fast.
+            let lens: &[usize] = if cfg!(miri) { &[0, 65] } else { &[0, 1, 64, 65] };
+            for &len in lens {
+                let pt: Vec<u8> = (0..len).map(|i| u8::try_from(i % 251).unwrap()).collect();
+                let env = sealer.seal(&pt, &ctx()).unwrap();
+                assert_eq!(opener.open(&env, &ctx()).unwrap(), pt);
+                let mut buf = pt.clone();
+                sealer.seal_in_place(&mut buf, &ctx()).unwrap();
+                opener.open_in_place(&mut buf, &ctx()).unwrap();
+                assert_eq!(buf, pt);
+                // The last byte of the last tag, a payload byte, a header byte.
+                for at in [env.len() - 1, env.len() - 17, 9] {
+                    let mut bad = env.clone();
+                    bad[at] ^= 1;
+                    assert!(opener.open(&bad, &ctx()).is_err());
+                    let mut copy = bad.clone();
+                    assert!(opener.open_in_place(&mut copy, &ctx()).is_err());
+                    assert_eq!(copy, bad);
+                }
+                assert!(opener.open(&env[..env.len() - 1], &ctx()).is_err());
+            }
+        }
+    }
+}

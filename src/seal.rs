@@ -1,0 +1,382 @@
+//! Sealing: [`seal`], [`Sealer`] (blocking providers) and [`AsyncSealer`]
+//! (async providers), side by side. Both are thin drivers over the engine's
+//! [`SealPlan`](crate::engine::seal::SealPlan): they differ only in `.await`.
+
+#[cfg(feature = "std")]
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use core::fmt;
+
+use rand_core::TryCryptoRng;
+
+use crate::context::EncryptionContext;
+#[cfg(feature = "std")]
+use crate::crypto::PayloadCipher;
+use crate::engine::seal::{Prepared, SealOptions, SealPlan};
+use crate::error::Error;
+use crate::format::{Limits, SegmentSize};
+use crate::keys::{os_random, rng_random};
+use crate::provider::{AsyncKeyEncryptionProvider, KeyEncryptionProvider};
+use crate::suite::{Backend, Suite};
+
+/// Seals plaintext into an envelope under one provider, with the default
+/// suite (AES-256-GCM), segment size (64 KiB) and limits.
+///
+/// A fresh data key and message id are drawn from the OS CSPRNG, the data key
+/// is wrapped by `provider` bound to `context`, and zeroized before this
+/// returns. See [`Sealer`] for the options and the in-place variants, and
+/// [`AsyncSealer`] for providers reached over a network.
+pub fn seal(
+    provider: &dyn KeyEncryptionProvider,
+    plaintext: &[u8],
+    context: &EncryptionContext,
+) -> Result<Vec<u8>, Error> {
+    Sealer::new(provider).seal(plaintext, context)
+}
+
+/// Seals envelopes with chosen options, wrapping each data key with blocking
+/// [`KeyEncryptionProvider`]s (local keys, keyrings, HSMs).
+///
+/// ```
+/// # fn main() -> Result<(), lockbox::Error> {
+/// use lockbox::{EncryptionContext, LocalKek, Opener, SegmentSize, Sealer, Suite};
+/// let kek = LocalKek::generate()?;
+/// let recovery = LocalKek::generate()?; // say, an offline disaster-recovery key
+/// let ctx = EncryptionContext::new().with_required("tenant", "acme")?;
+/// let sealer = Sealer::new(&kek)
+///     .also_wrap_with(&recovery)
+///     .suite(Suite::ChaCha20Poly1305)
+///     .segment_size(SegmentSize::new(16 * 1024)?);
+///
+/// // In place: the buffer holds the plaintext before and the envelope after.
+/// let mut buf = b"attack at dawn".to_vec();
+/// sealer.seal_in_place(&mut buf, &ctx)?;
+/// // Either key opens it.
+/// assert_eq!(Opener::new(&recovery).open(&buf, &ctx)?, b"attack at dawn");
+/// Opener::new(&kek).open_in_place(&mut buf, &ctx)?;
+/// assert_eq!(buf, b"attack at dawn");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Sealer<'p> {
+    /// The first wraps (or generates) the data key; the others wrap it too.
+    providers: Vec<&'p dyn KeyEncryptionProvider>,
+    opts: SealOptions,
+}
+
+/// Seals envelopes with chosen options, wrapping each data key with
+/// [`AsyncKeyEncryptionProvider`]s: key services reached over a network (AWS
+/// KMS, Vault / OpenBao), and every blocking provider too.
+///
+/// The same options, checks and bytes as [`Sealer`] (given the same
+/// randomness); only the provider calls are awaited. The payload is
+/// encrypted inside the future, on the thread polling it. Nothing here
+/// starts a runtime or blocks on one, and every future is `Send`.
+///
+/// ```
+/// # fn main() -> Result<(), lockbox::Error> {
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// use lockbox::{AsyncOpener, AsyncSealer, EncryptionContext, LocalKek};
+/// // Any provider works (every blocking one is async too); a KMS client
+/// // would be an async-only provider.
+/// let kek = LocalKek::generate()?;
+/// let ctx = EncryptionContext::new().with_required("tenant", "acme")?;
+/// let envelope = AsyncSealer::new(&kek).seal(b"over the network", &ctx).await?;
+/// let plaintext = AsyncOpener::new(&kek).open(&envelope, &ctx).await?;
+/// assert_eq!(plaintext, b"over the network");
+/// // The blocking opener reads it too.
+/// assert_eq!(lockbox::open(&kek, &envelope, &ctx)?, b"over the network");
+/// # Ok(()) })
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AsyncSealer<'p> {
+    /// The first wraps (or generates) the data key; the others wrap it too.
+    providers: Vec<&'p dyn AsyncKeyEncryptionProvider>,
+    opts: SealOptions,
+}
+
+/// The options of both sealers, written once.
+macro_rules! sealer_options {
+    ($sealer:ident, $provider:ident) => {
+        impl fmt::Debug for $sealer<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($sealer))
+                    .field("providers", &self.providers)
+                    .field("suite", &self.opts.suite)
+                    .field("segment_size", &self.opts.segment_size)
+                    .finish_non_exhaustive()
+            }
+        }
+
+        impl<'p> $sealer<'p> {
+            /// A sealer wrapping data keys with `provider`, with default options.
+            pub fn new(provider: &'p dyn $provider) -> Self {
+                Self {
+                    providers: alloc::vec![provider],
+                    opts: SealOptions::default(),
+                }
+            }
+
+            /// Also wraps each data key with `provider` (for example a
+            /// disaster-recovery key or a second region's KMS): any one of the
+            /// providers can open the envelope. Wrapped keys appear in the
+            /// header in the order added. Only the first provider is asked
+            /// for a data key.
+            #[must_use]
+            pub fn also_wrap_with(mut self, provider: &'p dyn $provider) -> Self {
+                self.providers.push(provider);
+                self
+            }
+
+            /// Sets the algorithm suite (default AES-256-GCM).
+            #[must_use]
+            pub fn suite(mut self, suite: Suite) -> Self {
+                self.opts.suite = suite;
+                self
+            }
+
+            /// Sets the AEAD implementation (default [`Backend::default`]); the
+            /// bytes are the same with every backend.
+            #[must_use]
+            pub fn backend(mut self, backend: Backend) -> Self {
+                self.opts.backend = backend;
+                self
+            }
+
+            /// Sets the segment size (default 64 KiB).
+            #[must_use]
+            pub fn segment_size(mut self, size: SegmentSize) -> Self {
+                self.opts.segment_size = size;
+                self
+            }
+
+            /// Sets the limits the sealed header must respect (default
+            /// [`Limits::default`], so that default openers accept the result).
+            #[must_use]
+            pub fn limits(mut self, limits: Limits) -> Self {
+                self.opts.limits = limits;
+                self
+            }
+
+            /// Encrypts the segments of one-shot seals, and of streams, on up
+            /// to `threads` threads (scoped, spawned per call or per batch,
+            /// and only with at least 128 KiB of payload per thread). The
+            /// bytes are the same as with one thread. A parallel stream
+            /// buffers a batch (at least 8 segments and 128 KiB per thread)
+            /// instead of one segment. Default 1.
+            #[cfg(feature = "std")]
+            #[must_use]
+            pub fn threads(mut self, threads: usize) -> Self {
+                self.opts.threads = threads.max(1);
+                self
+            }
+        }
+    };
+}
+
+sealer_options!(Sealer, KeyEncryptionProvider);
+sealer_options!(AsyncSealer, AsyncKeyEncryptionProvider);
+
+/// A plaintext length for the data-key request (`None` only on a platform
+/// where it does not fit, which no cache counts).
+fn len_u64(len: usize) -> Option<u64> {
+    u64::try_from(len).ok()
+}
+
+impl<'p> Sealer<'p> {
+    /// Seals `plaintext` into a new buffer (one allocation, sized exactly).
+    pub fn seal(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.seal_to(plaintext, context, &mut out)?;
+        Ok(out)
+    }
+
+    /// Seals `plaintext` and appends the envelope to `out` (no allocation if
+    /// `out` has the capacity). On error `out` is unchanged.
+    pub fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
+        self.prepare(context, len_u64(plaintext.len()), os_random)?
+            .seal_to(plaintext, out)
+    }
+
+    /// Seals `plaintext`, drawing the data key and message id from `rng`
+    /// instead of the OS generator. `rng` must be a cryptographically secure
+    /// generator seeded from the OS (never from time or a fixed seed).
+    pub fn seal_with_rng<R: TryCryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        let random = |b: &mut [u8]| rng_random(rng, b);
+        self.prepare(context, len_u64(plaintext.len()), random)?
+            .seal_to(plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Seals in place: `buf` holds the plaintext before and the envelope after.
+    /// Provider, randomness, limit and allocation errors leave `buf` unchanged
+    /// (they happen before it is touched). Reserve the envelope's overhead in `buf`
+    /// to avoid a copy; if it lacks the capacity, the plaintext is moved to a
+    /// new allocation and the old one is zeroized before it is freed.
+    pub fn seal_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
+        self.prepare(context, len_u64(buf.len()), os_random)?.seal_in_place(buf)
+    }
+
+    /// Wraps a data key and builds a header for a stream of unknown length:
+    /// hand it to [`Encryptor::new`](crate::Encryptor::new) (`std::io`) or
+    /// `lockbox::tokio::Encryptor::new` (tokio). [`encryptor`](Self::encryptor)
+    /// does both for a `std::io` writer.
+    #[cfg(feature = "std")]
+    pub fn seal_header(&self, context: &EncryptionContext) -> Result<SealedHeader, Error> {
+        SealedHeader::new(self.prepare(context, None, os_random)?)
+    }
+
+    /// [`seal_header`](Self::seal_header) drawing the data key and message id
+    /// from `rng` (see [`seal_with_rng`](Self::seal_with_rng)).
+    #[cfg(feature = "std")]
+    pub fn seal_header_with_rng<R: TryCryptoRng + ?Sized>(
+        &self,
+        rng: &mut R,
+        context: &EncryptionContext,
+    ) -> Result<SealedHeader, Error> {
+        SealedHeader::new(self.prepare(context, None, |b| rng_random(rng, b))?)
+    }
+
+    /// The key phase: the first provider generates or wraps the data key,
+    /// every other one wraps it; see [`SealPlan`].
+    fn prepare<'c>(
+        &self,
+        context: &'c EncryptionContext,
+        plaintext_len: Option<u64>,
+        random: impl FnMut(&mut [u8]) -> Result<(), Error>,
+    ) -> Result<Prepared<'c>, Error> {
+        let mut plan = SealPlan::new(&self.opts, context, &self.providers, plaintext_len)?;
+        plan.generated(plan.first().generate_data_key(plan.request())?, random)?;
+        while let Some(p) = plan.next_wrapper() {
+            plan.wrapped(p.wrap(plan.dek(), plan.binding())?);
+        }
+        plan.finish()
+    }
+}
+
+impl<'p> AsyncSealer<'p> {
+    /// Seals `plaintext` into a new buffer; see [`Sealer::seal`].
+    pub async fn seal(&self, plaintext: &[u8], context: &EncryptionContext) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.seal_to(plaintext, context, &mut out).await?;
+        Ok(out)
+    }
+
+    /// Seals `plaintext` and appends the envelope to `out`; see [`Sealer::seal_to`].
+    pub async fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
+        let prepared = self.prepare(context, len_u64(plaintext.len()), os_random).await?;
+        prepared.seal_to(plaintext, out)
+    }
+
+    /// Seals `plaintext` with `rng`'s randomness; see [`Sealer::seal_with_rng`].
+    /// Same bytes as the blocking sealer given the same generator state.
+    pub async fn seal_with_rng<R: TryCryptoRng + Send + ?Sized>(
+        &self,
+        rng: &mut R,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        let prepared = self
+            .prepare(context, len_u64(plaintext.len()), |b| rng_random(rng, b))
+            .await?;
+        prepared.seal_to(plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Seals in place; see [`Sealer::seal_in_place`].
+    pub async fn seal_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
+        let prepared = self.prepare(context, len_u64(buf.len()), os_random).await?;
+        prepared.seal_in_place(buf)
+    }
+
+    /// Wraps a data key and builds a header for a stream; see
+    /// [`Sealer::seal_header`].
+    #[cfg(feature = "std")]
+    pub async fn seal_header(&self, context: &EncryptionContext) -> Result<SealedHeader, Error> {
+        SealedHeader::new(self.prepare(context, None, os_random).await?)
+    }
+
+    /// [`seal_header`](Self::seal_header) with `rng`'s randomness.
+    #[cfg(feature = "std")]
+    pub async fn seal_header_with_rng<R: TryCryptoRng + Send + ?Sized>(
+        &self,
+        rng: &mut R,
+        context: &EncryptionContext,
+    ) -> Result<SealedHeader, Error> {
+        SealedHeader::new(self.prepare(context, None, |b| rng_random(rng, b)).await?)
+    }
+
+    /// The key phase, awaited; see [`Sealer`]'s. The data key lives in the
+    /// plan, filled and dropped in place, never moved across an `.await`.
+    async fn prepare<'c>(
+        &self,
+        context: &'c EncryptionContext,
+        plaintext_len: Option<u64>,
+        random: impl FnMut(&mut [u8]) -> Result<(), Error> + Send,
+    ) -> Result<Prepared<'c>, Error> {
+        let mut plan = SealPlan::new(&self.opts, context, &self.providers, plaintext_len)?;
+        plan.generated(plan.first().generate_data_key_async(plan.request()).await?, random)?;
+        while let Some(p) = plan.next_wrapper() {
+            plan.wrapped(p.wrap_async(plan.dek(), plan.binding()).await?);
+        }
+        plan.finish()
+    }
+}
+
+/// A stream's start: the data key wrapped, the header built (tag included),
+/// the payload key derived. Made by [`Sealer::seal_header`] or
+/// [`AsyncSealer::seal_header`], consumed by a streaming encryptor
+/// ([`Encryptor::new`](crate::Encryptor::new), `lockbox::tokio::Encryptor::new`),
+/// so either kind of provider streams to either kind of writer.
+///
+/// Holds the payload key (boxed, zeroized on drop); `Debug` shows no key.
+#[cfg(feature = "std")]
+pub struct SealedHeader {
+    pub(crate) header: Vec<u8>,
+    pub(crate) cipher: Box<PayloadCipher>,
+    pub(crate) segment_size: SegmentSize,
+    pub(crate) threads: usize,
+}
+
+#[cfg(feature = "std")]
+impl SealedHeader {
+    fn new(p: Prepared<'_>) -> Result<Self, Error> {
+        let threads = p.options().threads;
+        let (header, cipher, segment_size) = p.into_stream_start()?;
+        Ok(Self {
+            header,
+            cipher: Box::new(cipher),
+            segment_size,
+            threads,
+        })
+    }
+
+    /// The header bytes (written first by the encryptor).
+    pub fn header(&self) -> &[u8] {
+        &self.header
+    }
+
+    /// The segment size of the stream.
+    pub fn segment_size(&self) -> SegmentSize {
+        self.segment_size
+    }
+}
+
+#[cfg(feature = "std")]
+impl fmt::Debug for SealedHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedHeader")
+            .field("header_len", &self.header.len())
+            .field("segment_size", &self.segment_size)
+            .finish_non_exhaustive()
+    }
+}
