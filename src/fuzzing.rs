@@ -36,7 +36,7 @@ pub fn header_round_trip(data: &[u8], limits: &Limits) -> Option<usize> {
 /// Decodes arbitrary bytes as a binding's context entries (what providers
 /// iterate); must never panic. Returns the number of entries decoded.
 pub fn binding_entries(data: &[u8]) -> usize {
-    let b = crate::format::binding::Binding::from_encoded(crate::Suite::Aes256Gcm, data);
+    let b = format::binding::Binding::from_encoded(crate::Suite::Aes256Gcm, data);
     b.entries().count()
 }
 

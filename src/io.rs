@@ -324,7 +324,6 @@ impl<W: Write> core::fmt::Debug for Encryptor<W> {
 pub struct Decryptor<R: Read> {
     inner: R,
     core: SegmentOpener,
-    failed: bool,
 }
 
 impl Opener<'_> {
@@ -348,7 +347,6 @@ impl<R: Read> Decryptor<R> {
         Self {
             inner: reader,
             core: header.into_opener(output),
-            failed: false,
         }
     }
 
@@ -358,7 +356,6 @@ impl<R: Read> Decryptor<R> {
     }
 
     fn fail(&mut self, e: io::Error) -> io::Error {
-        self.failed = true;
         self.core.fail();
         e
     }
@@ -382,7 +379,7 @@ impl<R: Read> Decryptor<R> {
 impl<R: Read> Read for Decryptor<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
-            if self.failed {
+            if self.core.is_failed() {
                 return Err(poisoned());
             }
             let src = self.core.output();
@@ -429,7 +426,7 @@ impl<R: Read + Seek> Decryptor<R> {
     /// The plaintext length, authenticated (the last segment is verified;
     /// the reader is put back where it was). A failure poisons the decryptor.
     pub fn plaintext_len(&mut self) -> io::Result<u64> {
-        if self.failed {
+        if self.core.is_failed() {
             return Err(poisoned());
         }
         self.core.start_index(true);
@@ -443,7 +440,7 @@ impl<R: Read + Seek> Seek for Decryptor<R> {
     /// fails with `InvalidInput` and leaves the decryptor as it was; any other
     /// failure (I/O, authentication) poisons it.
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        if self.failed {
+        if self.core.is_failed() {
             return Err(poisoned());
         }
         self.core.start_index(false);
@@ -467,6 +464,7 @@ impl<R: Read> core::fmt::Debug for Decryptor<R> {
         f.debug_struct("Decryptor")
             .field("segment_size", &self.core.segment_size())
             .field("position", &self.core.position())
+            .field("segments_read", &self.core.segments_read())
             .field("finished", &self.core.is_finished())
             .finish_non_exhaustive()
     }
@@ -494,7 +492,7 @@ impl Rewrapper<'_> {
     ) -> io::Result<u64> {
         let (header, copy) = self.stream_start(&mut reader, context)?;
         writer.write_all(&header)?;
-        let verify = self.options().verify_payload;
+        let verify = self.options.verify_payload;
         let mut copy = Decryptor::with_output(copy, reader, Output::Ciphertext { verify });
         let n = io::copy(&mut copy, &mut writer)?;
         writer.flush()?;
@@ -508,7 +506,7 @@ impl Rewrapper<'_> {
         reader: &mut R,
         context: &EncryptionContext,
     ) -> io::Result<(Vec<u8>, UnlockedHeader)> {
-        let opts = self.options().open;
+        let opts = self.options.open;
         let raw = RawHeader::read(reader, &opts.limits)?;
         let (header, cipher) = self
             .new_header(raw.header(&opts.limits).map_err(io_error)?, context)

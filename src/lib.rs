@@ -128,6 +128,7 @@ pub mod keyring;
 mod keys;
 mod local;
 mod open;
+mod options;
 #[cfg(feature = "pkcs11")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
 pub mod pkcs11;

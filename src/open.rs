@@ -9,9 +9,8 @@ use crate::context::EncryptionContext;
 use crate::crypto::PayloadCipher;
 use crate::engine::open::{OpenOptions, Unlock, full_context, open_in_place, open_payload};
 use crate::error::Error;
-use crate::format::{self, Header, Limits, Segments};
+use crate::format::{self, Header, Segments};
 use crate::provider::{AsyncKeyEncryptionProvider, KeyEncryptionProvider};
-use crate::suite::Backend;
 
 /// Opens an envelope with one provider and the default limits.
 ///
@@ -99,40 +98,10 @@ macro_rules! opener_options {
                 self.opts.strict_context = true;
                 self
             }
-
-            /// Sets the AEAD implementation (default [`Backend::default`]);
-            /// every backend opens every envelope.
-            #[must_use]
-            pub fn backend(mut self, backend: Backend) -> Self {
-                self.opts.backend = backend;
-                self
-            }
-
-            /// Sets the parsing limits.
-            #[must_use]
-            pub fn limits(mut self, limits: Limits) -> Self {
-                self.opts.limits = limits;
-                self
-            }
-
-            /// The parsing limits in force.
-            pub fn limits_ref(&self) -> &Limits {
-                &self.opts.limits
-            }
-
-            /// Verifies and decrypts the segments of one-shot opens, and of
-            /// streams, on up to `threads` threads (only with at least 128 KiB
-            /// of payload per thread). On failure the whole output is zeroized,
-            /// as with one thread; a parallel stream releases a batch (at
-            /// least 8 segments and 128 KiB per thread) only if all of it
-            /// verified. Default 1.
-            #[cfg(feature = "std")]
-            #[must_use]
-            pub fn threads(mut self, threads: usize) -> Self {
-                self.opts.threads = threads.max(1);
-                self
-            }
         }
+
+        crate::options::shared_options!($opener, opts);
+        crate::options::thread_option!($opener, opts);
     };
 }
 

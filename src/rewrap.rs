@@ -13,11 +13,10 @@ use crate::context::EncryptionContext;
 use crate::crypto::PayloadCipher;
 use crate::engine::rewrap::{RewrapOptions, RewrapPlan, verify_segments};
 use crate::error::Error;
-use crate::format::{self, Header, Limits, Segments};
+use crate::format::{self, Header, Segments};
 use crate::open::{AsyncOpener, Opener};
 use crate::provider::{AsyncKeyEncryptionProvider, KeyEncryptionProvider, ProviderIdentity};
 use crate::seal::{AsyncSealer, Sealer};
-use crate::suite::Backend;
 
 /// Which of an envelope's existing wrapped keys a [`Rewrapper`] keeps (copies
 /// unchanged into the new header, after the new ones).
@@ -126,7 +125,7 @@ pub enum Keep {
 pub struct Rewrapper<'p> {
     unwrap_with: Vec<&'p dyn KeyEncryptionProvider>,
     wrap_with: Vec<&'p dyn KeyEncryptionProvider>,
-    options: RewrapOptions<'p>,
+    pub(crate) options: RewrapOptions<'p>,
 }
 
 /// The async twin of [`Rewrapper`], for providers reached over the network
@@ -155,7 +154,7 @@ pub struct Rewrapper<'p> {
 pub struct AsyncRewrapper<'p> {
     unwrap_with: Vec<&'p dyn AsyncKeyEncryptionProvider>,
     wrap_with: Vec<&'p dyn AsyncKeyEncryptionProvider>,
-    options: RewrapOptions<'p>,
+    pub(crate) options: RewrapOptions<'p>,
 }
 
 /// A rewrapped header, from [`Rewrapper::rewrap_header`]: the bytes that
@@ -254,33 +253,11 @@ macro_rules! rewrapper_options {
                 self
             }
 
-            /// Sets the limits: the envelope must respect them, and so must the
-            /// new header (so an opener with the same limits accepts the result).
-            #[must_use]
-            pub fn limits(mut self, limits: Limits) -> Self {
-                self.options.open.limits = limits;
-                self
-            }
-
             /// Requires the caller's context to name every entry of the
             /// envelope's context, as an opener's `strict_context` does.
             #[must_use]
             pub fn strict_context(mut self) -> Self {
                 self.options.open.strict_context = true;
-                self
-            }
-
-            /// The options set so far.
-            #[cfg(feature = "std")]
-            pub(crate) fn options(&self) -> &RewrapOptions<'p> {
-                &self.options
-            }
-
-            /// Sets the AEAD implementation that verifies the header and, with
-            /// `verify_payload`, the segments (default [`Backend::default`]).
-            #[must_use]
-            pub fn backend(mut self, backend: Backend) -> Self {
-                self.options.open.backend = backend;
                 self
             }
 
@@ -296,6 +273,7 @@ macro_rules! rewrapper_options {
                 self
             }
         }
+        crate::options::shared_options!($rewrapper, options.open);
     };
 }
 
@@ -322,6 +300,24 @@ fn rewrapped(
     out.extend_from_slice(header);
     out.extend_from_slice(payload);
     Ok(out)
+}
+
+/// A new header (tag included) and the payload cipher it was tagged with.
+pub(crate) type Rewrapped = (Vec<u8>, PayloadCipher);
+
+/// Runs `f` on each item of an async batch, one after the other, keeping every
+/// result in input order.
+async fn one_by_one<'a, I, F, Fut>(items: I, f: F) -> Vec<Result<Vec<u8>, Error>>
+where
+    I: IntoIterator<Item = (&'a [u8], &'a EncryptionContext)>,
+    F: Fn(&'a [u8], &'a EncryptionContext) -> Fut,
+    Fut: Future<Output = Result<Vec<u8>, Error>>,
+{
+    let mut out = Vec::new();
+    for (env, ctx) in items {
+        out.push(f(env, ctx).await);
+    }
+    out
 }
 
 /// A complete envelope's header, payload and segmentation.
@@ -364,11 +360,7 @@ impl<'p> Rewrapper<'p> {
 
     /// The key phase: unwrap and authenticate, wrap anew, encode the new
     /// header (see [`RewrapPlan`]).
-    pub(crate) fn new_header(
-        &self,
-        h: Header<'_>,
-        context: &EncryptionContext,
-    ) -> Result<(Vec<u8>, PayloadCipher), Error> {
+    pub(crate) fn new_header(&self, h: Header<'_>, context: &EncryptionContext) -> Result<Rewrapped, Error> {
         let mut r = RewrapPlan::new(h, context, &self.unwrap_with, &self.wrap_with, &self.options)?;
         while let Some((w, p)) = r.next_unwrap() {
             r.offer(p.unwrap(w, r.binding()))?;
@@ -401,19 +393,11 @@ impl<'p> AsyncRewrapper<'p> {
     where
         I: IntoIterator<Item = (&'a [u8], &'a EncryptionContext)>,
     {
-        let mut out = Vec::new();
-        for (env, ctx) in items {
-            out.push(self.rewrap(env, ctx).await);
-        }
-        out
+        one_by_one(items, |env, ctx| self.rewrap(env, ctx)).await
     }
 
     /// The key phase, awaited: see [`Rewrapper`]'s.
-    pub(crate) async fn new_header(
-        &self,
-        h: Header<'_>,
-        context: &EncryptionContext,
-    ) -> Result<(Vec<u8>, PayloadCipher), Error> {
+    pub(crate) async fn new_header(&self, h: Header<'_>, context: &EncryptionContext) -> Result<Rewrapped, Error> {
         let mut r = RewrapPlan::new(h, context, &self.unwrap_with, &self.wrap_with, &self.options)?;
         while let Some((w, p)) = r.next_unwrap() {
             r.offer(p.unwrap_async(w, r.binding()).await)?;
@@ -528,11 +512,7 @@ impl<'p> AsyncReencryptor<'p> {
     where
         I: IntoIterator<Item = (&'a [u8], &'a EncryptionContext)>,
     {
-        let mut out = Vec::new();
-        for (env, ctx) in items {
-            out.push(self.reencrypt(env, ctx).await);
-        }
-        out
+        one_by_one(items, |env, ctx| self.reencrypt(env, ctx)).await
     }
 }
 

@@ -14,10 +14,10 @@ use crate::context::EncryptionContext;
 use crate::crypto::PayloadCipher;
 use crate::engine::seal::{Prepared, SealOptions, SealPlan};
 use crate::error::Error;
-use crate::format::{Limits, SegmentSize};
+use crate::format::SegmentSize;
 use crate::keys::{os_random, rng_random};
 use crate::provider::{AsyncKeyEncryptionProvider, KeyEncryptionProvider};
-use crate::suite::{Backend, Suite};
+use crate::suite::Suite;
 
 /// Seals plaintext into an envelope under one provider, with the default
 /// suite (AES-256-GCM), segment size (64 KiB) and limits.
@@ -137,42 +137,16 @@ macro_rules! sealer_options {
                 self
             }
 
-            /// Sets the AEAD implementation (default [`Backend::default`]); the
-            /// bytes are the same with every backend.
-            #[must_use]
-            pub fn backend(mut self, backend: Backend) -> Self {
-                self.opts.backend = backend;
-                self
-            }
-
             /// Sets the segment size (default 64 KiB).
             #[must_use]
             pub fn segment_size(mut self, size: SegmentSize) -> Self {
                 self.opts.segment_size = size;
                 self
             }
-
-            /// Sets the limits the sealed header must respect (default
-            /// [`Limits::default`], so that default openers accept the result).
-            #[must_use]
-            pub fn limits(mut self, limits: Limits) -> Self {
-                self.opts.limits = limits;
-                self
-            }
-
-            /// Encrypts the segments of one-shot seals, and of streams, on up
-            /// to `threads` threads (scoped, spawned per call or per batch,
-            /// and only with at least 128 KiB of payload per thread). The
-            /// bytes are the same as with one thread. A parallel stream
-            /// buffers a batch (at least 8 segments and 128 KiB per thread)
-            /// instead of one segment. Default 1.
-            #[cfg(feature = "std")]
-            #[must_use]
-            pub fn threads(mut self, threads: usize) -> Self {
-                self.opts.threads = threads.max(1);
-                self
-            }
         }
+
+        crate::options::shared_options!($sealer, opts);
+        crate::options::thread_option!($sealer, opts);
     };
 }
 
@@ -209,11 +183,8 @@ impl<'p> Sealer<'p> {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::new();
-        let random = |b: &mut [u8]| rng_random(rng, b);
-        self.prepare(context, len_u64(plaintext.len()), random)?
-            .seal_to(plaintext, &mut out)?;
-        Ok(out)
+        self.prepare(context, len_u64(plaintext.len()), |b| rng_random(rng, b))?
+            .seal(plaintext)
     }
 
     /// Seals in place: `buf` holds the plaintext before and the envelope after.
@@ -284,12 +255,9 @@ impl<'p> AsyncSealer<'p> {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Vec<u8>, Error> {
-        let mut out = Vec::new();
-        let prepared = self
-            .prepare(context, len_u64(plaintext.len()), |b| rng_random(rng, b))
-            .await?;
-        prepared.seal_to(plaintext, &mut out)?;
-        Ok(out)
+        let random = |b: &mut [u8]| rng_random(rng, b);
+        let prepared = self.prepare(context, len_u64(plaintext.len()), random).await?;
+        prepared.seal(plaintext)
     }
 
     /// Seals in place; see [`Sealer::seal_in_place`].

@@ -311,12 +311,17 @@ enum Seeking {
 pub struct Decryptor<R: AsyncRead + Unpin> {
     inner: R,
     core: SegmentOpener,
+    pump: Pump,
+}
+
+/// What a [`Decryptor`] must remember across `Pending`.
+#[derive(Debug, Default)]
+struct Pump {
     /// A segment is being read (started, not yet complete).
     loading: bool,
     /// The inner reader was asked to seek and has not completed.
     inner_seeking: bool,
     seeking: Option<Seeking>,
-    failed: bool,
 }
 
 impl AsyncOpener<'_> {
@@ -348,7 +353,7 @@ impl AsyncRewrapper<'_> {
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let opts = self.options().open;
+        let opts = self.options.open;
         let raw = read_header(&mut reader, &opts.limits).await?;
         let (header, unlocked) = {
             let (header, cipher) = self
@@ -362,7 +367,7 @@ impl AsyncRewrapper<'_> {
             )
         };
         writer.write_all(&header).await?;
-        let verify = self.options().verify_payload;
+        let verify = self.options.verify_payload;
         let mut copy = Decryptor::with_output(unlocked, reader, Output::Ciphertext { verify });
         let n = ::tokio::io::copy(&mut copy, &mut writer).await?;
         writer.flush().await?;
@@ -378,13 +383,11 @@ impl<R: AsyncRead + Unpin> Decryptor<R> {
     }
 
     fn with_output(header: UnlockedHeader, reader: R, output: Output) -> Self {
+        let core = header.into_opener(output);
         Self {
             inner: reader,
-            core: header.into_opener(output),
-            loading: false,
-            inner_seeking: false,
-            seeking: None,
-            failed: false,
+            core,
+            pump: Pump::default(),
         }
     }
 
@@ -394,7 +397,6 @@ impl<R: AsyncRead + Unpin> Decryptor<R> {
     }
 
     fn fail(&mut self, e: io::Error) -> io::Error {
-        self.failed = true;
         self.core.fail();
         e
     }
@@ -428,12 +430,12 @@ impl<R: AsyncRead + AsyncSeek + Unpin> Decryptor<R> {
                     self.core.read_done(n);
                 }
                 Some(Io::Seek(pos)) => {
-                    if !self.inner_seeking {
+                    if !self.pump.inner_seeking {
                         Pin::new(&mut self.inner).start_seek(pos)?;
-                        self.inner_seeking = true;
+                        self.pump.inner_seeking = true;
                     }
                     let at = ready!(Pin::new(&mut self.inner).poll_complete(cx));
-                    self.inner_seeking = false;
+                    self.pump.inner_seeking = false;
                     self.core.seek_done(at?).map_err(io_error)?;
                 }
             }
@@ -451,7 +453,7 @@ impl<R: AsyncRead + AsyncSeek + Unpin> Decryptor<R> {
     /// The plaintext length, authenticated (the last segment is verified;
     /// the reader is put back where it was). A failure poisons the decryptor.
     pub async fn plaintext_len(&mut self) -> io::Result<u64> {
-        if self.failed {
+        if self.core.is_failed() {
             return Err(poisoned());
         }
         self.core.start_index(true);
@@ -467,7 +469,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Decryptor<R> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         loop {
-            if this.failed {
+            if this.core.is_failed() {
                 return Poll::Ready(Err(poisoned()));
             }
             let src = this.core.output();
@@ -480,12 +482,12 @@ impl<R: AsyncRead + Unpin> AsyncRead for Decryptor<R> {
             if this.core.is_finished() || out.remaining() == 0 {
                 return Poll::Ready(Ok(()));
             }
-            if !this.loading {
+            if !this.pump.loading {
                 this.core.start_next();
-                this.loading = true;
+                this.pump.loading = true;
             }
             let r = ready!(this.poll_drive(cx));
-            this.loading = false;
+            this.pump.loading = false;
             if let Err(e) = r {
                 return Poll::Ready(Err(this.fail(e)));
             }
@@ -500,44 +502,44 @@ impl<R: AsyncRead + AsyncSeek + Unpin> AsyncSeek for Decryptor<R> {
     /// authentication) poisons it.
     fn start_seek(self: Pin<&mut Self>, pos: SeekFrom) -> io::Result<()> {
         let this = self.get_mut();
-        if this.failed {
+        if this.core.is_failed() {
             return Err(poisoned());
         }
-        if this.seeking.is_some() {
+        if this.pump.seeking.is_some() {
             return Err(io::Error::other("a seek is already in progress"));
         }
         this.core.start_index(false);
-        this.seeking = Some(Seeking::Index(pos));
+        this.pump.seeking = Some(Seeking::Index(pos));
         Ok(())
     }
 
     fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
         let this = self.get_mut();
         loop {
-            match this.seeking {
+            match this.pump.seeking {
                 None => return Poll::Ready(Ok(this.core.position())),
                 Some(Seeking::Index(pos)) => {
                     if let Err(e) = ready!(this.poll_drive_or_fail(cx)) {
-                        this.seeking = None;
+                        this.pump.seeking = None;
                         return Poll::Ready(Err(e));
                     }
                     let Some(target) = this.core.resolve(pos) else {
-                        this.seeking = None;
+                        this.pump.seeking = None;
                         return Poll::Ready(Err(io::Error::new(
                             io::ErrorKind::InvalidInput,
                             "seek outside the plaintext",
                         )));
                     };
                     if let Err(e) = this.core.start_load(target) {
-                        this.seeking = None;
+                        this.pump.seeking = None;
                         return Poll::Ready(Err(this.fail(io_error(e))));
                     }
-                    this.loading = false;
-                    this.seeking = Some(Seeking::Load(target));
+                    this.pump.loading = false;
+                    this.pump.seeking = Some(Seeking::Load(target));
                 }
                 Some(Seeking::Load(target)) => {
                     let r = ready!(this.poll_drive_or_fail(cx));
-                    this.seeking = None;
+                    this.pump.seeking = None;
                     return Poll::Ready(r.map(|()| target));
                 }
             }

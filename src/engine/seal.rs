@@ -280,6 +280,14 @@ impl Prepared<'_> {
         Ok(())
     }
 
+    /// The whole envelope of `plaintext`, in a buffer of its own (one
+    /// allocation, sized exactly).
+    pub(crate) fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut out = Vec::new();
+        self.seal_to(plaintext, &mut out)?;
+        Ok(out)
+    }
+
     /// Appends the whole envelope of `plaintext` to `out` (one reservation);
     /// on error `out` is restored (anything written is zeroized).
     pub(crate) fn seal_to(&self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
@@ -296,14 +304,20 @@ impl Prepared<'_> {
         r
     }
 
-    fn seal_to_inner(&self, plaintext: &[u8], out: &mut Vec<u8>, start: usize) -> Result<(), Error> {
-        let segs = Segments::for_plaintext(plaintext.len(), self.opts.segment_size)?;
+    /// The segmentation of `len` plaintext bytes and the whole envelope's length.
+    fn layout(&self, len: usize) -> Result<(Segments, usize), Error> {
+        let segs = Segments::for_plaintext(len, self.opts.segment_size)?;
         let total = segs
             .payload_len()
             .and_then(|n| n.checked_add(self.header_len))
             .ok_or(Error::InvalidArgument {
                 what: "plaintext too long",
             })?;
+        Ok((segs, total))
+    }
+
+    fn seal_to_inner(&self, plaintext: &[u8], out: &mut Vec<u8>, start: usize) -> Result<(), Error> {
+        let (segs, total) = self.layout(plaintext.len())?;
         out.try_reserve_exact(total).map_err(|_| Error::InvalidArgument {
             what: "envelope too large to allocate",
         })?;
@@ -325,13 +339,7 @@ impl Prepared<'_> {
         let too_short = || Error::InvalidArgument {
             what: "buffer too short",
         };
-        let segs = Segments::for_plaintext(buf.len(), self.opts.segment_size)?;
-        let total = segs
-            .payload_len()
-            .and_then(|n| n.checked_add(self.header_len))
-            .ok_or(Error::InvalidArgument {
-                what: "plaintext too long",
-            })?;
+        let (segs, total) = self.layout(buf.len())?;
         let stride = segs.stride();
         if buf.capacity() < total {
             // Growing in place would let the allocator free the old block with

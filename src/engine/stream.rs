@@ -344,6 +344,8 @@ pub(crate) struct SegmentOpener {
     /// Plaintext offset of `out.start`.
     position: u64,
     finished: bool,
+    /// A failure was reported: nothing more is released.
+    failed: bool,
     op: Op,
     /// Known once indexed (and authenticated): the payload's segmentation,
     /// and the reader offset where the envelope starts.
@@ -380,6 +382,7 @@ impl SegmentOpener {
             consumed: u64::try_from(have).unwrap_or(u64::MAX),
             position: 0,
             finished: false,
+            failed: false,
             op: Op::Idle,
             indexed: None,
             scratch: Zeroizing::new(Vec::new()),
@@ -389,6 +392,11 @@ impl SegmentOpener {
 
     fn stride(&self) -> usize {
         self.segment.saturating_add(TAG_LEN)
+    }
+
+    /// Whether a failure was reported (every further call must fail).
+    pub(crate) fn is_failed(&self) -> bool {
+        self.failed
     }
 
     /// Released bytes not yet consumed.
@@ -425,6 +433,7 @@ impl SegmentOpener {
 
     /// After a failure: wipes what is buffered, releases nothing more.
     pub(crate) fn fail(&mut self) {
+        self.failed = true;
         self.buf.zeroize();
         self.scratch.zeroize();
         self.out = 0..0;
