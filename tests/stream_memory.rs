@@ -212,6 +212,42 @@ fn pipeline(len: u64, keep: bool) -> Verify {
     })
 }
 
+/// The tiny-envelope case: this much plaintext in 16 MiB segments.
+const TINY_LEN: u64 = 209;
+/// Allowed peak growth opening it on four threads. Buffers sized by the
+/// header's segment size would need 16 MiB per segment (and a parallel batch
+/// of 32 segments, 512 MiB); sized by the data present, a few kilobytes.
+const TINY_BOUND_MIB: u64 = 2;
+
+/// A valid envelope of `TINY_LEN` bytes with the largest segment size.
+fn tiny_envelope() -> (LocalKek, Vec<u8>) {
+    let kek = LocalKek::generate().unwrap();
+    let mut pt = vec![0u8; TINY_LEN as usize];
+    pattern_at(0, &mut pt);
+    let env = Sealer::new(&kek)
+        .segment_size(lockbox::SegmentSize::MAX)
+        .seal(&pt, &tiny_ctx())
+        .unwrap();
+    (kek, env)
+}
+
+fn tiny_ctx() -> EncryptionContext {
+    EncryptionContext::new().with("purpose", "tiny envelope").unwrap()
+}
+
+/// Opens the tiny envelope through a streaming decryptor on four threads.
+fn open_tiny(kek: &LocalKek, env: &[u8]) -> Verify {
+    let mut verify = Verify {
+        pos: 0,
+        expected: Vec::new(),
+        first_mismatch: None,
+        kept: None,
+    };
+    let mut dec = Opener::new(kek).threads(4).decryptor(env, &tiny_ctx()).unwrap();
+    pump(&mut dec, &mut verify).unwrap();
+    verify
+}
+
 /// `VmRSS` and `VmHWM` in KiB, if `/proc/self/status` has them.
 fn memory_kib() -> Option<(u64, u64)> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -239,14 +275,19 @@ fn child(mode: &str) {
     let (len, keep) = match mode {
         "stream" => (STREAM_MIB * MIB, false),
         "keep" => (CONTROL_MIB * MIB, true),
+        "tiny" => (TINY_LEN, false),
         other => panic!("unknown child mode {other:?}"),
     };
+    let tiny = (mode == "tiny").then(tiny_envelope);
     // Reset the peak to the current RSS (Linux 4.0+); if this fails the peak
     // includes start-up, which only makes the assertion stricter.
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let before = memory_kib();
     let start = Instant::now();
-    let verify = pipeline(len, keep);
+    let verify = match &tiny {
+        Some((kek, env)) => open_tiny(kek, env),
+        None => pipeline(len, keep),
+    };
     let secs = start.elapsed().as_secs_f64();
     let after = memory_kib();
     let memory = match (before, after) {
@@ -345,6 +386,33 @@ fn the_memory_measurement_sees_a_pipeline_that_buffers() {
         assert!(
             growth > BOUND_MIB as f64,
             "keeping {CONTROL_MIB} MiB grew the peak by only {growth:.1} MiB: the measurement is broken"
+        );
+    }
+}
+
+#[test]
+fn a_tiny_envelope_with_huge_segments_costs_memory_for_its_bytes_only() {
+    // Found in review: the decryptor reserved its segment buffers from the
+    // header before reading, so 209 bytes in 16 MiB segments cost 16 MiB,
+    // and 512 MiB with threads(4).
+    if let Ok(mode) = std::env::var(CHILD_VAR) {
+        child(&mode);
+        return;
+    }
+    let r = run_child(
+        "a_tiny_envelope_with_huge_segments_costs_memory_for_its_bytes_only",
+        "tiny",
+    );
+    println!(
+        "{TINY_LEN} B in 16 MiB segments, threads(4): RSS growth {:?} MiB (bound {TINY_BOUND_MIB})",
+        growth_mib(&r)
+    );
+    assert_eq!(r.bytes, TINY_LEN);
+    assert!(r.matched);
+    if let Some(growth) = growth_mib(&r) {
+        assert!(
+            growth < TINY_BOUND_MIB as f64,
+            "opening {TINY_LEN} bytes grew the peak by {growth:.1} MiB"
         );
     }
 }

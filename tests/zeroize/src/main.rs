@@ -744,6 +744,47 @@ fn envelope_dek_async(boxed: bool) -> Result<(), String> {
     expect_clean("KEK bytes", pk)
 }
 
+/// f3: the async rewrap and re-encrypt paths, their futures boxed (on the
+/// heap, as a spawned task's are), with two new providers so the data key is
+/// held across several awaits. The first engine draft moved its plans (data
+/// key inside) out of such futures; this is the scenario that shows it.
+fn async_rewrap_leaves_nothing() -> Result<(), String> {
+    let pt: [u8; PT_LEN] = pattern(0xA1);
+    let dek: [u8; 32] = pattern(0xA2);
+    let mut patterns = register_plaintext(&pt);
+    patterns.push(register(&dek));
+    {
+        let kek = kek_from(pattern(0xA3));
+        let new = kek_from(pattern(0xA4));
+        let other = kek_from(pattern(0xA5));
+        let ctx = ctx()?;
+        let mut head = [0u8; 64];
+        head[..32].copy_from_slice(&dek);
+        head[32..].copy_from_slice(&pattern::<32>(0xA6));
+        let mut rng = FixedRng { head, drawn: 0 };
+        let env = lb(
+            Sealer::new(&kek)
+                .segment_size(SegmentSize::MIN)
+                .seal_with_rng(&mut rng, &pt, &ctx),
+            "seal_with_rng",
+        )?;
+        let rw = lockbox::AsyncRewrapper::new(&kek)
+            .wrap_with(&new)
+            .also_wrap_with(&other)
+            .verify_payload(true);
+        let out = lb(ready(Box::pin(rw.rewrap(&env, &ctx)))?, "async rewrap")?;
+        let header = lb(ready(Box::pin(rw.rewrap_header(&env, &ctx)))?, "async rewrap_header")?;
+        ensure(out.len() > env.len(), "a second wrapped key was added")?;
+        let re = lockbox::AsyncReencryptor::new(lockbox::AsyncOpener::new(&kek), lockbox::AsyncSealer::new(&new));
+        let fresh = lb(ready(Box::pin(re.reencrypt(&env, &ctx)))?, "async reencrypt")?;
+        let (_, bad) = sealed_and_tampered(&kek, &pt)?;
+        let r = ready(Box::pin(rw.rewrap(&bad, &ctx)))?;
+        ensure(matches!(r, Err(Error::Authentication)), &format!("async rewrap of tampered gave {r:?}"))?;
+        black_box((&out, &header, &fresh));
+    }
+    expect_no_plaintext("async rewrap", &patterns)
+}
+
 /// c1: a plain `Vec` holding a pattern, dropped without zeroizing, MUST be
 /// reported.
 fn self_check_dealloc() -> Result<(), String> {
@@ -1271,6 +1312,10 @@ fn main() {
     r.run(
         "f1 rewrap (one-shot, header, streamed, verifying the payload): no DEK, no plaintext",
         rewrap_leaves_nothing,
+    );
+    r.run(
+        "f3 async rewrap and re-encrypt, futures boxed, two new providers: no DEK, no plaintext",
+        async_rewrap_leaves_nothing,
     );
     r.run(
         "f2 re-encrypt (one-shot, streamed, tampered): no plaintext",
