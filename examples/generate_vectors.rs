@@ -135,7 +135,7 @@ fn limit_name(limit: LimitKind) -> String {
 fn error_detail(e: &Error) -> Option<String> {
     match e {
         Error::LimitExceeded { limit, .. } => Some(limit_name(*limit)),
-        Error::MissingContext { key } | Error::ContextMismatch { key } => Some(key.clone()),
+        Error::MissingContext { key, .. } | Error::ContextMismatch { key, .. } => Some(key.clone()),
         Error::NoProviderCouldUnwrap { attempts, .. } => Some(format!("attempts={attempts}")),
         _ => None,
     }

@@ -32,6 +32,7 @@ pub enum Error {
 
     /// The bytes are not a well-formed envelope.
     #[error("malformed envelope at byte {offset}: {what}")]
+    #[non_exhaustive]
     Malformed {
         /// Offset of the offending field.
         offset: usize,
@@ -41,6 +42,7 @@ pub enum Error {
 
     /// A parsing or sealing limit was exceeded.
     #[error("limit exceeded: more {limit} than the maximum of {max}")]
+    #[non_exhaustive]
     LimitExceeded {
         /// Which limit.
         limit: LimitKind,
@@ -50,6 +52,7 @@ pub enum Error {
 
     /// A required (not stored) encryption-context entry was not supplied to open.
     #[error("encryption context key {key:?} is required to open this envelope but was not supplied")]
+    #[non_exhaustive]
     MissingContext {
         /// The missing key.
         key: String,
@@ -58,6 +61,7 @@ pub enum Error {
     /// An encryption-context entry supplied to open does not match the envelope:
     /// a stored value differs, or the key is not part of the envelope's context.
     #[error("encryption context key {key:?} does not match the envelope")]
+    #[non_exhaustive]
     ContextMismatch {
         /// The key whose value differs, or which the envelope does not have.
         key: String,
@@ -72,6 +76,7 @@ pub enum Error {
     /// under the binding: a wrong value for a required context entry, a header
     /// whose suite or stored context was altered, or a tampered wrapped key.
     #[error("no provider could unwrap the data key ({attempts} matching wrapped key(s) tried)")]
+    #[non_exhaustive]
     NoProviderCouldUnwrap {
         /// Number of wrapped keys that matched a provider and were tried.
         attempts: usize,
@@ -92,6 +97,7 @@ pub enum Error {
     /// An argument was out of range (a key id too long, a segment size not a
     /// power of two, ...).
     #[error("invalid argument: {what}")]
+    #[non_exhaustive]
     InvalidArgument {
         /// What was wrong.
         what: &'static str,
@@ -99,6 +105,7 @@ pub enum Error {
 
     /// A key could not be loaded (file, environment variable, encoding).
     #[error("could not load key: {what}")]
+    #[non_exhaustive]
     KeyLoad {
         /// What was wrong; never contains key material.
         what: String,

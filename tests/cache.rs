@@ -529,6 +529,7 @@ fn a_cached_key_does_not_open_under_another_context() {
         Err(Error::NoProviderCouldUnwrap {
             attempts: 1,
             source: Some(e),
+            ..
         }) => {
             assert_eq!(e.kind(), ProviderErrorKind::Authentication);
         }

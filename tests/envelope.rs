@@ -196,6 +196,7 @@ fn wrong_kek_is_no_provider() {
         Err(Error::NoProviderCouldUnwrap {
             attempts: 0,
             source: None,
+            ..
         }) => {}
         r => panic!("{r:?}"),
     }
@@ -208,19 +209,19 @@ fn context_errors_are_specific() {
 
     // Missing required entry.
     match lockbox::open(&kek, &env, &EncryptionContext::new()) {
-        Err(Error::MissingContext { key }) => assert_eq!(key, "tenant"),
+        Err(Error::MissingContext { key, .. }) => assert_eq!(key, "tenant"),
         r => panic!("{r:?}"),
     }
     // A stored entry supplied with another value.
     let wrong_stored = open_ctx().with("purpose", "other").unwrap();
     match lockbox::open(&kek, &env, &wrong_stored) {
-        Err(Error::ContextMismatch { key }) => assert_eq!(key, "purpose"),
+        Err(Error::ContextMismatch { key, .. }) => assert_eq!(key, "purpose"),
         r => panic!("{r:?}"),
     }
     // An entry the envelope does not have.
     let extra = open_ctx().with_required("region", "eu").unwrap();
     match lockbox::open(&kek, &env, &extra) {
-        Err(Error::ContextMismatch { key }) => assert_eq!(key, "region"),
+        Err(Error::ContextMismatch { key, .. }) => assert_eq!(key, "region"),
         r => panic!("{r:?}"),
     }
     // A wrong required value: the wrapped key is bound to the context, so the
@@ -230,6 +231,7 @@ fn context_errors_are_specific() {
         Err(Error::NoProviderCouldUnwrap {
             attempts: 1,
             source: Some(e),
+            ..
         }) => assert_eq!(e.kind(), ProviderErrorKind::Authentication),
         r => panic!("{r:?}"),
     }
@@ -295,28 +297,32 @@ fn open_limits_are_enforced() {
         lim(Limits::default().with_max_context_entries(5)),
         Err(Error::LimitExceeded {
             limit: LimitKind::ContextEntries,
-            max: 5
+            max: 5,
+            ..
         })
     ));
     assert!(matches!(
         lim(Limits::default().with_max_context_bytes(500)),
         Err(Error::LimitExceeded {
             limit: LimitKind::ContextBytes,
-            max: 500
+            max: 500,
+            ..
         })
     ));
     assert!(matches!(
         lim(Limits::default().with_max_header_len(200)),
         Err(Error::LimitExceeded {
             limit: LimitKind::HeaderBytes,
-            max: 200
+            max: 200,
+            ..
         })
     ));
     assert!(matches!(
         lim(Limits::default().with_max_wrapped_keys(0)),
         Err(Error::LimitExceeded {
             limit: LimitKind::WrappedKeys,
-            max: 0
+            max: 0,
+            ..
         })
     ));
     assert!(matches!(
@@ -340,7 +346,8 @@ fn seal_limits_are_enforced() {
         lockbox::seal(&kek, b"x", &big),
         Err(Error::LimitExceeded {
             limit: LimitKind::ContextEntries,
-            max: 64
+            max: 64,
+            ..
         })
     ));
     let huge = EncryptionContext::new().with("k", &"v".repeat(20_000)).unwrap();
@@ -648,7 +655,8 @@ fn planted_wrapped_keys_are_rejected() {
         lockbox::open(&kek, &forge(&many), &open_ctx()),
         Err(Error::LimitExceeded {
             limit: LimitKind::WrappedKeys,
-            max: 16
+            max: 16,
+            ..
         })
     ));
 }
@@ -706,7 +714,8 @@ fn a_sealer_refuses_more_providers_than_its_limit() {
         sealer.seal(b"x", &ctx()),
         Err(Error::LimitExceeded {
             limit: LimitKind::WrappedKeys,
-            max: 16
+            max: 16,
+            ..
         })
     ));
 }
@@ -778,7 +787,7 @@ fn strict_context_requires_every_stored_entry() {
     // Strict: the caller must name them, with their values.
     let strict = Opener::new(&kek).strict_context();
     match strict.open(&env, &EncryptionContext::new()) {
-        Err(Error::MissingContext { key }) => assert_eq!(key, "tenant"),
+        Err(Error::MissingContext { key, .. }) => assert_eq!(key, "tenant"),
         r => panic!("{r:?}"),
     }
     assert!(matches!(

@@ -363,6 +363,7 @@ fn a_wrong_context_is_an_authentication_failure_with_the_provider_error_as_sourc
         Err(Error::NoProviderCouldUnwrap {
             attempts: 1,
             source: Some(e),
+            ..
         }) => assert_eq!(e.kind(), ProviderErrorKind::Authentication),
         other => panic!("{other:?}"),
     }
@@ -374,13 +375,19 @@ fn context_errors_are_specific() {
     let p = Remote::new();
     let env = block_on(AsyncSealer::new(&p).seal(b"x", &ctx())).unwrap();
     let e = block_on(AsyncOpener::new(&p).open(&env, &EncryptionContext::new())).unwrap_err();
-    assert!(matches!(&e, Error::MissingContext { key } if key == "tenant"), "{e:?}");
+    assert!(
+        matches!(&e, Error::MissingContext { key, .. } if key == "tenant"),
+        "{e:?}"
+    );
     let e = block_on(AsyncOpener::new(&p).strict_context().open(&env, &open_ctx())).unwrap_err();
-    assert!(matches!(&e, Error::MissingContext { key } if key == "purpose"), "{e:?}");
+    assert!(
+        matches!(&e, Error::MissingContext { key, .. } if key == "purpose"),
+        "{e:?}"
+    );
     let mismatch = open_ctx().with("purpose", "other").unwrap();
     let e = block_on(AsyncOpener::new(&p).open(&env, &mismatch)).unwrap_err();
     assert!(
-        matches!(&e, Error::ContextMismatch { key } if key == "purpose"),
+        matches!(&e, Error::ContextMismatch { key, .. } if key == "purpose"),
         "{e:?}"
     );
     // No provider call was needed to find any of this.
@@ -418,7 +425,8 @@ fn providers_that_do_not_match_are_never_called() {
             e,
             Error::NoProviderCouldUnwrap {
                 attempts: 0,
-                source: None
+                source: None,
+                ..
             }
         ),
         "{e:?}"
@@ -479,7 +487,8 @@ fn limits_are_enforced_on_both_sides() {
             e,
             Error::LimitExceeded {
                 limit: LimitKind::ContextEntries,
-                max: 2
+                max: 2,
+                ..
             }
         ),
         "{e:?}"

@@ -52,6 +52,7 @@ fn open_failure(p: &dyn KeyEncryptionProvider, env: &[u8]) -> (ProviderErrorKind
         Err(Error::NoProviderCouldUnwrap {
             attempts: 1,
             source: Some(pe),
+            ..
         }) => {
             let src = std::error::Error::source(&pe).expect("keyring error as source");
             assert!(src.downcast_ref::<KeyringError>().is_some());

@@ -298,7 +298,7 @@ fn configuration_errors_are_typed() {
         .open()
         .unwrap_err()
     {
-        Error::KeyLoad { what, source } => {
+        Error::KeyLoad { what, source, .. } => {
             assert!(what.contains("/nonexistent/libpkcs11.so"), "{what}");
             assert!(source.is_some());
         }

@@ -334,7 +334,8 @@ fn the_wrong_unwrap_provider_gets_a_specific_error() {
         Rewrapper::new(&other).rewrap(&env, &open_ctx()),
         Err(Error::NoProviderCouldUnwrap {
             attempts: 0,
-            source: None
+            source: None,
+            ..
         })
     ));
     // also_try reaches the right one.
@@ -350,6 +351,7 @@ fn the_wrong_unwrap_provider_gets_a_specific_error() {
         Err(Error::NoProviderCouldUnwrap {
             attempts: 1,
             source: Some(e),
+            ..
         }) => assert_eq!(e.kind(), ProviderErrorKind::Authentication),
         other => panic!("{other:?}"),
     }
@@ -361,21 +363,21 @@ fn context_is_reconciled_as_when_opening() {
     let env = small(&kek).seal(b"x", &ctx()).unwrap();
     assert!(matches!(
         Rewrapper::new(&kek).rewrap(&env, &EncryptionContext::new()),
-        Err(Error::MissingContext { key }) if key == "tenant"
+        Err(Error::MissingContext { key, .. }) if key == "tenant"
     ));
     let mismatch = open_ctx().with("purpose", "other").unwrap();
     assert!(matches!(
         Rewrapper::new(&kek).rewrap(&env, &mismatch),
-        Err(Error::ContextMismatch { key }) if key == "purpose"
+        Err(Error::ContextMismatch { key, .. }) if key == "purpose"
     ));
     let extra = open_ctx().with("unknown", "1").unwrap();
     assert!(matches!(
         Rewrapper::new(&kek).rewrap(&env, &extra),
-        Err(Error::ContextMismatch { key }) if key == "unknown"
+        Err(Error::ContextMismatch { key, .. }) if key == "unknown"
     ));
     assert!(matches!(
         Rewrapper::new(&kek).strict_context().rewrap(&env, &open_ctx()),
-        Err(Error::MissingContext { key }) if key == "purpose"
+        Err(Error::MissingContext { key, .. }) if key == "purpose"
     ));
     let out = Rewrapper::new(&kek).strict_context().rewrap(&env, &ctx()).unwrap();
     // The new wrapped key is bound to the same context: the required value
@@ -446,6 +448,7 @@ fn tampered_wrapped_keys_and_commitments_have_the_expected_errors() {
         Err(Error::NoProviderCouldUnwrap {
             attempts: 1,
             source: Some(e),
+            ..
         }) => assert_eq!(e.kind(), ProviderErrorKind::Authentication),
         other => panic!("{other:?}"),
     }
@@ -530,7 +533,8 @@ fn structural_errors_and_limits() {
         tiny.rewrap(&env, &open_ctx()),
         Err(Error::LimitExceeded {
             limit: LimitKind::HeaderBytes,
-            max: 40
+            max: 40,
+            ..
         })
     ));
     let mut sink = Vec::new();
@@ -551,7 +555,8 @@ fn structural_errors_and_limits() {
             .rewrap(&two, &open_ctx()),
         Err(Error::LimitExceeded {
             limit: LimitKind::WrappedKeys,
-            max: 1
+            max: 1,
+            ..
         })
     ));
 
@@ -565,7 +570,8 @@ fn structural_errors_and_limits() {
         rw.rewrap(&env, &open_ctx()),
         Err(Error::LimitExceeded {
             limit: LimitKind::WrappedKeys,
-            max: 16
+            max: 16,
+            ..
         })
     ));
     assert_eq!(target.wraps.load(Ordering::SeqCst), 0);
@@ -1058,14 +1064,16 @@ fn several_providers_any_one_opens_in_a_deterministic_order() {
         Opener::new(&p1).limits(limited).open(&env, &open_ctx()),
         Err(Error::LimitExceeded {
             limit: LimitKind::WrappedKeys,
-            max: 2
+            max: 2,
+            ..
         })
     ));
     assert!(matches!(
         Rewrapper::new(&p1).limits(limited).rewrap(&env, &open_ctx()),
         Err(Error::LimitExceeded {
             limit: LimitKind::WrappedKeys,
-            max: 2
+            max: 2,
+            ..
         })
     ));
     assert!(log.lock().unwrap().is_empty());
@@ -1078,7 +1086,8 @@ fn several_providers_any_one_opens_in_a_deterministic_order() {
             .seal(b"x", &ctx()),
         Err(Error::LimitExceeded {
             limit: LimitKind::WrappedKeys,
-            max: 2
+            max: 2,
+            ..
         })
     ));
     assert!(log.lock().unwrap().is_empty());
@@ -1153,7 +1162,8 @@ fn a_rewrap_that_could_not_be_written_calls_no_provider() {
             .rewrap(&env, &open_ctx()),
         Err(Error::LimitExceeded {
             limit: LimitKind::WrappedKeys,
-            max: 1
+            max: 1,
+            ..
         })
     ));
     assert!(log.lock().unwrap().is_empty(), "{:?}", log.lock().unwrap());
