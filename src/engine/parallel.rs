@@ -13,8 +13,9 @@ pub(crate) fn threads_for(threads: usize, bytes: usize) -> usize {
 }
 
 /// Runs `work(index, item)` for every item, each on a scoped thread of its
-/// own (with `std`; in order on this thread without it), and returns the
-/// first error. A panicking worker is an error, not a panic.
+/// own (with `std` and more than one item; otherwise in order on this
+/// thread), and returns the first error. A panicking worker is an error, not
+/// a panic.
 pub(crate) fn run<I, F>(items: I, work: F) -> Result<(), Error>
 where
     I: Iterator,
@@ -23,9 +24,14 @@ where
 {
     #[cfg(feature = "std")]
     {
+        let items: alloc::vec::Vec<I::Item> = items.collect();
+        if items.len() <= 1 {
+            return items.into_iter().enumerate().try_for_each(|(t, item)| work(t, item));
+        }
         let work = &work;
         std::thread::scope(|scope| {
             let handles: alloc::vec::Vec<_> = items
+                .into_iter()
                 .enumerate()
                 .map(|(t, item)| scope.spawn(move || work(t, item)))
                 .collect();

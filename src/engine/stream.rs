@@ -28,10 +28,10 @@ use super::seal::seal_parallel_batch;
 /// Segments per thread in one parallel streaming batch, at the least.
 const SEGMENTS_PER_THREAD: usize = 8;
 
-/// A read buffer grows by at least this much at a time (and at most doubles),
-/// so memory follows the data that actually arrives, not what a header
-/// announces.
-const READ_CHUNK: usize = 64 * 1024;
+/// A read buffer starts this large and at most doubles each time it grows, so
+/// memory follows the data that actually arrives, not what a header
+/// announces. Once grown, it is read into whole.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// Segments in one parallel batch for `threads` threads: at least
 /// [`SEGMENTS_PER_THREAD`] per thread, and at least
@@ -48,17 +48,25 @@ fn batch_segments(threads: usize, segment: usize) -> usize {
 /// A larger block is allocated fresh and the old one wiped, so no plaintext
 /// left in it is freed unwiped.
 fn read_space(buf: &mut Vec<u8>, filled: usize, want: usize, first: usize) -> &mut [u8] {
-    let target = want.min(filled.saturating_add(filled.max(first)));
+    let grown = filled.saturating_add(filled.max(first));
+    let target = want.min(grown.max(buf.capacity()));
     if buf.len() < target {
-        if buf.capacity() < target {
-            let mut grown = Vec::with_capacity(target);
-            grown.extend_from_slice(buf.get(..filled).unwrap_or_default());
-            buf.zeroize();
-            *buf = grown;
-        }
+        reserve_wiping(buf, filled, target);
         buf.resize(target, 0);
     }
     buf.get_mut(filled..target).unwrap_or_default()
+}
+
+/// Makes `buf`'s capacity at least `target`, keeping its first `keep` bytes:
+/// a larger block is allocated fresh and the old one wiped before it is
+/// freed (a reallocation would free it with its contents).
+fn reserve_wiping(buf: &mut Vec<u8>, keep: usize, target: usize) {
+    if buf.capacity() < target {
+        let mut grown = Vec::with_capacity(target);
+        grown.extend_from_slice(buf.get(..keep).unwrap_or_default());
+        buf.zeroize();
+        *buf = grown;
+    }
 }
 
 /// One I/O operation a pump must perform for the core.
@@ -144,8 +152,9 @@ pub(crate) struct SegmentSealer {
     threads: usize,
     /// Plaintext bytes buffered before sealing: one segment, or a batch.
     batch: usize,
-    /// Plaintext being buffered (capacity reserved up front, so it never
-    /// reallocates with plaintext in it).
+    /// Plaintext being buffered. It grows with the data written (up to a
+    /// segment plus its tag, or a batch), never by reallocation: a larger
+    /// block is allocated and the old one wiped.
     buf: Vec<u8>,
     /// Sealed bytes not yet written.
     out: Vec<u8>,
@@ -169,7 +178,7 @@ impl SegmentSealer {
             segment,
             threads,
             batch,
-            buf: Vec::with_capacity(batch.saturating_add(TAG_LEN)),
+            buf: Vec::new(),
             out: header,
             out_pos: 0,
             index: 0,
@@ -209,6 +218,13 @@ impl SegmentSealer {
             return Ok(0);
         }
         let take = self.batch.saturating_sub(self.buf.len()).min(data.len());
+        let len = self.buf.len();
+        let need = len.saturating_add(take);
+        if need.saturating_add(TAG_LEN) > self.buf.capacity() {
+            // Room for the segment's tag too, so sealing never reallocates.
+            let grown = need.max(len.saturating_mul(2)).max(READ_CHUNK);
+            reserve_wiping(&mut self.buf, len, grown.min(self.batch).saturating_add(TAG_LEN));
+        }
         self.buf.extend_from_slice(data.get(..take).unwrap_or_default());
         Ok(take)
     }
@@ -270,7 +286,6 @@ impl SegmentSealer {
             // `buf` now holds only ciphertext: hand it over without a copy.
             core::mem::swap(&mut self.buf, &mut self.out);
             self.buf.clear();
-            self.buf.reserve_exact(self.batch.saturating_add(TAG_LEN));
         }
         self.out_pos = 0;
         self.index = u32::try_from(end).unwrap_or(u32::MAX);
@@ -814,9 +829,12 @@ mod tests {
         assert_eq!(read_space(&mut buf, 0, 1 << 24, READ_CHUNK).len(), READ_CHUNK);
         assert_eq!(read_space(&mut buf, READ_CHUNK, 1 << 24, READ_CHUNK).len(), READ_CHUNK);
         assert_eq!(
-            read_space(&mut buf, 3 * READ_CHUNK, 1 << 24, READ_CHUNK).len(),
-            3 * READ_CHUNK
+            read_space(&mut buf, 2 * READ_CHUNK, 1 << 24, READ_CHUNK).len(),
+            2 * READ_CHUNK
         );
         assert_eq!(read_space(&mut buf, 100, 150, READ_CHUNK).len(), 50);
+        // Once grown, the whole capacity is read into.
+        let cap = buf.capacity();
+        assert_eq!(read_space(&mut buf, 1, 1 << 24, READ_CHUNK).len(), cap - 1);
     }
 }
