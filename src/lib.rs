@@ -126,9 +126,6 @@ mod inline;
 pub mod keyring;
 mod keys;
 mod local;
-#[cfg(feature = "pkcs11")]
-#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
-pub mod pkcs11;
 pub mod provider;
 mod rewrap;
 #[cfg(feature = "std")]
