@@ -107,9 +107,6 @@ extern crate alloc;
 #[macro_use]
 extern crate std;
 
-#[cfg(feature = "aws-kms")]
-#[cfg_attr(docsrs, doc(cfg(feature = "aws-kms")))]
-pub mod aws_kms;
 #[cfg(feature = "std")]
 pub mod cache;
 mod context;
