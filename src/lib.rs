@@ -133,9 +133,6 @@ mod suite;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
-#[cfg(feature = "vault")]
-#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
-pub mod vault;
 
 pub use context::{Binding, BindingBuf, ContextEntry, EncryptionContext, Storage};
 pub use envelope::{EnvelopeInfo, Opener, Sealer, ciphertext_range, inspect, inspect_with_limits, open, seal};
