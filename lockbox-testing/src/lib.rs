@@ -1,4 +1,4 @@
-//! The provider conformance suite for [lockbox](lockbox): checks that a
+//! The provider conformance suite for [`lockbox`]: checks that a
 //! [`KeyEncryptionProvider`] or [`AsyncKeyEncryptionProvider`], lockbox's own
 //! or a third party's, keeps the contract lockbox relies on.
 //!

@@ -1,4 +1,4 @@
-//! AWS KMS as a key-encryption provider for [lockbox](lockbox) (the
+//! AWS KMS as a key-encryption provider for [`lockbox`] (the
 //! `lockbox-envelope` crate).
 //!
 //! [`AwsKms`] wraps data keys under one symmetric KMS key (`SYMMETRIC_DEFAULT`,

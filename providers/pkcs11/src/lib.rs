@@ -1,5 +1,5 @@
 //! A key-encryption key held in a PKCS#11 token: a hardware security module,
-//! a smart card, or SoftHSM2 for tests, as a [lockbox](lockbox) provider
+//! a smart card, or SoftHSM2 for tests, as a [`lockbox`] provider
 //! ([`Pkcs11Kek`]).
 //!
 //! This crate is built on lockbox's public provider API only

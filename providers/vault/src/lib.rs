@@ -1,5 +1,5 @@
 //! HashiCorp Vault / OpenBao Transit as a key-encryption provider for
-//! [lockbox](lockbox) (the `lockbox-envelope` crate).
+//! [`lockbox`] (the `lockbox-envelope` crate).
 //!
 //! [`VaultTransit`] wraps data keys with one named Transit key
 //! (`aes256-gcm96` or `chacha20-poly1305`) over Transit's HTTP API with token
