@@ -592,7 +592,9 @@ fn expect_open_failure(
     };
     transcript.error(what, &e)?;
     match &e {
-        Error::NoProviderCouldUnwrap { attempts: a, source } if *a == attempts => {
+        Error::NoProviderCouldUnwrap {
+            attempts: a, source, ..
+        } if *a == attempts => {
             if attempts == 0 {
                 return Ok(());
             }

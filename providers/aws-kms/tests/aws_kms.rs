@@ -177,6 +177,7 @@ fn wrong_context_is_refused() {
             Err(Error::NoProviderCouldUnwrap {
                 attempts: 1,
                 source: Some(e),
+                ..
             }) => {
                 assert_eq!(e.kind(), ProviderErrorKind::Authentication);
                 let sdk = e.source().expect("the SDK error is the source");

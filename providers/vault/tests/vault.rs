@@ -245,6 +245,7 @@ fn wrong_context_is_refused() {
             Err(Error::NoProviderCouldUnwrap {
                 attempts: 1,
                 source: Some(e),
+                ..
             }) => assert_eq!(e.kind(), ProviderErrorKind::Authentication),
             other => panic!("expected NoProviderCouldUnwrap, got {other:?}"),
         }
