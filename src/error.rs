@@ -122,6 +122,24 @@ pub enum Error {
     Keyring(#[from] crate::keyring::KeyringError),
 }
 
+impl Error {
+    /// An [`Error::InvalidArgument`] (its fields are `#[non_exhaustive]`):
+    /// for providers and other code outside lockbox that reports a bad
+    /// argument in lockbox's error type.
+    pub const fn invalid_argument(what: &'static str) -> Self {
+        Self::InvalidArgument { what }
+    }
+
+    /// An [`Error::KeyLoad`] (its fields are `#[non_exhaustive]`), with the
+    /// underlying error if any. `what` must not contain key material.
+    pub fn key_load(what: impl Into<String>, source: Option<BoxError>) -> Self {
+        Self::KeyLoad {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
 /// Which limit an [`Error::LimitExceeded`] refers to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]

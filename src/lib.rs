@@ -1,5 +1,7 @@
 //! # lockbox: envelope encryption and key management
 //!
+//! (The package is `lockbox-envelope`; the library is imported as `lockbox`.)
+//!
 //! lockbox seals data into self-describing, versioned envelopes: every message
 //! gets a fresh data key (DEK) from the OS CSPRNG, the payload is encrypted
 //! with a key derived from it, and the DEK is wrapped by a key-encryption key
@@ -84,14 +86,21 @@
 //! - `aws-lc`: AES-256-GCM and ChaCha20-Poly1305 on AWS-LC ([`Backend`]),
 //!   byte-identical envelopes, several times faster AES-GCM; needs a C
 //!   compiler.
-//! - `pkcs11`: `pkcs11::Pkcs11Kek`, a KEK that never leaves a PKCS#11
-//!   token (an HSM; SoftHSM2 for tests), through `cryptoki`.
-//! - `aws-kms`: `aws_kms::AwsKms`, AWS KMS as an async provider
-//!   (`Encrypt` / `Decrypt` / `GenerateDataKey` / `ReEncrypt`).
-//! - `vault`: `vault::VaultTransit`, Vault / OpenBao Transit as an async
+//!
+//! ## Providers in their own crates
+//!
+//! Key stores that need an SDK or a system library are separate crates,
+//! built on the public provider API ([`provider`]) alone, exactly as a
+//! third-party provider would be:
+//!
+//! - `lockbox-pkcs11`: `Pkcs11Kek`, a KEK that never leaves a PKCS#11 token
+//!   (an HSM; SoftHSM2 for tests), through `cryptoki`.
+//! - `lockbox-aws-kms`: `AwsKms`, AWS KMS as an async provider (`Encrypt` /
+//!   `Decrypt` / `GenerateDataKey` / `ReEncrypt`).
+//! - `lockbox-vault`: `VaultTransit`, Vault / OpenBao Transit as an async
 //!   provider, with server-side rewrap.
-//! - `testing`: the `testing` module, the provider conformance suite every provider
-//!   should pass, and the switch that lets service-backed tests skip or fail.
+//! - `lockbox-testing`: the conformance suite every provider should pass (a
+//!   dev-dependency).
 //!
 //! [`AsyncSealer`] and [`AsyncOpener`] take
 //! [`AsyncKeyEncryptionProvider`]s (network key stores) and produce the same
@@ -107,9 +116,6 @@ extern crate alloc;
 #[macro_use]
 extern crate std;
 
-#[cfg(feature = "aws-kms")]
-#[cfg_attr(docsrs, doc(cfg(feature = "aws-kms")))]
-pub mod aws_kms;
 #[cfg(feature = "std")]
 pub mod cache;
 mod context;
@@ -129,22 +135,13 @@ mod keys;
 mod local;
 mod open;
 mod options;
-#[cfg(feature = "pkcs11")]
-#[cfg_attr(docsrs, doc(cfg(feature = "pkcs11")))]
-pub mod pkcs11;
 pub mod provider;
 mod rewrap;
 mod seal;
 mod suite;
-#[cfg(feature = "testing")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
-pub mod testing;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
-#[cfg(feature = "vault")]
-#[cfg_attr(docsrs, doc(cfg(feature = "vault")))]
-pub mod vault;
 
 pub use context::{ContextEntry, EncryptionContext, Storage};
 pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};

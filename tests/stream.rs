@@ -390,7 +390,11 @@ fn parallel_streams_give_the_same_bytes_and_the_same_guarantees() {
             }
             let pt = pattern(len);
             let one_shot = base.seal_with_rng(&mut SeqRng(4), &pt, &ctx()).unwrap();
-            let chunks: &[usize] = if len < 2000 { &[1, 64, 100, 4096] } else { &[4096, 100_000] };
+            let chunks: &[usize] = if len < 2000 {
+                &[1, 64, 100, 4096]
+            } else {
+                &[4096, 100_000]
+            };
             for threads in [2, 3, 8] {
                 let sealer = base.clone().threads(threads);
                 for &chunk in chunks.iter().chain([len.max(1)].iter()) {
@@ -443,7 +447,14 @@ fn parallel_streams_give_the_same_bytes_and_the_same_guarantees() {
             .and_then(|mut d| d.read_to_end(&mut Vec::new()));
         assert!(r.is_err(), "truncated to {cut} read as complete");
     }
-    for at in [h + 5, h + 80 + 70, h + per * 80 - 1, h + per * 80 + 3, h + 2 * per * 80 + 9, env.len() - 1] {
+    for at in [
+        h + 5,
+        h + 80 + 70,
+        h + per * 80 - 1,
+        h + per * 80 + 3,
+        h + 2 * per * 80 + 9,
+        env.len() - 1,
+    ] {
         let mut bad = env.clone();
         bad[at] ^= 1;
         let mut out = Vec::new();
@@ -453,7 +464,11 @@ fn parallel_streams_give_the_same_bytes_and_the_same_guarantees() {
             .read_to_end(&mut out)
             .unwrap_err();
         assert!(matches!(lockbox_error(&e), Error::Authentication));
-        assert_eq!(out, pattern(len)[..out.len()], "only verified plaintext before the failure");
+        assert_eq!(
+            out,
+            pattern(len)[..out.len()],
+            "only verified plaintext before the failure"
+        );
         // Whole batches only: nothing of the batch holding the damage.
         assert_eq!(out.len() % b2, 0, "a partial batch was released (tamper at {at})");
     }

@@ -1,5 +1,6 @@
 //! The frozen format-v1 test vectors in `tests/vectors/v1/` (schema and freeze
-//! policy: `tests/vectors/README.md`; generator: `examples/generate_vectors.rs`).
+//! policy: `tests/vectors/README.md`; generator: `xtask/src/gen_vectors.rs`,
+//! `cargo xtask gen-vectors`).
 //!
 //! Every positive vector must open to its plaintext, by every open variant,
 //! and `inspect` must agree with its informational fields. Every negative

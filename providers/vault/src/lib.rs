@@ -1,4 +1,5 @@
-//! HashiCorp Vault / OpenBao Transit as a key-encryption provider (feature `vault`).
+//! HashiCorp Vault / OpenBao Transit as a key-encryption provider for
+//! [`lockbox`] (the `lockbox-envelope` crate).
 //!
 //! [`VaultTransit`] wraps data keys with one named Transit key
 //! (`aes256-gcm96` or `chacha20-poly1305`) over Transit's HTTP API with token
@@ -42,11 +43,13 @@
 //!
 //! ## Transport
 //!
-//! [`reqwest`] on rustls (ring backend, the platform's root certificates),
-//! shared with the `aws-kms` feature's stack. The address must be `https://`
-//! or loopback `http://`; redirects are not followed (the token would travel
-//! with them). The token is a [`SecretString`]: it is sent in a header marked
-//! sensitive and never printed by `Debug`.
+//! An HTTP client (`reqwest`) on rustls (ring backend, the platform's root
+//! certificates, or only those of [`VaultConfig::ca_certificate_pem`]),
+//! built by the provider and not part of its API. The address must be
+//! `https://` or loopback `http://`; redirects are not followed (the token
+//! would travel with them); the standard `HTTPS_PROXY` / `NO_PROXY`
+//! variables apply. The token is a [`SecretString`]: it is sent in a header
+//! marked sensitive and never printed by `Debug`.
 //!
 //! ## Token policy
 //!
@@ -61,8 +64,8 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use lockbox::vault::{VaultConfig, VaultTransit};
 //! use lockbox::secrecy::SecretString;
+//! use lockbox_vault::{VaultConfig, VaultTransit};
 //! use lockbox::{AsyncKeyEncryptionProvider, BindingBuf, DataKey, EncryptionContext, Suite};
 //!
 //! let config = VaultConfig::new("https://vault.internal:8200", SecretString::from("s.token"), "lockbox");
@@ -74,27 +77,25 @@
 //! println!("wrapped under {} {}", wrapped.key_id(), wrapped.key_version());
 //! # Ok(()) }
 //! ```
+//!
+//! This crate is built on lockbox's public provider API only
+//! ([`lockbox::provider`]); it passes the conformance suite of the
+//! `lockbox-testing` crate against an OpenBao server.
 
-use alloc::boxed::Box;
-use alloc::string::String;
-use alloc::vec::Vec;
-use core::fmt;
-use core::time::Duration;
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::time::Duration;
 
 use base64ct::{Base64, Encoding};
+use lockbox::secrecy::{ExposeSecret, SecretString};
+use lockbox::{
+    AsyncKeyEncryptionProvider, Binding, BoxFuture, DATA_KEY_LEN, DataKey, Error, KeyId, KeyVersion, ProviderError,
+    ProviderErrorKind, ProviderIdentity, WrappedKey, WrappedKeyRef,
+};
 use reqwest::header::HeaderValue;
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
-
-use crate::context::Binding;
-use crate::error::{Error, ProviderError, ProviderErrorKind};
-use crate::keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
-use crate::provider::{AsyncKeyEncryptionProvider, BoxFuture, ProviderIdentity};
-
-/// The HTTP client this provider is built on, re-exported so that callers of
-/// [`VaultConfig::http_client`] name the same version.
-pub use reqwest;
 
 /// Provider id recorded in every wrapped key this provider produces.
 pub const VAULT_PROVIDER_ID: &str = "vault-transit";
@@ -132,7 +133,6 @@ pub struct VaultConfig {
     mode: BindingMode,
     timeout: Duration,
     ca_pem: Option<Vec<u8>>,
-    client: Option<reqwest::Client>,
 }
 
 impl VaultConfig {
@@ -150,7 +150,6 @@ impl VaultConfig {
             mode: BindingMode::DerivedKeyContext,
             timeout: Duration::from_secs(30),
             ca_pem: None,
-            client: None,
         }
     }
 
@@ -184,19 +183,10 @@ impl VaultConfig {
     }
 
     /// Trusts only the CA certificates in this PEM bundle, instead of the
-    /// platform's roots (for a private CA or a test server). Ignored with
-    /// [`http_client`](Self::http_client).
+    /// platform's roots (for a private CA or a test server).
     #[must_use]
     pub fn ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca_pem = Some(pem.into());
-        self
-    }
-
-    /// Uses this HTTP client instead of building one (for a private CA, a
-    /// proxy, client certificates). It should not follow redirects.
-    #[must_use]
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
         self
     }
 }
@@ -261,7 +251,7 @@ impl fmt::Display for VaultApiError {
     }
 }
 
-impl core::error::Error for VaultApiError {}
+impl std::error::Error for VaultApiError {}
 
 /// Which call an HTTP failure came from: decides what a 400 means.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -398,36 +388,29 @@ impl VaultTransit {
     }
 
     fn from_config(config: VaultConfig) -> Result<Self, Error> {
-        crate::provider::net::require_tls_or_loopback(&config.address)?;
+        lockbox::provider::net::require_tls_or_loopback(&config.address)?;
         if !valid_key_name(&config.key_name) {
-            return Err(Error::InvalidArgument {
-                what: "Transit key name must be 1 to 128 of A-Z a-z 0-9 _ - .",
-            });
+            return Err(Error::invalid_argument(
+                "Transit key name must be 1 to 128 of A-Z a-z 0-9 _ - .",
+            ));
         }
         let mount = config.mount.trim_matches('/');
         if mount.is_empty() || !mount.split('/').all(valid_key_name) {
-            return Err(Error::InvalidArgument {
-                what: "Transit mount must be a path of segments of A-Z a-z 0-9 _ - .",
-            });
+            return Err(Error::invalid_argument(
+                "Transit mount must be a path of segments of A-Z a-z 0-9 _ - .",
+            ));
         }
         if HeaderValue::from_str(config.token.expose_secret()).is_err() || config.token.expose_secret().is_empty() {
-            return Err(Error::InvalidArgument {
-                what: "Vault token must be non-empty visible ASCII",
-            });
+            return Err(Error::invalid_argument("Vault token must be non-empty visible ASCII"));
         }
         if config
             .namespace
             .as_deref()
             .is_some_and(|ns| HeaderValue::from_str(ns).is_err())
         {
-            return Err(Error::InvalidArgument {
-                what: "Vault namespace must be visible ASCII",
-            });
+            return Err(Error::invalid_argument("Vault namespace must be visible ASCII"));
         }
-        let http = match config.client {
-            Some(c) => c,
-            None => build_client(config.timeout, config.ca_pem.as_deref())?,
-        };
+        let http = build_client(config.timeout, config.ca_pem.as_deref())?;
         let base = format!("{}/v1/{}", config.address.trim_end_matches('/'), mount);
         Ok(Self {
             http,
@@ -532,7 +515,7 @@ impl VaultTransit {
             return Err(err(ProviderErrorKind::KeyNotFound));
         }
         let text = match wrapped.bytes().split_first() {
-            Some((&WRAP_V1, rest)) => core::str::from_utf8(rest).ok(),
+            Some((&WRAP_V1, rest)) => std::str::from_utf8(rest).ok(),
             _ => None,
         };
         match text {
@@ -564,7 +547,7 @@ impl VaultTransit {
         let mut out: PlaintextOut = self
             .send(self.http.post(self.url("decrypt")).json(&body), Op::Decrypt)
             .await?;
-        let dek = crate::hazmat::data_key_with(|dek| match Base64::decode(out.plaintext.as_bytes(), dek) {
+        let dek = lockbox::hazmat::data_key_with(|dek| match Base64::decode(out.plaintext.as_bytes(), dek) {
             Ok(d) if d.len() == DATA_KEY_LEN => Ok(()),
             _ => Err(err(ProviderErrorKind::Other)),
         });
@@ -665,12 +648,9 @@ fn build_client(timeout: Duration, ca_pem: Option<&[u8]>) -> Result<reqwest::Cli
     builder.build().map_err(|_| BAD_CA_OR_CLIENT)
 }
 
-const BAD_CA: Error = Error::InvalidArgument {
-    what: "CA bundle must be PEM with at least one parsable certificate",
-};
-const BAD_CA_OR_CLIENT: Error = Error::InvalidArgument {
-    what: "cannot build the HTTP client for Vault (is the CA bundle valid?)",
-};
+const BAD_CA: Error = Error::invalid_argument("CA bundle must be PEM with at least one parsable certificate");
+const BAD_CA_OR_CLIENT: Error =
+    Error::invalid_argument("cannot build the HTTP client for Vault (is the CA bundle valid?)");
 
 /// `[A-Za-z0-9_.-]{1,128}`, not `.` or `..`.
 fn valid_key_name(s: &str) -> bool {
@@ -683,7 +663,7 @@ fn valid_key_name(s: &str) -> bool {
 
 /// The key version of a Transit ciphertext `vault:v<N>:<base64>`: `N`
 /// decimal without leading zeros, 1 to `u32::MAX`; the rest non-empty.
-pub(crate) fn parse_version(ciphertext: &str) -> Option<KeyVersion> {
+fn parse_version(ciphertext: &str) -> Option<KeyVersion> {
     let rest = ciphertext.strip_prefix("vault:v")?;
     let (digits, payload) = rest.split_once(':')?;
     if digits.is_empty() || digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -714,7 +694,6 @@ fn kind_for(e: &VaultApiError, op: Op) -> ProviderErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::string::ToString;
 
     #[test]
     fn versions_parse_strictly() {
@@ -778,7 +757,7 @@ mod tests {
     fn http_errors_map_to_kinds() {
         let e = |status, msg: &str| VaultApiError {
             status,
-            errors: alloc::vec![msg.to_string()],
+            errors: vec![msg.to_string()],
         };
         assert_eq!(
             kind_for(&e(403, "permission denied"), Op::Encrypt),

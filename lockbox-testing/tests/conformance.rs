@@ -1,7 +1,6 @@
-//! The provider conformance suite (`lockbox::testing`): it passes for the
-//! local KEK through both drivers, and each check catches the provider bug it
-//! exists for (a suite that passes everything proves nothing).
-#![cfg(feature = "testing")]
+//! The provider conformance suite: it passes for the local KEK through both
+//! entry points, and each check catches the provider bug it exists for (a
+//! suite that passes everything proves nothing).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -18,11 +17,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use lockbox::secrecy::ExposeSecret;
-use lockbox::testing::{ConformanceFailure, check_async_provider, check_provider};
 use lockbox::{
     AsyncKeyEncryptionProvider, Binding, BoxFuture, DataKey, KeyEncryptionProvider, KeyId, LocalKek, ProviderError,
     ProviderErrorKind, ProviderIdentity, WrappedKey, WrappedKeyRef,
 };
+use lockbox_testing::{CHECKS, ConformanceFailure, check_async_provider, check_provider};
 
 const ALL_CHECKS: [&str; 9] = [
     "round_trip",
@@ -55,6 +54,18 @@ fn local_kek_passes_the_sync_suite() {
     assert_eq!(report.tampered_variants(), 61 * 2 + 2);
     assert!(!report.offers_generate_data_key());
     assert!(!report.offers_rewrap());
+}
+
+#[test]
+fn the_published_check_list_is_the_one_that_runs() {
+    assert_eq!(CHECKS, ALL_CHECKS);
+}
+
+#[test]
+fn a_provider_behind_a_pointer_passes_as_the_pointer() {
+    let kek: Box<dyn KeyEncryptionProvider> = Box::new(LocalKek::generate().unwrap());
+    let other: std::sync::Arc<dyn KeyEncryptionProvider> = std::sync::Arc::new(LocalKek::generate().unwrap());
+    assert_eq!(check_provider(&kek, &other).unwrap().checks(), ALL_CHECKS);
 }
 
 #[test]
@@ -419,83 +430,8 @@ fn an_async_only_provider_passes_and_its_users_overlap() {
     // All 8 users were suspended inside the provider at the same time.
     assert_eq!(
         p.max_in_flight.load(Ordering::SeqCst),
-        lockbox::testing::CONCURRENT_USERS
+        lockbox_testing::CONCURRENT_USERS
     );
-}
-
-// ---------------------------------------------------------------------------
-// service_env: the skip-or-fail switch. Environment variables are process
-// wide (and setting them needs `unsafe`), so each case runs this test binary
-// again, restricted to the probe test, with its own environment.
-
-const PROBE_VAR: &str = "LOCKBOX_TEST_CONFORMANCE_PROBE";
-
-/// Does nothing unless run as a probe; then calls `service_env` and prints
-/// what it returned.
-#[test]
-fn service_env_probe() {
-    if std::env::var_os(PROBE_VAR).is_none() {
-        return;
-    }
-    let got = lockbox::testing::service_env("LOCKBOX_TEST_CONFORMANCE_SERVICE");
-    println!("probe returned {got:?}");
-}
-
-/// Runs the probe with `service` (the service variable) and `require`.
-fn probe(service: Option<&str>, require: Option<&str>) -> (bool, String) {
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "service_env_probe", "--nocapture", "--test-threads=1"])
-        .env(PROBE_VAR, "1")
-        .env_remove("LOCKBOX_TEST_CONFORMANCE_SERVICE")
-        .env_remove(lockbox::testing::REQUIRE_SERVICES_VAR);
-    if let Some(v) = service {
-        cmd.env("LOCKBOX_TEST_CONFORMANCE_SERVICE", v);
-    }
-    if let Some(v) = require {
-        cmd.env(lockbox::testing::REQUIRE_SERVICES_VAR, v);
-    }
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
-#[test]
-fn service_env_returns_a_set_variable() {
-    for require in [None, Some("1")] {
-        let (ok, text) = probe(Some("http://127.0.0.1:1"), require);
-        assert!(ok, "{text}");
-        assert!(text.contains("probe returned Some(\"http://127.0.0.1:1\")"), "{text}");
-    }
-}
-
-#[test]
-fn service_env_skips_with_a_reason_when_not_required() {
-    for (service, require) in [(None, None), (Some(""), None), (None, Some("0"))] {
-        let (ok, text) = probe(service, require);
-        assert!(ok, "{text}");
-        assert!(text.contains("probe returned None"), "{text}");
-        assert!(
-            text.contains("skipped: LOCKBOX_TEST_CONFORMANCE_SERVICE is not set"),
-            "{text}"
-        );
-    }
-}
-
-#[test]
-fn service_env_fails_the_test_when_services_are_required() {
-    for service in [None, Some("")] {
-        let (ok, text) = probe(service, Some("1"));
-        assert!(!ok, "{text}");
-        assert!(!text.contains("probe returned"), "{text}");
-        assert!(
-            text.contains("LOCKBOX_TEST_CONFORMANCE_SERVICE is not set but LOCKBOX_REQUIRE_SERVICES=1"),
-            "{text}"
-        );
-    }
 }
 
 #[test]

@@ -2,19 +2,22 @@
 //! 127.0.0.1 (started by `scripts/services.sh start openbao`). Without the
 //! service these tests skip with a printed reason; with
 //! `LOCKBOX_REQUIRE_SERVICES=1` they fail.
-#![cfg(all(feature = "vault", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::error::Error as _;
 use std::time::Duration;
 
 use lockbox::secrecy::{ExposeSecret, SecretString};
-use lockbox::testing::{check_async_provider, service_env};
-use lockbox::vault::{BindingMode, VAULT_PROVIDER_ID, VaultApiError, VaultConfig, VaultTransit};
 use lockbox::{
     AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, BindingBuf, DataKey, EncryptionContext, Error, KeyVersion,
     ProviderError, ProviderErrorKind, Suite, WrappedKey,
 };
+use lockbox_testing::check_async_provider;
+use lockbox_vault::{BindingMode, VAULT_PROVIDER_ID, VaultApiError, VaultConfig, VaultTransit};
+
+#[path = "../../../tests/support/services.rs"]
+mod services;
+use services::service_env;
 
 struct Env {
     addr: String,

@@ -1,4 +1,5 @@
-//! AWS KMS as a key-encryption provider (feature `aws-kms`).
+//! AWS KMS as a key-encryption provider for [`lockbox`] (the
+//! `lockbox-envelope` crate).
 //!
 //! [`AwsKms`] wraps data keys under one symmetric KMS key (`SYMMETRIC_DEFAULT`,
 //! usage `ENCRYPT_DECRYPT`):
@@ -43,13 +44,21 @@
 //! [`aws_sdk_kms::Client`] with `aws-config` and passes it to
 //! [`AwsKms::from_client`].
 //!
+//! The SDK's `Client` is the one SDK type in this crate's API (in
+//! [`AwsKms::from_client`], [`AwsKms::connect_with_client`],
+//! [`AwsKms::client`] and [`AwsKmsConfig::build_client`]): it is how a
+//! caller brings their own credentials or reaches KMS operations lockbox does
+//! not wrap. The crate does not re-export the SDK; a caller who needs it
+//! depends on `aws-sdk-kms = "1"` (the major version this crate uses), and
+//! cargo unifies the two.
+//!
 //! The provider is async only (it implements [`AsyncKeyEncryptionProvider`],
 //! not the blocking trait) and needs a tokio runtime to be polled on; it never
 //! starts or blocks on one itself.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use lockbox::aws_kms::{AwsKms, AwsKmsConfig};
+//! use lockbox_aws_kms::{AwsKms, AwsKmsConfig};
 //! use lockbox::secrecy::SecretString;
 //! use lockbox::{AsyncKeyEncryptionProvider, BindingBuf, EncryptionContext, Suite};
 //!
@@ -64,12 +73,15 @@
 //! # let _ = (dek, again);
 //! # Ok(()) }
 //! ```
+//!
+//! This crate is built on lockbox's public provider API only
+//! ([`lockbox::provider`]); it passes the conformance suite of the
+//! `lockbox-testing` crate against a KMS API.
 
-use alloc::boxed::Box;
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
-use core::fmt;
-use core::time::Duration;
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::time::Duration;
 
 use aws_sdk_kms::config::timeout::TimeoutConfig;
 use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
@@ -78,17 +90,12 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
 use aws_smithy_http_client::tls::{Provider as TlsProvider, TlsContext, TrustStore, rustls_provider::CryptoMode};
 use base64ct::{Base64, Encoding};
-use secrecy::{ExposeSecret, SecretString};
+use lockbox::secrecy::{ExposeSecret, SecretString};
+use lockbox::{
+    AsyncKeyEncryptionProvider, Binding, BoxFuture, DATA_KEY_LEN, DataKey, DataKeyRequest, Error, KeyId, KeyVersion,
+    ProviderError, ProviderErrorKind, ProviderIdentity, WrappedKey, WrappedKeyRef,
+};
 use zeroize::Zeroizing;
-
-use crate::context::Binding;
-use crate::error::{Error, ProviderError, ProviderErrorKind};
-use crate::keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
-use crate::provider::{AsyncKeyEncryptionProvider, BoxFuture, DataKeyRequest, ProviderIdentity};
-
-/// The SDK this provider is built on, re-exported so that callers of
-/// [`AwsKms::from_client`] name the same version.
-pub use aws_sdk_kms;
 
 /// Provider id recorded in every wrapped key this provider produces.
 pub const AWS_KMS_PROVIDER_ID: &str = "aws-kms";
@@ -182,12 +189,12 @@ impl AwsKmsConfig {
     /// system without usable root certificates.
     pub fn build_client(&self) -> Result<aws_sdk_kms::Client, Error> {
         if self.region.is_empty() || self.access_key_id.is_empty() {
-            return Err(Error::InvalidArgument {
-                what: "AWS KMS region and access key id must not be empty",
-            });
+            return Err(Error::invalid_argument(
+                "AWS KMS region and access key id must not be empty",
+            ));
         }
         if let Some(url) = &self.endpoint_url {
-            crate::provider::net::require_tls_or_loopback(url)?;
+            lockbox::provider::net::require_tls_or_loopback(url)?;
         }
         let credentials = Credentials::new(
             self.access_key_id.clone(),
@@ -203,10 +210,7 @@ impl AwsKmsConfig {
             let ctx = TlsContext::builder()
                 .with_trust_store(store)
                 .build()
-                .map_err(|e| Error::KeyLoad {
-                    what: String::from("cannot configure TLS for AWS KMS"),
-                    source: Some(Box::new(e)),
-                })?;
+                .map_err(|e| Error::key_load(String::from("cannot configure TLS for AWS KMS"), Some(Box::new(e))))?;
             tls = tls.tls_context(ctx);
         } else {
             check_native_roots()?;
@@ -270,14 +274,14 @@ impl AwsKms {
     /// of another region; use the replica's ARN for a multi-Region key).
     pub fn from_client(client: aws_sdk_kms::Client, key_arn: &str) -> Result<Self, Error> {
         let Some(arn_region) = key_arn_region(key_arn) else {
-            return Err(Error::InvalidArgument {
-                what: "AWS KMS key must be given as a full key ARN (arn:...:kms:...:key/...)",
-            });
+            return Err(Error::invalid_argument(
+                "AWS KMS key must be given as a full key ARN (arn:...:kms:...:key/...)",
+            ));
         };
         if client.config().region().is_some_and(|r| r.as_ref() != arn_region) {
-            return Err(Error::InvalidArgument {
-                what: "AWS KMS key ARN names another region than the client's",
-            });
+            return Err(Error::invalid_argument(
+                "AWS KMS key ARN names another region than the client's",
+            ));
         }
         Ok(Self {
             client,
@@ -491,14 +495,14 @@ fn err(kind: ProviderErrorKind) -> ProviderError {
 }
 
 /// The encryption-context value: standard padded base64 of the binding bytes.
-pub(crate) fn context_value(binding: Binding<'_>) -> String {
+fn context_value(binding: Binding<'_>) -> String {
     Base64::encode_string(binding.as_bytes())
 }
 
 /// Moves KMS's plaintext into a [`DataKey`], zeroizing the SDK's buffer.
 fn data_key(plaintext: Blob) -> Result<DataKey, ProviderError> {
     let bytes = Zeroizing::new(plaintext.into_inner());
-    crate::hazmat::data_key_with(|dek| {
+    lockbox::hazmat::data_key_with(|dek| {
         dek.copy_from_slice(
             bytes
                 .get(..)
@@ -514,9 +518,7 @@ fn data_key(plaintext: Blob) -> Result<DataKey, ProviderError> {
 fn check_ca_pem(pem: &[u8]) -> Result<(), Error> {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
-    const BAD: Error = Error::InvalidArgument {
-        what: "CA bundle must be PEM with at least one parsable certificate",
-    };
+    const BAD: Error = Error::invalid_argument("CA bundle must be PEM with at least one parsable certificate");
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| BAD)?;
@@ -533,9 +535,9 @@ fn check_native_roots() -> Result<(), Error> {
     let mut roots = rustls::RootCertStore::empty();
     let (valid, _invalid) = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     if valid == 0 {
-        return Err(Error::InvalidArgument {
-            what: "no usable root certificates on this system: install them (ca-certificates) or pass ca_certificate_pem",
-        });
+        return Err(Error::invalid_argument(
+            "no usable root certificates on this system: install them (ca-certificates) or pass ca_certificate_pem",
+        ));
     }
     Ok(())
 }
@@ -544,7 +546,7 @@ fn check_native_roots() -> Result<(), Error> {
 /// or `None` if `s` is not one.
 fn key_arn_region(s: &str) -> Option<&str> {
     let mut parts = s.splitn(6, ':');
-    let fields: [Option<&str>; 6] = core::array::from_fn(|_| parts.next());
+    let fields: [Option<&str>; 6] = std::array::from_fn(|_| parts.next());
     match fields {
         [Some("arn"), Some(p), Some("kms"), Some(r), Some(a), Some(res)]
             if !p.is_empty()
@@ -571,7 +573,7 @@ fn key_arn_region(s: &str) -> Option<&str> {
 /// generation and `DescribeKey` it is [`ProviderErrorKind::PermissionDenied`].
 fn map_sdk_error<E, R>(e: SdkError<E, R>, invalid_input: ProviderErrorKind) -> ProviderError
 where
-    E: ProvideErrorMetadata + core::error::Error + Send + Sync + 'static,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: fmt::Debug + Send + Sync + 'static,
 {
     let kind = match &e {

@@ -1,19 +1,22 @@
 //! The AWS KMS provider against a KMS API on 127.0.0.1 (moto_server, started
 //! by `scripts/services.sh start kms`). Without the service these tests skip
 //! with a printed reason; with `LOCKBOX_REQUIRE_SERVICES=1` they fail.
-#![cfg(all(feature = "aws-kms", feature = "testing"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 use std::error::Error as _;
 use std::time::Duration;
 
-use lockbox::aws_kms::{AWS_KMS_PROVIDER_ID, AwsKms, AwsKmsConfig};
 use lockbox::secrecy::{ExposeSecret, SecretString};
-use lockbox::testing::{check_async_provider, service_env};
 use lockbox::{
     AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, BindingBuf, DataKey, EncryptionContext, Error, ProviderError,
     ProviderErrorKind, ProviderIdentity, Suite, WrappedKey,
 };
+use lockbox_aws_kms::{AWS_KMS_PROVIDER_ID, AwsKms, AwsKmsConfig};
+use lockbox_testing::check_async_provider;
+
+#[path = "../../../tests/support/services.rs"]
+mod services;
+use services::service_env;
 
 struct Env {
     config: AwsKmsConfig,

@@ -3,7 +3,6 @@
 //! Start it with `bash scripts/services.sh start` and
 //! `source "$(bash scripts/services.sh env)"`; without the token these tests
 //! skip with a reason, unless `LOCKBOX_REQUIRE_SERVICES=1` makes that a failure.
-#![cfg(all(feature = "pkcs11", feature = "testing"))]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,18 +13,22 @@
 
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use lockbox::pkcs11::{PKCS11_PROVIDER_ID, Pkcs11Kek, Pkcs11KekBuilder};
 use lockbox::secrecy::SecretString;
-use lockbox::testing::{check_async_provider, check_provider, service_env};
 use lockbox::{
     BindingBuf, DataKey, EncryptionContext, Error, KeyEncryptionProvider, LocalKek, Opener, ProviderErrorKind, Sealer,
     Suite, WrappedKey,
 };
+use lockbox_pkcs11::{PKCS11_PROVIDER_ID, Pkcs11Kek, Pkcs11KekBuilder};
+use lockbox_testing::{check_async_provider, check_provider};
 
 /// SoftHSM2 keeps the token in files, and a login (failed or not) rewrites
 /// them: another process logging in at the same moment makes reads fail
 /// (`CKR_GENERAL_ERROR`). The tests that start a second process take this
 /// lock exclusively; the others share it.
+#[path = "../../../tests/support/services.rs"]
+mod services;
+use services::service_env;
+
 static TOKEN_FILES: RwLock<()> = RwLock::new(());
 
 /// The token the services script created.

@@ -15,13 +15,13 @@
 //!
 //! ```text
 //! bash scripts/services.sh start kms && source target/services/env.sh
-//! cargo run --example aws_kms --features aws-kms
+//! cargo run -p lockbox-aws-kms --example aws_kms
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use lockbox::aws_kms::{AwsKms, AwsKmsConfig};
 use lockbox::secrecy::SecretString;
 use lockbox::{AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, BindingBuf, EncryptionContext, Suite};
+use lockbox_aws_kms::{AwsKms, AwsKmsConfig};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())

@@ -14,13 +14,13 @@
 //!
 //! ```text
 //! bash scripts/services.sh start openbao && source target/services/env.sh
-//! cargo run --example vault --features vault
+//! cargo run -p lockbox-vault --example vault
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use lockbox::secrecy::SecretString;
-use lockbox::vault::{VaultConfig, VaultTransit};
 use lockbox::{AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, BindingBuf, EncryptionContext, Suite};
+use lockbox_vault::{VaultConfig, VaultTransit};
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())

@@ -1,7 +1,8 @@
-//! Generates lockbox's frozen envelope test vectors (format v1).
+//! `cargo xtask gen-vectors <dir>`: generates lockbox's frozen envelope test
+//! vectors (format v1).
 //!
 //! ```text
-//! cargo run --example generate_vectors -- tests/vectors/v1
+//! cargo xtask gen-vectors tests/vectors/v1
 //! ```
 //!
 //! Writes one self-describing JSON file per case, `<nnn>-<slug>.json`, into the
@@ -49,7 +50,7 @@
     clippy::print_stderr,
     clippy::panic,
     clippy::too_many_lines,
-    missing_docs
+    reason = "a developer tool that checks its own output; it panics on a bug in itself"
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,7 +62,7 @@ use std::path::{Path, PathBuf};
 use lockbox::secrecy::{ExposeSecret, SecretBox};
 use lockbox::{EncryptionContext, Error, LimitKind, LocalKek, Sealer, SegmentSize, Storage, Suite};
 
-type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+pub(crate) type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// The KEK of almost every vector: bytes `00 01 02 … 1f`.
 const MAIN_KEK: [u8; 32] = counting_bytes(0x00);
@@ -656,16 +657,9 @@ fn write_new(path: &Path, text: &str) -> BoxResult<()> {
     Ok(())
 }
 
-fn main() -> BoxResult<()> {
-    let mut args = std::env::args_os().skip(1);
-    let dir = match (args.next(), args.next()) {
-        (Some(dir), None) => PathBuf::from(dir),
-        _ => {
-            return Err(
-                "usage: cargo run --example generate_vectors -- <output directory, e.g. tests/vectors/v1>".into(),
-            );
-        }
-    };
+/// Generates the vectors missing from `dir` (created if missing) and writes
+/// them if every new one passes its check against this build of lockbox.
+pub(crate) fn run(dir: PathBuf) -> BoxResult<()> {
     let mut g = Gen::new(dir)?;
     cases(&mut g)?;
 
@@ -734,7 +728,7 @@ const WORKED_EXAMPLE_KEK: [u8; 32] = [0x42; 32];
 
 /// The hex of FORMAT.md §14's "Full envelope" code block, whitespace removed.
 fn format_md_worked_example() -> Option<String> {
-    let format_md = include_str!("../FORMAT.md");
+    let format_md = include_str!("../../FORMAT.md");
     let section = format_md.split_once("## 14. Worked example")?.1;
     let block = section.split_once("Full envelope:")?.1;
     let body = block.split_once("```")?.1.split_once("```")?.0;

@@ -1,5 +1,10 @@
 //! A key-encryption key held in a PKCS#11 token: a hardware security module,
-//! a smart card, or SoftHSM2 for tests.
+//! a smart card, or SoftHSM2 for tests, as a [`lockbox`] provider
+//! ([`Pkcs11Kek`]).
+//!
+//! This crate is built on lockbox's public provider API only
+//! ([`lockbox::provider`]); it passes the conformance suite of the
+//! `lockbox-testing` crate.
 //!
 //! The KEK is an AES-256 secret key object in the token, found by label or by
 //! `CKA_ID`. It never leaves the token: wrap and unwrap are `C_Encrypt` and
@@ -45,7 +50,7 @@
 //! The provider is synchronous: a call blocks its thread for one token
 //! operation (about 40 µs with SoftHSM2; a network round trip with a network
 //! HSM). Through the blanket implementation it is also an
-//! [`AsyncKeyEncryptionProvider`](crate::AsyncKeyEncryptionProvider), whose
+//! [`AsyncKeyEncryptionProvider`](lockbox::AsyncKeyEncryptionProvider), whose
 //! futures make that call when polled; with a network HSM, seal and open on a
 //! blocking pool (`tokio::task::spawn_blocking`) instead.
 //!
@@ -56,7 +61,7 @@
 //!
 //! ```no_run
 //! # fn main() -> Result<(), lockbox::Error> {
-//! use lockbox::pkcs11::Pkcs11Kek;
+//! use lockbox_pkcs11::Pkcs11Kek;
 //! use lockbox::secrecy::SecretString;
 //!
 //! let kek = Pkcs11Kek::builder("/usr/lib/softhsm/libsofthsm2.so")
@@ -70,12 +75,11 @@
 //! # Ok(()) }
 //! ```
 
-use std::boxed::Box;
+#![forbid(unsafe_code)]
+
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::string::{String, ToString};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::vec::Vec;
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Function, Pkcs11};
 use cryptoki::error::{Error as CkError, RvError};
@@ -85,13 +89,12 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, SessionState, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::Ulong;
-use secrecy::{ExposeSecret, SecretString};
+use lockbox::secrecy::{ExposeSecret, SecretString};
+use lockbox::{
+    Binding, DATA_KEY_LEN, DataKey, Error, KeyEncryptionProvider, KeyId, KeyVersion, ProviderError, ProviderErrorKind,
+    ProviderIdentity, WrappedKey, WrappedKeyRef,
+};
 use zeroize::Zeroizing;
-
-use crate::context::Binding;
-use crate::error::{Error, ProviderError, ProviderErrorKind};
-use crate::keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
-use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
 
 /// Provider id of [`Pkcs11Kek`] wrapped keys.
 pub const PKCS11_PROVIDER_ID: &str = "lockbox.pkcs11";
@@ -309,12 +312,10 @@ impl Pkcs11KekBuilder {
     ///   if no key matches, [`Unavailable`](ProviderErrorKind::Unavailable) if
     ///   the token fails; the cryptoki error is the source.
     pub fn open(self) -> Result<Pkcs11Kek, Error> {
-        let pin = self.pin.ok_or(Error::InvalidArgument {
-            what: "a PKCS#11 PIN is required",
-        })?;
-        let selector = self.key.ok_or(Error::InvalidArgument {
-            what: "a PKCS#11 key label or id is required",
-        })?;
+        let pin = self.pin.ok_or(Error::invalid_argument("a PKCS#11 PIN is required"))?;
+        let selector = self
+            .key
+            .ok_or(Error::invalid_argument("a PKCS#11 key label or id is required"))?;
         let ctx = load_module(&self.module)?;
         let slot = find_slot(&ctx, self.token_label.as_deref(), self.slot)?;
         let token_label = ctx
@@ -346,9 +347,11 @@ fn load_module(path: &Path) -> Result<Pkcs11, Error> {
     if let Some((_, ctx)) = modules.iter().find(|(p, _)| *p == canonical) {
         return Ok(ctx.clone());
     }
-    let ctx = Pkcs11::new(&canonical).map_err(|e| Error::KeyLoad {
-        what: format!("cannot load the PKCS#11 module {}", path.display()),
-        source: Some(Box::new(e)),
+    let ctx = Pkcs11::new(&canonical).map_err(|e| {
+        Error::key_load(
+            format!("cannot load the PKCS#11 module {}", path.display()),
+            Some(Box::new(e)),
+        )
     })?;
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
         Ok(()) | Err(CkError::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
@@ -377,23 +380,18 @@ fn find_slot(ctx: &Pkcs11, label: Option<&str>, slot_id: Option<u64>) -> Result<
     }
     let what = match (label, slot_id) {
         (None, None) => {
-            return Err(Error::InvalidArgument {
-                what: "a PKCS#11 token label or slot is required",
-            });
+            return Err(Error::invalid_argument("a PKCS#11 token label or slot is required"));
         }
         (Some(l), _) => format!("token labelled {l:?}"),
         (None, Some(s)) => format!("token in slot {s}"),
     };
     match found.as_slice() {
         [slot] => Ok(*slot),
-        [] => Err(Error::KeyLoad {
-            what: format!("no PKCS#11 {what}"),
-            source: None,
-        }),
-        _ => Err(Error::KeyLoad {
-            what: format!("more than one PKCS#11 {what}: select it by slot"),
-            source: None,
-        }),
+        [] => Err(Error::key_load(format!("no PKCS#11 {what}"), None)),
+        _ => Err(Error::key_load(
+            format!("more than one PKCS#11 {what}: select it by slot"),
+            None,
+        )),
     }
 }
 
@@ -420,10 +418,10 @@ fn find_key(session: &Session, selector: &KeySelector) -> Result<(ObjectHandle, 
         [h] => *h,
         [] => return Err(Error::Provider(perr(ProviderErrorKind::KeyNotFound))),
         _ => {
-            return Err(Error::KeyLoad {
-                what: format!("more than one AES key in the token has the {selector:?}"),
-                source: None,
-            });
+            return Err(Error::key_load(
+                format!("more than one AES key in the token has the {selector:?}"),
+                None,
+            ));
         }
     };
     let attrs = session
@@ -458,10 +456,7 @@ fn find_key(session: &Session, selector: &KeySelector) -> Result<(ObjectHandle, 
             _ => {}
         }
     }
-    let refuse = |why: &str| Error::KeyLoad {
-        what: format!("PKCS#11 key with {selector:?} refused: {why}"),
-        source: None,
-    };
+    let refuse = |why: &str| Error::key_load(format!("PKCS#11 key with {selector:?} refused: {why}"), None);
     if extractable {
         return Err(refuse(
             "it is extractable (CKA_EXTRACTABLE true); lockbox requires a key that cannot leave the token",
@@ -631,7 +626,7 @@ impl ProviderIdentity for Pkcs11Kek {
 impl KeyEncryptionProvider for Pkcs11Kek {
     fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
         let mut iv = [0u8; IV_LEN];
-        crate::provider::fill_random(&mut iv).map_err(|e| perr(ProviderErrorKind::Unavailable).with_source(e))?;
+        lockbox::provider::fill_random(&mut iv).map_err(|e| perr(ProviderErrorKind::Unavailable).with_source(e))?;
         let ct = self.with_session(
             |s, key| {
                 let params = GcmParams::new(&mut iv, binding.as_bytes(), Ulong::try_from(TAG_BITS)?)?;
@@ -670,7 +665,7 @@ impl KeyEncryptionProvider for Pkcs11Kek {
             },
             decrypt_error,
         )?;
-        crate::hazmat::data_key_with(|dek| {
+        lockbox::hazmat::data_key_with(|dek| {
             dek.copy_from_slice(plain.get(..).filter(|p| p.len() == DATA_KEY_LEN).ok_or_else(auth)?);
             Ok(())
         })

@@ -7,16 +7,16 @@
 //! ```text
 //! bash scripts/services.sh start softhsm
 //! source "$(bash scripts/services.sh env)"
-//! cargo run --example pkcs11 --features pkcs11
+//! cargo run -p lockbox-pkcs11 --example pkcs11
 //! ```
 //!
 //! It reads LOCKBOX_TEST_PKCS11_MODULE, LOCKBOX_TEST_PKCS11_TOKEN_LABEL,
 //! LOCKBOX_TEST_PKCS11_PIN and LOCKBOX_TEST_PKCS11_KEY_LABEL.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use lockbox::pkcs11::Pkcs11Kek;
 use lockbox::secrecy::SecretString;
 use lockbox::{EncryptionContext, LocalKek, Opener, Sealer};
+use lockbox_pkcs11::Pkcs11Kek;
 
 const VARS: [&str; 4] = [
     "LOCKBOX_TEST_PKCS11_MODULE",
@@ -31,7 +31,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("This example needs a PKCS#11 token. Set {} or run:", VARS.join(", "));
         eprintln!("  bash scripts/services.sh start softhsm");
         eprintln!("  source \"$(bash scripts/services.sh env)\"");
-        eprintln!("  cargo run --example pkcs11 --features pkcs11");
+        eprintln!("  cargo run -p lockbox-pkcs11 --example pkcs11");
         std::process::exit(2);
     };
 

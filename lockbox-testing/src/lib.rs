@@ -1,27 +1,28 @@
-//! Test support: the provider conformance suite, and the switch that lets
-//! provider tests skip without their service on a developer machine but fail
-//! without it in CI.
+//! The provider conformance suite for [`lockbox`]: checks that a
+//! [`KeyEncryptionProvider`] or [`AsyncKeyEncryptionProvider`], lockbox's own
+//! or a third party's, keeps the contract lockbox relies on.
 //!
-//! **This module is for tests.** It is compiled only with the `testing`
-//! feature; enable it in `[dev-dependencies]`, not in production builds.
+//! **This crate is for tests.** Add it to `[dev-dependencies]` and call
+//! [`check_provider`] (blocking providers) or [`check_async_provider`]
+//! (network providers; any provider) from a test. It uses lockbox's public
+//! API only, so it holds a provider outside lockbox to exactly the standard
+//! of the ones lockbox ships.
 //!
-//! # The conformance suite
+//! # The checks
 //!
-//! Every [`KeyEncryptionProvider`], ours and third parties', should pass
-//! [`check_provider`] (and an async-only provider
-//! [`check_async_provider`]). Each is given the provider under test and
-//! `other_key`: the same kind of provider, configured with a *different* key.
-//! The suite checks, in order:
+//! Each entry point is given the provider under test and `other_key`: the
+//! same kind of provider, configured with a *different* key. The suite runs
+//! these checks ([`CHECKS`]), in order:
 //!
 //! | check | what must hold |
 //! |---|---|
-//! | `round_trip` | a wrapped data key unwraps to the same bytes, names the provider and a key it [`matches`](ProviderIdentity::matches); envelopes sealed with every suite open again; optional abilities (`generate_data_key`, `rewrap`), if offered, give keys that unwrap to the right data key |
+//! | `round_trip` | a wrapped data key unwraps to the same bytes, names the provider and a key it [`matches`](ProviderIdentity::matches); envelopes sealed with every suite open again; optional abilities (`generate_data_key`, asked with a [`DataKeyRequest`] carrying a plaintext length as sealers send it, and `rewrap`), if offered, give keys that unwrap to the right data key |
 //! | `no_clear_key` | the wrapped bytes do not contain the data key |
 //! | `matches` | the provider matches its own wrapped keys and not `other_key`'s, nor ones naming another provider id or key id (`other_key` likewise) |
 //! | `wrong_context` | an unwrap under any other binding (another value, another storage kind, an extra entry, another suite) fails with [`ProviderErrorKind::Authentication`]; an envelope opened with a wrong required context value fails with [`Error::NoProviderCouldUnwrap`] whose source is that error |
-//! | `tampered` | flipping any bit-0 or bit-7 of any byte of the wrapped key (every byte up to 512 bytes, else the first and last 256), truncating it or extending it, fails with [`ProviderErrorKind::Authentication`]; a changed key version fails |
+//! | `tampered` | flipping bit 0 or bit 7 of any byte of the wrapped key (every byte up to 512 bytes, else the first and last 256), truncating it or extending it, fails with [`ProviderErrorKind::Authentication`]; a changed key version fails |
 //! | `wrong_key` | `other_key` cannot unwrap the provider's wrapped keys nor the reverse (kind `Authentication` or `KeyNotFound`), and an envelope sealed by one does not open with the other |
-//! | `concurrency` | 8 threads (or 8 concurrently polled futures) seal, open, wrap and unwrap at once, each under its own context, and every result is right |
+//! | `concurrency` | 8 users ([`CONCURRENT_USERS`]) seal, open, wrap and unwrap at once, each under its own context, and every result is right |
 //! | `errors` | every error names the provider's id; lockbox errors carry the provider error as `source()`, and the source chain ends |
 //! | `debug_redacts` | the `Debug` of the provider (before and after it wrapped and unwrapped the key), its wrapped keys, and the `Debug` and `Display` of every error (with its whole source chain) contain the data key neither in hex, nor in base64, nor as a byte list |
 //!
@@ -32,42 +33,48 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let kek = lockbox::LocalKek::generate()?;
 //! let other = lockbox::LocalKek::generate()?;
-//! let report = lockbox::testing::check_provider(&kek, &other)?;
-//! assert!(report.checks().contains(&"tampered"));
+//! let report = lockbox_testing::check_provider(&kek, &other)?;
+//! assert_eq!(report.checks(), lockbox_testing::CHECKS);
 //! # Ok(()) }
 //! ```
 //!
-//! # Services
+//! # One suite, two entry points
 //!
-//! Tests of providers that need a running service (an HSM token, a KMS, a
-//! Vault server) read their settings from environment variables through
-//! [`service_env`]. When a variable is unset they skip (print why and return);
-//! when `LOCKBOX_REQUIRE_SERVICES=1` (CI) a missing service fails the test.
+//! The suite is written once, as an async driver over
+//! [`AsyncKeyEncryptionProvider`]: every [`KeyEncryptionProvider`] is one
+//! through lockbox's blanket implementation, whose futures finish on their
+//! first poll.
+//!
+//! - [`check_async_provider`] is that driver. Await it on the executor the
+//!   provider needs (a tokio runtime for the network providers); it starts no
+//!   runtime. Its concurrency check polls the 8 users' futures together on
+//!   the caller's task, so a provider that suspends serves them interleaved.
+//! - [`check_provider`] runs the same driver for a blocking provider without
+//!   any executor: it polls the suite's future **once**, with a no-op waker.
+//!   That is enough because a blocking provider's futures are always ready,
+//!   and lockbox's sealer and opener suspend only where a provider does. Its
+//!   concurrency check runs the 8 users on 8 threads, each polling its own
+//!   future the same way, so the provider's calls really overlap. Should a
+//!   future ever be pending (which would be a bug in this crate or lockbox),
+//!   the check fails with a [`ConformanceFailure`] saying so; it never hangs.
+//!   This polling is test support; lockbox itself never blocks on a future.
 
-use alloc::boxed::Box;
-use alloc::string::{String, ToString};
-use alloc::vec::Vec;
-use core::fmt;
-use core::future::Future;
-use core::pin::Pin;
-use core::task::{Context, Poll};
-use std::io::Write as _;
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
 
 use base64ct::{Base64, Base64Unpadded, Base64Url, Base64UrlUnpadded, Encoding};
-use secrecy::ExposeSecret;
+use lockbox::secrecy::ExposeSecret;
+use lockbox::{
+    AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, BindingBuf, BoxFuture, DATA_KEY_LEN, DataKey, DataKeyRequest,
+    EncryptionContext, Error, KeyEncryptionProvider, KeyVersion, ProviderError, ProviderErrorKind, ProviderIdentity,
+    Suite, WrappedKey, WrappedKeyRef,
+};
 
-use crate::context::EncryptionContext;
-use crate::error::{Error, ProviderError, ProviderErrorKind};
-use crate::format::binding::BindingBuf;
-use crate::keys::{DATA_KEY_LEN, DataKey, KeyVersion, WrappedKey, WrappedKeyRef};
-use crate::provider::{AsyncKeyEncryptionProvider, BoxFuture, DataKeyRequest, KeyEncryptionProvider, ProviderIdentity};
-use crate::suite::Suite;
-use crate::{Opener, Sealer};
-
-/// The environment variable that turns a missing service into a test failure.
-pub const REQUIRE_SERVICES_VAR: &str = "LOCKBOX_REQUIRE_SERVICES";
-
-/// How many users [`check_provider`] and [`check_async_provider`] run at once.
+/// How many users the concurrency check runs at once.
 pub const CONCURRENT_USERS: usize = 8;
 /// Rounds of seal, open, wrap and unwrap each concurrent user runs.
 const ROUNDS_PER_USER: usize = 3;
@@ -84,6 +91,21 @@ const WRONG_KEY: &str = "wrong_key";
 const CONCURRENCY: &str = "concurrency";
 const ERRORS: &str = "errors";
 const DEBUG_REDACTS: &str = "debug_redacts";
+
+/// The names of the checks, in the order they run (see the
+/// [crate docs](crate#the-checks)). A passing [`ConformanceReport`] lists
+/// all of them.
+pub const CHECKS: [&str; 9] = [
+    ROUND_TRIP,
+    NO_CLEAR_KEY,
+    MATCHES,
+    WRONG_CONTEXT,
+    TAMPERED,
+    WRONG_KEY,
+    CONCURRENCY,
+    ERRORS,
+    DEBUG_REDACTS,
+];
 
 /// What a conformance run checked. Returned when every check passed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,7 +159,7 @@ impl ConformanceFailure {
             reason: reason.into(),
         }
     }
-    /// The name of the failed check (as listed in the [module docs](self)).
+    /// The name of the failed check (one of [`CHECKS`]).
     pub fn check(&self) -> &'static str {
         self.check
     }
@@ -153,55 +175,88 @@ impl fmt::Display for ConformanceFailure {
     }
 }
 
-impl core::error::Error for ConformanceFailure {}
+impl std::error::Error for ConformanceFailure {}
 
-/// The value of the environment variable `var`, for a test that needs a
-/// service. **Test support**, not for production code.
+// ---------------------------------------------------------------------------
+// The entry points.
+
+/// Runs the conformance suite against a blocking provider. `other_key` is the
+/// same kind of provider configured with a different key. See the
+/// [crate docs](crate) for the checks and for how the one async suite runs
+/// here without an executor.
 ///
-/// - Set and non-empty: returns it.
-/// - Unset or empty, and [`LOCKBOX_REQUIRE_SERVICES`](REQUIRE_SERVICES_VAR)
-///   is `1`: **panics**, failing the calling test (CI must not skip).
-/// - Unset or empty otherwise: prints why the test is skipped to stderr and
-///   returns `None`; the test should return. The line goes to the
-///   process's stderr directly, so `cargo test` shows it without `--nocapture`.
-///
-/// ```
-/// fn my_kms_test() {
-///     let Some(endpoint) = lockbox::testing::service_env("MY_KMS_ENDPOINT") else { return };
-///     // ... talk to the service at `endpoint`
-/// #   let _ = endpoint;
-/// }
-/// # if std::env::var("LOCKBOX_REQUIRE_SERVICES").as_deref() != Ok("1") { my_kms_test() }
-/// ```
-#[allow(clippy::panic)]
-pub fn service_env(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if services_required() => panic!(
-            "{var} is not set but {REQUIRE_SERVICES_VAR}=1: start the services with \
-             `bash scripts/services.sh start` and `source \"$(bash scripts/services.sh env)\"`"
-        ),
-        _ => {
-            // Straight to the process's stderr, past the test harness's
-            // output capture, so the skip shows in a plain `cargo test`.
-            let _ = writeln!(
-                std::io::stderr(),
-                "skipped: {var} is not set (start the services with `bash scripts/services.sh start` and \
-                 `source \"$(bash scripts/services.sh env)\"`, or set {REQUIRE_SERVICES_VAR}=1 to make this a failure)"
-            );
-            None
-        }
+/// A provider behind a pointer passes as the pointer: `Box<dyn
+/// KeyEncryptionProvider>` and `Arc<dyn KeyEncryptionProvider>` are providers
+/// themselves.
+pub fn check_provider<P, Q>(provider: &P, other_key: &Q) -> Result<ConformanceReport, ConformanceFailure>
+where
+    P: KeyEncryptionProvider,
+    Q: KeyEncryptionProvider,
+{
+    let mut passed = Vec::new();
+    let outcome = poll_once(run(provider, other_key, Users::Threads, &mut passed));
+    outcome.unwrap_or_else(|| {
+        // The future is dropped: `passed` says which check was running.
+        let check = CHECKS.get(passed.len()).copied().unwrap_or(DEBUG_REDACTS);
+        Err(not_ready(check, "the suite"))
+    })
+}
+
+/// Runs the conformance suite against an async provider (any provider: every
+/// blocking one is async too). `other_key` is the same kind of provider
+/// configured with a different key. Await it on the executor the provider
+/// needs; the concurrency check polls 8 futures at once on the caller's task,
+/// and nothing here starts a runtime. The future is `Send`.
+pub async fn check_async_provider(
+    provider: &dyn AsyncKeyEncryptionProvider,
+    other_key: &dyn AsyncKeyEncryptionProvider,
+) -> Result<ConformanceReport, ConformanceFailure> {
+    let mut passed = Vec::new();
+    run(provider, other_key, Users::Futures, &mut passed).await
+}
+
+/// How the concurrency check runs its users.
+#[derive(Clone, Copy)]
+enum Users {
+    /// One thread per user, each polling its future once ([`check_provider`]).
+    Threads,
+    /// All users' futures polled together on the caller's task.
+    Futures,
+}
+
+/// Polls `fut` once with a no-op waker: the result if it was ready, `None`
+/// if it was pending. Only for futures that cannot suspend (those of a
+/// blocking provider, through lockbox's blanket implementation).
+fn poll_once<F: Future>(fut: F) -> Option<F::Output> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(fut).poll(&mut cx) {
+        Poll::Ready(v) => Some(v),
+        Poll::Pending => None,
     }
 }
 
-/// Whether [`REQUIRE_SERVICES_VAR`] is set to `1`.
-pub fn services_required() -> bool {
-    std::env::var(REQUIRE_SERVICES_VAR).is_ok_and(|v| v == "1")
+fn not_ready(check: &'static str, what: &str) -> ConformanceFailure {
+    ConformanceFailure::new(
+        check,
+        format!(
+            "{what} did not finish in one poll: check_provider drives a blocking provider without an executor, \
+             and its futures must be ready at once (use check_async_provider for a provider that suspends)"
+        ),
+    )
 }
 
 // ---------------------------------------------------------------------------
-// Shared judgement: the sync and async drivers below make the provider calls,
-// these functions decide whether the results conform.
+// The suite, written once.
+
+/// The plaintext of the round trips.
+const ROUND_TRIP_PLAINTEXT: &[u8] = b"conformance round trip";
+
+/// Largest wrapped key lockbox accepts (`WrappedKey::new`).
+const MAX_WRAPPED_LEN: usize = 65_535;
+
+fn plaintext_len(p: &[u8]) -> u64 {
+    u64::try_from(p.len()).unwrap_or(u64::MAX)
+}
 
 /// Contexts and bindings the suite uses.
 struct Fixture {
@@ -257,8 +312,8 @@ impl Transcript {
     }
 
     /// The `Debug` and `Display` of `err` and of its whole source chain.
-    fn error(&mut self, what: &str, err: &(dyn core::error::Error + 'static)) -> Result<(), ConformanceFailure> {
-        let mut cur: Option<&(dyn core::error::Error + 'static)> = Some(err);
+    fn error(&mut self, what: &str, err: &(dyn std::error::Error + 'static)) -> Result<(), ConformanceFailure> {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
         let mut depth = 0usize;
         while let Some(e) = cur {
             depth = depth.saturating_add(1);
@@ -395,36 +450,31 @@ fn check_matches(
         return fail("`other_key` does not match its own wrapped key".into());
     }
     let w = own.as_ref();
-    let renamed_provider = if w.provider_id == "conformance.other" {
+    let renamed_provider = if w.provider_id() == "conformance.other" {
         "conformance.another"
     } else {
         "conformance.other"
     };
-    let other_key_id = format!("{}-other", w.key_id);
-    let variants: [(&str, WrappedKeyRef<'_>); 3] = [
+    let other_key_id = format!("{}-other", w.key_id());
+    let (version, bytes) = (w.key_version(), w.bytes());
+    // A variant that is not a valid wrapped key (a key id grown past 255
+    // bytes) cannot reach a provider from an envelope, so it is skipped.
+    let variants = [
         (
             "another provider id",
-            WrappedKeyRef {
-                provider_id: renamed_provider,
-                ..w
-            },
+            WrappedKeyRef::new(renamed_provider, w.key_id(), version, bytes),
         ),
         (
             "another key id",
-            WrappedKeyRef {
-                key_id: &other_key_id,
-                ..w
-            },
+            WrappedKeyRef::new(w.provider_id(), &other_key_id, version, bytes),
         ),
         (
             "the key id of `other_key`",
-            WrappedKeyRef {
-                key_id: others.as_ref().key_id,
-                ..w
-            },
+            WrappedKeyRef::new(w.provider_id(), others.key_id().as_str(), version, bytes),
         ),
     ];
     for (what, v) in variants {
+        let Ok(v) = v else { continue };
         if v != w && provider.matches(v) {
             return fail(format!("the provider matches a wrapped key naming {what}"));
         }
@@ -490,7 +540,7 @@ fn expect_failure(
 }
 
 /// An error and its sources, joined by `: ` (for failure reasons).
-fn chain(e: &(dyn core::error::Error + 'static)) -> String {
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     let mut depth = 0u8;
@@ -542,7 +592,9 @@ fn expect_open_failure(
     };
     transcript.error(what, &e)?;
     match &e {
-        Error::NoProviderCouldUnwrap { attempts: a, source } if *a == attempts => {
+        Error::NoProviderCouldUnwrap {
+            attempts: a, source, ..
+        } if *a == attempts => {
             if attempts == 0 {
                 return Ok(());
             }
@@ -552,7 +604,7 @@ fn expect_open_failure(
                     format!("opening with {what}: NoProviderCouldUnwrap has no source"),
                 ));
             };
-            let via_source = core::error::Error::source(&e).and_then(|s| s.downcast_ref::<ProviderError>());
+            let via_source = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<ProviderError>());
             if via_source.is_none() {
                 return Err(ConformanceFailure::new(
                     ERRORS,
@@ -608,9 +660,11 @@ fn tampered_variants(w: &WrappedKey) -> Vec<(String, Vec<u8>)> {
             bytes.get(..n.saturating_sub(1)).unwrap_or_default().to_vec(),
         ));
     }
-    let mut longer = bytes.to_vec();
-    longer.push(0);
-    out.push(("a zero byte appended to the wrapped key".to_string(), longer));
+    if n < MAX_WRAPPED_LEN {
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        out.push(("a zero byte appended to the wrapped key".to_string(), longer));
+    }
     out
 }
 
@@ -639,225 +693,7 @@ fn join_threads(results: Vec<std::thread::Result<Result<(), ConformanceFailure>>
 }
 
 // ---------------------------------------------------------------------------
-// The sync driver.
-
-/// Runs the conformance suite against a synchronous provider. `other_key` is
-/// the same kind of provider configured with a different key. See the
-/// [module docs](self) for the checks.
-pub fn check_provider(
-    provider: &dyn KeyEncryptionProvider,
-    other_key: &dyn KeyEncryptionProvider,
-) -> Result<ConformanceReport, ConformanceFailure> {
-    let f = fixture()?;
-    let pid = provider.provider_id();
-    let mut t = Transcript::default();
-    let mut checks = Vec::new();
-    let dek = DataKey::generate().map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("generating a key: {e}")))?;
-    let b = f.binding.as_binding();
-    t.debug("the provider's Debug", &provider);
-
-    // round_trip
-    let w = provider
-        .wrap(&dek, b)
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("wrap failed: {}", chain(&e))))?;
-    t.debug("a wrapped key's Debug", &w);
-    t.debug("the provider's Debug after a wrap", &provider);
-    check_wrapped_identity(provider, "wrap", &w)?;
-    let back = provider
-        .unwrap(w.as_ref(), b)
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a fresh wrap failed: {}", chain(&e))))?;
-    t.debug("the provider's Debug after an unwrap", &provider);
-    same_key(ROUND_TRIP, "unwrap of a fresh wrap", &back, &dek)?;
-    for suite in Suite::ALL {
-        let env = Sealer::new(provider)
-            .suite(suite)
-            .seal(b"conformance round trip", &f.ctx)
-            .map_err(|e| {
-                ConformanceFailure::new(ROUND_TRIP, format!("seal with {} failed: {}", suite.name(), chain(&e)))
-            })?;
-        let pt = Opener::new(provider).open(&env, &f.ctx).map_err(|e| {
-            ConformanceFailure::new(ROUND_TRIP, format!("open with {} failed: {}", suite.name(), chain(&e)))
-        })?;
-        if pt != b"conformance round trip" {
-            return Err(ConformanceFailure::new(ROUND_TRIP, "open returned other plaintext"));
-        }
-    }
-    let generated = provider
-        .generate_data_key(DataKeyRequest::new(b).with_plaintext_len(1))
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("generate_data_key failed: {e}")))?;
-    let offers_generate_data_key = generated.is_some();
-    if let Some((gdek, gw)) = &generated {
-        t.debug("generate_data_key's Debug", &(gdek, gw));
-        check_wrapped_identity(provider, "generate_data_key", gw)?;
-        let back = provider
-            .unwrap(gw.as_ref(), b)
-            .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a generated key failed: {e}")))?;
-        same_key(ROUND_TRIP, "unwrap of a generated key", &back, gdek)?;
-        no_clear_key(gw, gdek)?;
-        for (what, other) in &f.others {
-            let what = format!("a generated key unwrapped under {what}");
-            expect_auth_failure(
-                WRONG_CONTEXT,
-                pid,
-                &what,
-                provider.unwrap(gw.as_ref(), other.as_binding()),
-                &mut t,
-            )?;
-        }
-    }
-    let rewrapped = provider
-        .rewrap(w.as_ref(), b)
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("rewrap failed: {e}")))?;
-    let offers_rewrap = rewrapped.is_some();
-    if let Some(rw) = &rewrapped {
-        t.debug("a rewrapped key's Debug", rw);
-        check_wrapped_identity(provider, "rewrap", rw)?;
-        let back = provider
-            .unwrap(rw.as_ref(), b)
-            .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("unwrap of a rewrapped key failed: {e}")))?;
-        same_key(ROUND_TRIP, "unwrap of a rewrapped key", &back, &dek)?;
-        no_clear_key(rw, &dek)?;
-        for (what, other) in &f.others {
-            if provider
-                .rewrap(w.as_ref(), other.as_binding())
-                .is_ok_and(|r| r.is_some())
-            {
-                return Err(ConformanceFailure::new(
-                    WRONG_CONTEXT,
-                    format!("rewrap succeeded under {what}"),
-                ));
-            }
-        }
-    }
-    checks.push(ROUND_TRIP);
-
-    no_clear_key(&w, &dek)?;
-    checks.push(NO_CLEAR_KEY);
-
-    // matches
-    let other_dek =
-        DataKey::generate().map_err(|e| ConformanceFailure::new(MATCHES, format!("generating a key: {e}")))?;
-    let ow = other_key
-        .wrap(&other_dek, b)
-        .map_err(|e| ConformanceFailure::new(MATCHES, format!("`other_key` failed to wrap: {e}")))?;
-    check_matches(provider, other_key, &w, &ow)?;
-    checks.push(MATCHES);
-
-    // wrong_context
-    for (what, other) in &f.others {
-        let what = format!("an unwrap under {what}");
-        expect_auth_failure(
-            WRONG_CONTEXT,
-            pid,
-            &what,
-            provider.unwrap(w.as_ref(), other.as_binding()),
-            &mut t,
-        )?;
-    }
-    let env = Sealer::new(provider)
-        .seal(b"conformance", &f.ctx)
-        .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("seal failed: {e}")))?;
-    let auth = [ProviderErrorKind::Authentication];
-    let r = Opener::new(provider).open(&env, &f.wrong_ctx);
-    expect_open_failure(
-        WRONG_CONTEXT,
-        pid,
-        "a wrong required context value",
-        r,
-        1,
-        &auth,
-        &mut t,
-    )?;
-    checks.push(WRONG_CONTEXT);
-
-    // tampered
-    let variants = tampered_variants(&w);
-    for (what, bytes) in &variants {
-        let v = WrappedKeyRef { bytes, ..w.as_ref() };
-        expect_auth_failure(TAMPERED, pid, what, provider.unwrap(v, b), &mut t)?;
-    }
-    let v = WrappedKeyRef {
-        key_version: other_version(w.key_version()),
-        ..w.as_ref()
-    };
-    expect_failure(TAMPERED, pid, "another key version", provider.unwrap(v, b), &[], &mut t)?;
-    checks.push(TAMPERED);
-
-    // wrong_key
-    let wrong = [ProviderErrorKind::Authentication, ProviderErrorKind::KeyNotFound];
-    let r = other_key.unwrap(w.as_ref(), b);
-    expect_failure(
-        WRONG_KEY,
-        other_key.provider_id(),
-        "`other_key` unwrapping the provider's key",
-        r,
-        &wrong,
-        &mut t,
-    )?;
-    let r = provider.unwrap(ow.as_ref(), b);
-    expect_failure(
-        WRONG_KEY,
-        pid,
-        "the provider unwrapping `other_key`'s key",
-        r,
-        &wrong,
-        &mut t,
-    )?;
-    let r = Opener::new(other_key).open(&env, &f.ctx);
-    expect_open_failure(WRONG_KEY, other_key.provider_id(), "`other_key`", r, 0, &wrong, &mut t)?;
-    checks.push(WRONG_KEY);
-
-    // concurrency
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..CONCURRENT_USERS)
-            .map(|user| s.spawn(move || sync_user(provider, user)))
-            .collect();
-        join_threads(handles.into_iter().map(|h| h.join()).collect())
-    })?;
-    checks.push(CONCURRENCY);
-
-    checks.push(ERRORS);
-    t.check_redacted(dek.expose_secret())?;
-    if let Some((gdek, _)) = &generated {
-        t.check_redacted(gdek.expose_secret())?;
-    }
-    checks.push(DEBUG_REDACTS);
-
-    Ok(ConformanceReport {
-        provider_id: pid.to_string(),
-        checks,
-        wrapped_len: w.bytes().len(),
-        tampered_variants: variants.len(),
-        offers_generate_data_key,
-        offers_rewrap,
-    })
-}
-
-fn sync_user(provider: &dyn KeyEncryptionProvider, user: usize) -> Result<(), ConformanceFailure> {
-    let fail =
-        |what: &str, e: &dyn fmt::Display| ConformanceFailure::new(CONCURRENCY, format!("user {user}: {what}: {e}"));
-    for round in 0..ROUNDS_PER_USER {
-        let (ctx, pt) = user_case(user, round)?;
-        let env = Sealer::new(provider).seal(&pt, &ctx).map_err(|e| fail("seal", &e))?;
-        let back = Opener::new(provider).open(&env, &ctx).map_err(|e| fail("open", &e))?;
-        if back != pt {
-            return Err(fail("open", &"returned other plaintext"));
-        }
-        let binding = BindingBuf::new(Suite::Aes256Gcm, &ctx);
-        let dek = DataKey::generate().map_err(|e| fail("generate", &e))?;
-        let w = provider
-            .wrap(&dek, binding.as_binding())
-            .map_err(|e| fail("wrap", &e))?;
-        let got = provider
-            .unwrap(w.as_ref(), binding.as_binding())
-            .map_err(|e| fail("unwrap", &e))?;
-        same_key(CONCURRENCY, &format!("user {user}: unwrap"), &got, &dek)?;
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// The async driver.
+// The driver.
 
 /// Polls every future in turn until all are done (no runtime needed: the
 /// caller's executor drives it, and wakes it through any of the futures).
@@ -901,21 +737,18 @@ impl<T: Unpin> Future for JoinAll<'_, T> {
     }
 }
 
-/// Runs the conformance suite against an async provider (any provider: every
-/// sync one is async too). `other_key` is the same kind of provider
-/// configured with a different key. The concurrency check polls 8 futures at
-/// once on the caller's executor; nothing here starts a runtime.
-///
-/// The envelope-level steps (seal, open) run through
-/// [`AsyncSealer`](crate::AsyncSealer) and [`AsyncOpener`](crate::AsyncOpener).
-pub async fn check_async_provider(
+/// The suite. `checks` collects the names of the checks that passed, so
+/// that [`check_provider`] can name the one that was running if the future
+/// was not ready.
+async fn run(
     provider: &dyn AsyncKeyEncryptionProvider,
     other_key: &dyn AsyncKeyEncryptionProvider,
+    users: Users,
+    checks: &mut Vec<&'static str>,
 ) -> Result<ConformanceReport, ConformanceFailure> {
     let f = fixture()?;
     let pid = provider.provider_id();
     let mut t = Transcript::default();
-    let mut checks = Vec::new();
     let dek = DataKey::generate().map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("generating a key: {e}")))?;
     let b = f.binding.as_binding();
     t.debug("the provider's Debug", &provider);
@@ -935,25 +768,24 @@ pub async fn check_async_provider(
     t.debug("the provider's Debug after an unwrap", &provider);
     same_key(ROUND_TRIP, "unwrap of a fresh wrap", &back, &dek)?;
     for suite in Suite::ALL {
-        let env = crate::AsyncSealer::new(provider)
+        let env = AsyncSealer::new(provider)
             .suite(suite)
-            .seal(b"conformance round trip", &f.ctx)
+            .seal(ROUND_TRIP_PLAINTEXT, &f.ctx)
             .await
             .map_err(|e| {
                 ConformanceFailure::new(ROUND_TRIP, format!("seal with {} failed: {}", suite.name(), chain(&e)))
             })?;
-        let pt = crate::AsyncOpener::new(provider)
-            .open(&env, &f.ctx)
-            .await
-            .map_err(|e| {
-                ConformanceFailure::new(ROUND_TRIP, format!("open with {} failed: {}", suite.name(), chain(&e)))
-            })?;
-        if pt != b"conformance round trip" {
+        let pt = AsyncOpener::new(provider).open(&env, &f.ctx).await.map_err(|e| {
+            ConformanceFailure::new(ROUND_TRIP, format!("open with {} failed: {}", suite.name(), chain(&e)))
+        })?;
+        if pt != ROUND_TRIP_PLAINTEXT {
             return Err(ConformanceFailure::new(ROUND_TRIP, "open returned other plaintext"));
         }
     }
+    // As a one-shot seal asks: with the length of the plaintext to seal.
+    let request = DataKeyRequest::new(b).with_plaintext_len(plaintext_len(ROUND_TRIP_PLAINTEXT));
     let generated = provider
-        .generate_data_key_async(DataKeyRequest::new(b).with_plaintext_len(1))
+        .generate_data_key_async(request)
         .await
         .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("generate_data_key failed: {e}")))?;
     let offers_generate_data_key = generated.is_some();
@@ -1020,12 +852,12 @@ pub async fn check_async_provider(
         let r = provider.unwrap_async(w.as_ref(), other.as_binding()).await;
         expect_auth_failure(WRONG_CONTEXT, pid, &what, r, &mut t)?;
     }
-    let env = crate::AsyncSealer::new(provider)
+    let env = AsyncSealer::new(provider)
         .seal(b"conformance", &f.ctx)
         .await
         .map_err(|e| ConformanceFailure::new(ROUND_TRIP, format!("seal failed: {e}")))?;
     let auth = [ProviderErrorKind::Authentication];
-    let r = crate::AsyncOpener::new(provider).open(&env, &f.wrong_ctx).await;
+    let r = AsyncOpener::new(provider).open(&env, &f.wrong_ctx).await;
     expect_open_failure(
         WRONG_CONTEXT,
         pid,
@@ -1040,14 +872,18 @@ pub async fn check_async_provider(
     // tampered
     let variants = tampered_variants(&w);
     for (what, bytes) in &variants {
-        let v = WrappedKeyRef { bytes, ..w.as_ref() };
+        let v = WrappedKeyRef::new(w.provider_id(), w.key_id().as_str(), w.key_version(), bytes)
+            .map_err(|e| ConformanceFailure::new(TAMPERED, format!("{what}: not a valid wrapped key: {e}")))?;
         let r = provider.unwrap_async(v, b).await;
         expect_auth_failure(TAMPERED, pid, what, r, &mut t)?;
     }
-    let v = WrappedKeyRef {
-        key_version: other_version(w.key_version()),
-        ..w.as_ref()
-    };
+    let v = WrappedKeyRef::new(
+        w.provider_id(),
+        w.key_id().as_str(),
+        other_version(w.key_version()),
+        w.bytes(),
+    )
+    .map_err(|e| ConformanceFailure::new(TAMPERED, format!("another key version: {e}")))?;
     let r = provider.unwrap_async(v, b).await;
     expect_failure(TAMPERED, pid, "another key version", r, &[], &mut t)?;
     checks.push(TAMPERED);
@@ -1072,16 +908,33 @@ pub async fn check_async_provider(
         &wrong,
         &mut t,
     )?;
-    let r = crate::AsyncOpener::new(other_key).open(&env, &f.ctx).await;
+    let r = AsyncOpener::new(other_key).open(&env, &f.ctx).await;
     expect_open_failure(WRONG_KEY, other_key.provider_id(), "`other_key`", r, 0, &wrong, &mut t)?;
     checks.push(WRONG_KEY);
 
     // concurrency
-    let users: Vec<BoxFuture<'_, Result<(), ConformanceFailure>>> = (0..CONCURRENT_USERS)
-        .map(|user| -> BoxFuture<'_, Result<(), ConformanceFailure>> { Box::pin(async_user(provider, user)) })
-        .collect();
-    for r in JoinAll::new(users).await {
-        r?;
+    match users {
+        Users::Threads => std::thread::scope(|s| {
+            let handles: Vec<_> = (0..CONCURRENT_USERS)
+                .map(|user| {
+                    s.spawn(move || {
+                        poll_once(concurrent_user(provider, user))
+                            .unwrap_or_else(|| Err(not_ready(CONCURRENCY, &format!("user {user}"))))
+                    })
+                })
+                .collect();
+            join_threads(handles.into_iter().map(|h| h.join()).collect())
+        })?,
+        Users::Futures => {
+            let users: Vec<BoxFuture<'_, Result<(), ConformanceFailure>>> = (0..CONCURRENT_USERS)
+                .map(|user| -> BoxFuture<'_, Result<(), ConformanceFailure>> {
+                    Box::pin(concurrent_user(provider, user))
+                })
+                .collect();
+            for r in JoinAll::new(users).await {
+                r?;
+            }
+        }
     }
     checks.push(CONCURRENCY);
 
@@ -1094,7 +947,7 @@ pub async fn check_async_provider(
 
     Ok(ConformanceReport {
         provider_id: pid.to_string(),
-        checks,
+        checks: checks.clone(),
         wrapped_len: w.bytes().len(),
         tampered_variants: variants.len(),
         offers_generate_data_key,
@@ -1102,16 +955,17 @@ pub async fn check_async_provider(
     })
 }
 
-async fn async_user(provider: &dyn AsyncKeyEncryptionProvider, user: usize) -> Result<(), ConformanceFailure> {
+/// One concurrent user: its own context, seal, open, wrap, unwrap.
+async fn concurrent_user(provider: &dyn AsyncKeyEncryptionProvider, user: usize) -> Result<(), ConformanceFailure> {
     let fail =
         |what: &str, e: &dyn fmt::Display| ConformanceFailure::new(CONCURRENCY, format!("user {user}: {what}: {e}"));
     for round in 0..ROUNDS_PER_USER {
         let (ctx, pt) = user_case(user, round)?;
-        let env = crate::AsyncSealer::new(provider)
+        let env = AsyncSealer::new(provider)
             .seal(&pt, &ctx)
             .await
             .map_err(|e| fail("seal", &e))?;
-        let back = crate::AsyncOpener::new(provider)
+        let back = AsyncOpener::new(provider)
             .open(&env, &ctx)
             .await
             .map_err(|e| fail("open", &e))?;
@@ -1131,4 +985,28 @@ async fn async_user(provider: &dyn AsyncKeyEncryptionProvider, user: usize) -> R
         same_key(CONCURRENCY, &format!("user {user}: unwrap"), &got, &dek)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A future that is never ready.
+    struct Never;
+    impl Future for Never {
+        type Output = ();
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+            Poll::Pending
+        }
+    }
+
+    #[test]
+    fn a_pending_future_is_reported_not_waited_for() {
+        assert_eq!(poll_once(Never), None);
+        assert_eq!(poll_once(async { 7 }), Some(7));
+        let f = not_ready(CONCURRENCY, "user 3");
+        assert_eq!(f.check(), CONCURRENCY);
+        assert!(f.reason().starts_with("user 3 did not finish in one poll"), "{f}");
+        assert!(f.to_string().contains("check_async_provider"), "{f}");
+    }
 }

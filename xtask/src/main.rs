@@ -1,0 +1,31 @@
+//! Repository tasks, run as `cargo xtask <task>` (the alias is in
+//! `.cargo/config.toml`). Not published.
+//!
+//! - `gen-vectors <dir>`: generates the frozen envelope test vectors missing
+//!   from `<dir>` (`tests/vectors/v1`), checking each against this build of
+//!   lockbox and never overwriting a file. See `tests/vectors/README.md`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+mod gen_vectors;
+
+const USAGE: &str = "usage: cargo xtask gen-vectors <output directory, e.g. tests/vectors/v1>";
+
+fn main() -> ExitCode {
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let result = match args.as_slice() {
+        [task, dir] if task == "gen-vectors" => gen_vectors::run(PathBuf::from(dir)),
+        _ => Err(USAGE.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            #[allow(clippy::print_stderr, reason = "a command-line tool reports its error")]
+            {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
