@@ -211,7 +211,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<(Table, u64), KeyringError> {
         } else {
             let mut k = Box::new([0u8; VERSION_KEY_LEN]);
             k.copy_from_slice(r.take(VERSION_KEY_LEN)?);
-            Some(Arc::new(VersionKey::from_secret(SecretBox::new(k))))
+            Some(Arc::new(VersionKey::new(SecretBox::new(k))))
         };
         entries.insert(
             v,

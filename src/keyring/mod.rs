@@ -109,7 +109,6 @@ pub use audit::{AuditAction, AuditEvent, AuditSink, NoAudit};
 pub use error::KeyringError;
 pub use provider::MigrationProvider;
 
-use crate::context::Binding;
 use crate::envelope::EnvelopeInfo;
 use crate::error::Error;
 use crate::keys::{KeyId, KeyVersion};
@@ -493,19 +492,6 @@ impl Keyring {
     fn emit(&self, action: AuditAction, version: Option<u32>, now: Option<UnixTime>, error: Option<&KeyringError>) {
         let mut ev = AuditEvent::new(&self.table.id, action, version.map(KeyVersion));
         ev.time = now;
-        ev.error = error;
-        self.audit.record(&ev);
-    }
-
-    pub(crate) fn emit_binding(
-        &self,
-        action: AuditAction,
-        version: u32,
-        binding: Binding<'_>,
-        error: Option<&KeyringError>,
-    ) {
-        let mut ev = AuditEvent::new(&self.table.id, action, Some(KeyVersion(version)));
-        ev.binding = Some(binding);
         ev.error = error;
         self.audit.record(&ev);
     }
