@@ -281,6 +281,8 @@ impl PayloadCipher {
 #[cfg(feature = "aws-lc")]
 mod awslc;
 
+pub(crate) mod kek_wrap;
+
 /// Wycheproof AEAD vectors through the suite layer.
 #[cfg(test)]
 mod wycheproof;

@@ -6,37 +6,26 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
-use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::array::Array;
-use aes_gcm::aead::inout::InOutBuf;
-use aes_gcm::aead::{AeadInOut, KeyInit};
 use base64ct::{Base64, Encoding};
-use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
 use rand_core::TryCryptoRng;
-use secrecy::{ExposeSecret, SecretBox};
+use secrecy::SecretBox;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::context::Binding;
+use crate::crypto::kek_wrap::{KEK_LEN, Kek};
 use crate::error::{Error, ProviderError, ProviderErrorKind};
-use crate::keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef, os_random, rng_random};
+#[cfg(feature = "std")]
+use crate::keys::os_random;
+use crate::keys::{DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef, rng_random};
 use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
 
 /// Provider id of [`LocalKek`] wrapped keys.
 pub const LOCAL_PROVIDER_ID: &str = "lockbox.local";
 /// Length of a local KEK in bytes.
-pub const LOCAL_KEK_LEN: usize = 32;
-/// Version byte that starts every local wrapped key.
-const LOCAL_WRAP_V1: u8 = 1;
-const WRAP_NONCE_LEN: usize = 12;
-const WRAP_TAG_LEN: usize = 16;
-/// version, nonce, encrypted data key, tag.
-const LOCAL_WRAPPED_LEN: usize = 1 + WRAP_NONCE_LEN + DATA_KEY_LEN + WRAP_TAG_LEN;
+pub const LOCAL_KEK_LEN: usize = KEK_LEN;
 /// Prefix hashed with the key to form its id.
 const KEY_ID_LABEL: &[u8] = b"lockbox v1 local kek id";
-/// HKDF-Expand info of the key that derives synthetic wrap nonces.
-const NONCE_KEY_LABEL: &[u8] = b"lockbox v1 local wrap nonce key";
 /// Largest key file accepted (a base64 key is 44 bytes).
 #[cfg(feature = "std")]
 const MAX_KEY_FILE_LEN: u64 = 1024;
@@ -67,19 +56,15 @@ const MAX_KEY_FILE_LEN: u64 = 1024;
 /// # Ok(()) }
 /// ```
 pub struct LocalKek {
-    cipher: Aes256Gcm,
-    /// HMAC-SHA-256 keyed with the nonce key (zeroized on drop).
-    nonce_prf: Hmac<Sha256>,
-    key: SecretBox<[u8; LOCAL_KEK_LEN]>,
+    /// The key, its AES key schedule and nonce PRF (zeroized on drop).
+    kek: Kek,
     key_id: KeyId,
 }
 
 impl LocalKek {
     /// A fresh key from the operating system's CSPRNG.
     pub fn generate() -> Result<Self, Error> {
-        let mut key = Box::new([0u8; LOCAL_KEK_LEN]);
-        os_random(key.as_mut_slice())?;
-        Ok(Self::from_boxed(SecretBox::new(key)))
+        Kek::generate().map(Self::from_kek)
     }
 
     /// A fresh key from the caller's CSPRNG (for targets without an OS
@@ -91,9 +76,14 @@ impl LocalKek {
     }
 
     pub(crate) fn from_boxed(key: SecretBox<[u8; LOCAL_KEK_LEN]>) -> Self {
-        let bytes = key.expose_secret();
-        let cipher = Aes256Gcm::new(bytes.into());
-        let digest = Sha256::new().chain_update(KEY_ID_LABEL).chain_update(bytes).finalize();
+        Self::from_kek(Kek::new(key))
+    }
+
+    fn from_kek(kek: Kek) -> Self {
+        let digest = Sha256::new()
+            .chain_update(KEY_ID_LABEL)
+            .chain_update(kek.bytes())
+            .finalize();
         let mut hex = String::with_capacity(32);
         for b in digest.iter().take(16) {
             hex.extend(char::from_digit(u32::from(b >> 4), 16));
@@ -101,18 +91,7 @@ impl LocalKek {
         }
         // 32 lowercase hex digits always form a valid key id.
         let key_id = KeyId::new(hex).unwrap_or_else(|_| unreachable_key_id());
-        let nonce_prf = nonce_prf(bytes);
-        Self {
-            cipher,
-            nonce_prf,
-            key,
-            key_id,
-        }
-    }
-
-    /// The synthetic wrap nonce for `dek` under `binding`.
-    fn wrap_nonce(&self, dek: &DataKey, binding: Binding<'_>) -> [u8; WRAP_NONCE_LEN] {
-        synthetic_nonce(&self.nonce_prf, dek, binding)
+        Self { kek, key_id }
     }
 
     /// Decodes a key from standard, padded base64 (44 characters, surrounding
@@ -131,11 +110,11 @@ impl LocalKek {
 
     /// The key in standard, padded base64.
     pub(crate) fn to_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(Base64::encode_string(self.key.expose_secret()))
+        Zeroizing::new(Base64::encode_string(self.kek.bytes()))
     }
 
     pub(crate) fn key_bytes(&self) -> &[u8; LOCAL_KEK_LEN] {
-        self.key.expose_secret()
+        self.kek.bytes()
     }
 
     /// The key's id (its fingerprint).
@@ -151,32 +130,6 @@ impl LocalKek {
     fn err(kind: ProviderErrorKind) -> ProviderError {
         ProviderError::new(kind, LOCAL_PROVIDER_ID)
     }
-}
-
-/// The first 12 bytes of `HMAC-SHA-256(K_n, DEK || binding)`: a synthetic
-/// (SIV-style) AES-GCM wrap nonce, `FORMAT.md` §10. Keyring versions use it
-/// too (`KEYRING.md` §5).
-pub(crate) fn synthetic_nonce(prf: &Hmac<Sha256>, dek: &DataKey, binding: Binding<'_>) -> [u8; WRAP_NONCE_LEN] {
-    let mut mac = prf.clone();
-    mac.update(dek.expose_secret());
-    mac.update(binding.as_bytes());
-    let out = mac.finalize().into_bytes();
-    let mut nonce = [0u8; WRAP_NONCE_LEN];
-    nonce.copy_from_slice(out.get(..WRAP_NONCE_LEN).unwrap_or(&[0u8; WRAP_NONCE_LEN]));
-    nonce
-}
-
-/// HMAC-SHA-256 keyed with `HKDF-SHA-256(IKM = KEK, salt = none,
-/// info = "lockbox v1 local wrap nonce key")`, 32 bytes.
-pub(crate) fn nonce_prf(kek: &[u8; LOCAL_KEK_LEN]) -> Hmac<Sha256> {
-    // HMAC pads a 32-byte key with zeros to the 64-byte block: derive into
-    // the first half of a zeroed block (same MAC as a 32-byte key).
-    let mut block = Zeroizing::new([0u8; 64]);
-    if let Some(nonce_key) = block.get_mut(..32) {
-        // 32 bytes is far below HKDF-SHA-256's output limit.
-        let _ = Hkdf::<Sha256>::new(None, kek).expand(NONCE_KEY_LABEL, nonce_key);
-    }
-    <Hmac<Sha256>>::new((&*block).into())
 }
 
 fn unreachable_key_id() -> KeyId {
@@ -353,21 +306,10 @@ impl ProviderIdentity for LocalKek {
 
 impl KeyEncryptionProvider for LocalKek {
     fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
-        let nonce = self.wrap_nonce(dek, binding);
-        let mut ct = [0u8; DATA_KEY_LEN];
-        let buf = InOutBuf::new(dek.expose_secret(), &mut ct).map_err(|_| Self::err(ProviderErrorKind::Other))?;
-        let tag = self
-            .cipher
-            .encrypt_inout_detached(&Array::from(nonce), binding.as_bytes(), buf)
+        let out = self
+            .kek
+            .wrap(dek, binding.as_bytes())
             .map_err(|_| Self::err(ProviderErrorKind::Other))?;
-        let mut out = [0u8; LOCAL_WRAPPED_LEN];
-        let (v, rest) = out.split_at_mut(1);
-        let (n, rest) = rest.split_at_mut(WRAP_NONCE_LEN);
-        let (c, t) = rest.split_at_mut(DATA_KEY_LEN);
-        v.copy_from_slice(&[LOCAL_WRAP_V1]);
-        n.copy_from_slice(&nonce);
-        c.copy_from_slice(&ct);
-        t.copy_from_slice(&tag);
         WrappedKey::from_static(LOCAL_PROVIDER_ID, self.key_id.clone(), self.key_version(), &out)
             .map_err(|e| Self::err(ProviderErrorKind::Other).with_source(e))
     }
@@ -376,40 +318,18 @@ impl KeyEncryptionProvider for LocalKek {
         if !self.matches(wrapped) || wrapped.key_version() != self.key_version() {
             return Err(Self::err(ProviderErrorKind::KeyNotFound));
         }
-        let bytes: &[u8; LOCAL_WRAPPED_LEN] = wrapped
-            .bytes()
-            .try_into()
-            .map_err(|_| Self::err(ProviderErrorKind::Authentication))?;
-        let (version, rest) = bytes
-            .split_first()
-            .ok_or_else(|| Self::err(ProviderErrorKind::Authentication))?;
-        if *version != LOCAL_WRAP_V1 {
-            return Err(Self::err(ProviderErrorKind::Authentication));
-        }
-        let (nonce, rest) = rest
-            .split_at_checked(WRAP_NONCE_LEN)
-            .ok_or_else(|| Self::err(ProviderErrorKind::Authentication))?;
-        let (ct, tag) = rest
-            .split_at_checked(DATA_KEY_LEN)
-            .ok_or_else(|| Self::err(ProviderErrorKind::Authentication))?;
-        let nonce: [u8; WRAP_NONCE_LEN] = nonce
-            .try_into()
-            .map_err(|_| Self::err(ProviderErrorKind::Authentication))?;
-        let tag: [u8; WRAP_TAG_LEN] = tag
-            .try_into()
-            .map_err(|_| Self::err(ProviderErrorKind::Authentication))?;
-        let mut dek = DataKey::zeroed();
-        let buf = InOutBuf::new(ct, dek.bytes_mut().as_mut_slice())
-            .map_err(|_| Self::err(ProviderErrorKind::Authentication))?;
-        self.cipher
-            .decrypt_inout_detached(&Array::from(nonce), binding.as_bytes(), buf, &Array::from(tag))
-            .map_err(|_| Self::err(ProviderErrorKind::Authentication))?;
-        Ok(dek)
+        self.kek
+            .unwrap(wrapped.bytes(), binding.as_bytes())
+            .map_err(|_| Self::err(ProviderErrorKind::Authentication))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use hkdf::Hkdf;
+    use hmac::{Hmac, KeyInit as _, Mac as _};
+    use secrecy::ExposeSecret;
+
     use super::*;
     use crate::BindingBuf;
     use crate::context::EncryptionContext;

@@ -1,6 +1,13 @@
 //! The data-key cache: every limit enforced exactly, partitions, the open-side
 //! cache, eviction, statistics, concurrency, and that cached envelopes are
 //! ordinary envelopes of the inner provider.
+//!
+//! Every behaviour test has one body, generic over the [`Shell`] under test,
+//! and runs twice (the `both!` macro): on [`CachingProvider`] over a sync
+//! provider, sealing with `lockbox::seal` / `Sealer`; and on
+//! [`AsyncCachingProvider`] over the same provider made async-only
+//! ([`AsyncOnly`]: only `AsyncKeyEncryptionProvider`, every call yielding
+//! once), sealing with `AsyncSealer` / `AsyncOpener`.
 #![allow(
     clippy::arithmetic_side_effects,
     clippy::unwrap_used,
@@ -9,17 +16,22 @@
     clippy::indexing_slicing
 )]
 
+#[path = "keyring_common/async_only.rs"]
+mod async_only;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lockbox::cache::{CacheStats, CachingProvider, Clock, DataKeyCache};
+use async_only::{AsyncOnly, block_on};
+use lockbox::cache::{AsyncCachingProvider, CacheStats, CachingProvider, CachingProviderBuilder, Clock, DataKeyCache};
 use lockbox::rand_core::{TryCryptoRng, TryRng};
 use lockbox::secrecy::ExposeSecret;
 use lockbox::{
-    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, LocalKek, Opener, ProviderError,
-    ProviderErrorKind, ProviderIdentity, Sealer, Suite, WrappedKey, WrappedKeyRef, hazmat,
+    AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, Binding, DataKey, DataKeyRequest, EncryptionContext, Error,
+    KeyEncryptionProvider, LocalKek, Opener, ProviderError, ProviderErrorKind, ProviderIdentity, Sealer, Suite,
+    WrappedKey, WrappedKeyRef, hazmat,
 };
 
 /// A clock the test moves by hand.
@@ -104,10 +116,7 @@ impl KeyEncryptionProvider for Counting {
         self.unwraps.fetch_add(1, Ordering::SeqCst);
         self.kek.unwrap(w, binding)
     }
-    fn generate_data_key(
-        &self,
-        request: lockbox::DataKeyRequest<'_>,
-    ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+    fn generate_data_key(&self, request: DataKeyRequest<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
         let binding = request.binding();
         self.lengths.lock().unwrap().push(request.plaintext_len());
         if !self.offer_generate {
@@ -125,16 +134,176 @@ impl KeyEncryptionProvider for Counting {
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// A caching provider under test, over an inner provider `I` (sync; the
+/// async shell sees it through [`AsyncOnly`]), and how to drive it.
+trait Shell {
+    /// What the shell wraps: `I`, or `AsyncOnly<I>`.
+    type Inner<I: KeyEncryptionProvider>: ProviderIdentity;
+    /// The caching provider. Its provider methods are called through the
+    /// async trait in both cases (`p.unwrap_async(..)`): the sync shell's
+    /// through the blanket implementation, which calls its sync methods.
+    type P<I: KeyEncryptionProvider>: AsyncKeyEncryptionProvider + Send + Sync + 'static;
+
+    fn builder<I: KeyEncryptionProvider>(
+        inner: I,
+        cache: &DataKeyCache,
+        max_age: Duration,
+    ) -> CachingProviderBuilder<Self::Inner<I>, Self::P<I>>;
+    fn build<I: KeyEncryptionProvider>(
+        b: CachingProviderBuilder<Self::Inner<I>, Self::P<I>>,
+    ) -> Result<Self::P<I>, Error>;
+    fn inner<I: KeyEncryptionProvider>(p: &Self::P<I>) -> &I;
+    fn stats<I: KeyEncryptionProvider>(p: &Self::P<I>) -> CacheStats;
+    fn cache<I: KeyEncryptionProvider>(p: &Self::P<I>) -> &DataKeyCache;
+    fn debug<I: KeyEncryptionProvider>(p: &Self::P<I>) -> String;
+    /// Seals with the shell as the first provider (and `also` as a second).
+    async fn seal_with<I: KeyEncryptionProvider>(
+        p: &Self::P<I>,
+        suite: Suite,
+        also: Option<&LocalKek>,
+        msg: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error>;
+    async fn open<I: KeyEncryptionProvider>(
+        p: &Self::P<I>,
+        env: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error>;
+
+    async fn seal<I: KeyEncryptionProvider>(
+        p: &Self::P<I>,
+        msg: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error> {
+        Self::seal_with(p, Suite::Aes256Gcm, None, msg, ctx).await
+    }
+    fn cached<I: KeyEncryptionProvider>(inner: I, cache: &DataKeyCache) -> Self::P<I> {
+        Self::build(Self::builder(inner, cache, MINUTE)).unwrap()
+    }
+}
+
+/// [`CachingProvider`] over `I`, driven through `lockbox::seal` / `Sealer` /
+/// `Opener` and the sync trait.
+struct SyncShell;
+
+impl Shell for SyncShell {
+    type Inner<I: KeyEncryptionProvider> = I;
+    type P<I: KeyEncryptionProvider> = CachingProvider<I>;
+
+    fn builder<I: KeyEncryptionProvider>(i: I, c: &DataKeyCache, age: Duration) -> CachingProviderBuilder<I> {
+        CachingProvider::builder(i, c, age)
+    }
+    fn build<I: KeyEncryptionProvider>(b: CachingProviderBuilder<I>) -> Result<CachingProvider<I>, Error> {
+        b.build()
+    }
+    fn inner<I: KeyEncryptionProvider>(p: &CachingProvider<I>) -> &I {
+        p.inner()
+    }
+    fn stats<I: KeyEncryptionProvider>(p: &CachingProvider<I>) -> CacheStats {
+        p.stats()
+    }
+    fn cache<I: KeyEncryptionProvider>(p: &CachingProvider<I>) -> &DataKeyCache {
+        p.cache()
+    }
+    fn debug<I: KeyEncryptionProvider>(p: &CachingProvider<I>) -> String {
+        format!("{p:?}")
+    }
+    async fn seal_with<I: KeyEncryptionProvider>(
+        p: &CachingProvider<I>,
+        suite: Suite,
+        also: Option<&LocalKek>,
+        msg: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error> {
+        match also {
+            Some(o) => Sealer::new(p).suite(suite).also_wrap_with(o).seal(msg, ctx),
+            None => Sealer::new(p).suite(suite).seal(msg, ctx),
+        }
+    }
+    async fn open<I: KeyEncryptionProvider>(
+        p: &CachingProvider<I>,
+        env: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error> {
+        Opener::new(p).open(env, ctx)
+    }
+}
+
+/// [`AsyncCachingProvider`] over `AsyncOnly<I>`, driven through
+/// `AsyncSealer` / `AsyncOpener` and the async trait.
+struct AsyncShell;
+
+impl Shell for AsyncShell {
+    type Inner<I: KeyEncryptionProvider> = AsyncOnly<I>;
+    type P<I: KeyEncryptionProvider> = AsyncCachingProvider<AsyncOnly<I>>;
+
+    fn builder<I: KeyEncryptionProvider>(
+        i: I,
+        c: &DataKeyCache,
+        age: Duration,
+    ) -> CachingProviderBuilder<AsyncOnly<I>, Self::P<I>> {
+        AsyncCachingProvider::builder(AsyncOnly::new(i), c, age)
+    }
+    fn build<I: KeyEncryptionProvider>(
+        b: CachingProviderBuilder<AsyncOnly<I>, Self::P<I>>,
+    ) -> Result<Self::P<I>, Error> {
+        b.build()
+    }
+    fn inner<I: KeyEncryptionProvider>(p: &Self::P<I>) -> &I {
+        &p.inner().inner
+    }
+    fn stats<I: KeyEncryptionProvider>(p: &Self::P<I>) -> CacheStats {
+        p.stats()
+    }
+    fn cache<I: KeyEncryptionProvider>(p: &Self::P<I>) -> &DataKeyCache {
+        p.cache()
+    }
+    fn debug<I: KeyEncryptionProvider>(p: &Self::P<I>) -> String {
+        format!("{p:?}")
+    }
+    async fn seal_with<I: KeyEncryptionProvider>(
+        p: &Self::P<I>,
+        suite: Suite,
+        also: Option<&LocalKek>,
+        msg: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error> {
+        match also {
+            Some(o) => AsyncSealer::new(p).suite(suite).also_wrap_with(o).seal(msg, ctx).await,
+            None => AsyncSealer::new(p).suite(suite).seal(msg, ctx).await,
+        }
+    }
+    async fn open<I: KeyEncryptionProvider>(
+        p: &Self::P<I>,
+        env: &[u8],
+        ctx: &EncryptionContext,
+    ) -> Result<Vec<u8>, Error> {
+        AsyncOpener::new(p).open(env, ctx).await
+    }
+}
+
+/// One `#[test]` per shell for each generic test body `name::<S>()`.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sync_shell() {
+                super::block_on(super::$name::<super::SyncShell>());
+            }
+            #[test]
+            fn async_shell() {
+                super::block_on(super::$name::<super::AsyncShell>());
+            }
+        }
+    )*};
+}
+
 fn ctx(tenant: &str) -> EncryptionContext {
     EncryptionContext::new()
         .with("purpose", "cache-test")
         .unwrap()
         .with_required("tenant", tenant)
         .unwrap()
-}
-
-fn cached<P: KeyEncryptionProvider>(inner: P, cache: &DataKeyCache) -> CachingProvider<P> {
-    CachingProvider::builder(inner, cache, MINUTE).build().unwrap()
 }
 
 /// The wrapped bytes of an envelope's only wrapped key: equal for envelopes
@@ -155,45 +324,56 @@ fn stats(seal_hits: u64, seal_misses: u64, seal_bypasses: u64, open_hits: u64, o
     s
 }
 
-#[test]
-fn zero_limits_and_bad_partitions_are_rejected() {
-    let invalid = |r: Result<_, Error>| matches!(r, Err(Error::InvalidArgument { .. }));
+both!(
+    zero_limits_and_bad_partitions_are_rejected,
+    reuse_never_repeats_message_keys,
+    cached_dek_is_the_inner_providers_and_is_passed_the_length,
+    max_messages_is_exact,
+    max_bytes_is_exact,
+    unknown_lengths_bypass_the_cache,
+    max_age_is_exact_on_both_sides,
+    a_clock_going_backwards_expires_entries,
+    capacity_evicts_least_recently_used,
+    dead_entries_make_room_before_live_ones,
+    partitions_isolate,
+    seal_entries_are_per_binding_and_suite,
+    unwrap_hits_avoid_the_inner_provider,
+    a_cached_key_does_not_open_under_another_context,
+    provider_failures_are_returned_and_not_cached,
+    clear_and_drop_remove_entries,
+    forwards_identity_and_other_calls,
+    debug_redacts_keys,
+    eight_threads_share_one_cache_within_the_limits,
+    a_shared_partition_enforces_the_tighter_limits,
+    a_wrapped_key_the_provider_would_not_open_is_not_cached,
+    one_inner_call_for_many_seals,
+);
+
+async fn zero_limits_and_bad_partitions_are_rejected<S: Shell>() {
+    let invalid = |r: Result<(), Error>| matches!(r, Err(Error::InvalidArgument { .. }));
     assert!(invalid(DataKeyCache::new(0).map(|_| ())));
     let cache = DataKeyCache::new(1).unwrap();
-    let b = || CachingProvider::builder(LocalKek::generate().unwrap(), &cache, MINUTE);
-    assert!(invalid(
-        CachingProvider::builder(LocalKek::generate().unwrap(), &cache, Duration::ZERO)
-            .build()
-            .map(|_| ())
-    ));
-    assert!(invalid(b().max_messages(0).build().map(|_| ())));
-    assert!(invalid(b().max_bytes(0).build().map(|_| ())));
-    assert!(invalid(b().partition("").build().map(|_| ())));
-    assert!(invalid(b().partition("x".repeat(256)).build().map(|_| ())));
+    let b = || S::builder(LocalKek::generate().unwrap(), &cache, MINUTE);
+    let zero = S::builder(LocalKek::generate().unwrap(), &cache, Duration::ZERO);
+    assert!(invalid(S::build(zero).map(|_| ())));
+    assert!(invalid(S::build(b().max_messages(0)).map(|_| ())));
+    assert!(invalid(S::build(b().max_bytes(0)).map(|_| ())));
+    assert!(invalid(S::build(b().partition("")).map(|_| ())));
+    assert!(invalid(S::build(b().partition("x".repeat(256))).map(|_| ())));
     // The smallest valid values build.
-    assert!(
-        b().partition("x".repeat(255))
-            .max_messages(1)
-            .max_bytes(1)
-            .build()
-            .is_ok()
-    );
-    assert!(
-        CachingProvider::builder(LocalKek::generate().unwrap(), &cache, Duration::from_nanos(1))
-            .build()
-            .is_ok()
-    );
+    assert!(S::build(b().partition("x".repeat(255)).max_messages(1).max_bytes(1)).is_ok());
+    let tiny = S::builder(LocalKek::generate().unwrap(), &cache, Duration::from_nanos(1));
+    assert!(S::build(tiny).is_ok());
 }
 
-#[test]
-fn reuse_never_repeats_message_keys() {
+async fn reuse_never_repeats_message_keys<S: Shell>() {
     let cache = DataKeyCache::new(4).unwrap();
-    let p = cached(Counting::new(false), &cache);
+    let p = S::cached(Counting::new(false), &cache);
     let c = ctx("acme");
     let msg = [0u8; 100];
-    let a = lockbox::seal(&p, &msg, &c).unwrap();
-    let b = lockbox::seal(&p, &msg, &c).unwrap();
-    assert_eq!(p.inner().fresh_keys(), 1, "one data key for both messages");
+    let a = S::seal(&p, &msg, &c).await.unwrap();
+    let b = S::seal(&p, &msg, &c).await.unwrap();
+    assert_eq!(S::inner(&p).fresh_keys(), 1, "one data key for both messages");
     // Same data key, wrapped once ...
     assert_eq!(wrapped_of(&a), wrapped_of(&b));
     // ... but every message has its own message id, hence its own derived
@@ -212,36 +392,34 @@ fn reuse_never_repeats_message_keys() {
         b[ib.header_len() - 16..ib.header_len()]
     );
     // Both are ordinary envelopes of the inner provider.
-    assert_eq!(lockbox::open(&p.inner().kek, &a, &c).unwrap(), msg);
-    assert_eq!(lockbox::open(&p.inner().kek, &b, &c).unwrap(), msg);
+    assert_eq!(lockbox::open(&S::inner(&p).kek, &a, &c).unwrap(), msg);
+    assert_eq!(lockbox::open(&S::inner(&p).kek, &b, &c).unwrap(), msg);
 }
 
-#[test]
-fn cached_dek_is_the_inner_providers_and_is_passed_the_length() {
+async fn cached_dek_is_the_inner_providers_and_is_passed_the_length<S: Shell>() {
     let cache = DataKeyCache::new(4).unwrap();
-    let p = cached(Counting::new(true), &cache);
+    let p = S::cached(Counting::new(true), &cache);
     let c = ctx("acme");
     for len in [5usize, 7, 0] {
-        let env = lockbox::seal(&p, &vec![1u8; len], &c).unwrap();
-        assert_eq!(lockbox::open(&p.inner().kek, &env, &c).unwrap(), vec![1u8; len]);
+        let env = S::seal(&p, &vec![1u8; len], &c).await.unwrap();
+        assert_eq!(lockbox::open(&S::inner(&p).kek, &env, &c).unwrap(), vec![1u8; len]);
     }
     // Provider-side generation was used once; its key was reused.
-    assert_eq!(p.inner().generates.load(Ordering::SeqCst), 1);
-    assert_eq!(p.inner().wraps.load(Ordering::SeqCst), 0);
-    assert_eq!(*p.inner().lengths.lock().unwrap(), [Some(5)]);
-    assert_eq!(p.stats(), stats(2, 1, 0, 0, 0));
+    assert_eq!(S::inner(&p).generates.load(Ordering::SeqCst), 1);
+    assert_eq!(S::inner(&p).wraps.load(Ordering::SeqCst), 0);
+    assert_eq!(*S::inner(&p).lengths.lock().unwrap(), [Some(5)]);
+    assert_eq!(S::stats(&p), stats(2, 1, 0, 0, 0));
 }
 
-#[test]
-fn max_messages_is_exact() {
+async fn max_messages_is_exact<S: Shell>() {
     for n in [1u64, 2, 3, 7] {
         let cache = DataKeyCache::new(4).unwrap();
-        let p = CachingProvider::builder(Counting::new(false), &cache, MINUTE)
-            .max_messages(n)
-            .build()
-            .unwrap();
+        let p = S::build(S::builder(Counting::new(false), &cache, MINUTE).max_messages(n)).unwrap();
         let c = ctx("acme");
-        let envs: Vec<Vec<u8>> = (0..2 * n + 1).map(|_| lockbox::seal(&p, b"m", &c).unwrap()).collect();
+        let mut envs = Vec::new();
+        for _ in 0..2 * n + 1 {
+            envs.push(S::seal(&p, b"m", &c).await.unwrap());
+        }
         // Messages 1..=n share one key, n+1..=2n the next, 2n+1 a third.
         for (i, env) in envs.iter().enumerate() {
             let run = i / usize::try_from(n).unwrap();
@@ -251,281 +429,227 @@ fn max_messages_is_exact() {
                 assert_ne!(wrapped_of(env), wrapped_of(&envs[0]), "n={n} message {i}");
             }
         }
-        assert_eq!(p.inner().fresh_keys(), 3, "n={n}");
-        assert_eq!(p.stats(), stats(2 * n - 2, 3, 0, 0, 0), "n={n}");
+        assert_eq!(S::inner(&p).fresh_keys(), 3, "n={n}");
+        assert_eq!(S::stats(&p), stats(2 * n - 2, 3, 0, 0, 0), "n={n}");
     }
 }
 
-#[test]
-fn max_bytes_is_exact() {
+async fn max_bytes_is_exact<S: Shell>() {
     let cache = DataKeyCache::new(4).unwrap();
-    let p = CachingProvider::builder(Counting::new(false), &cache, MINUTE)
-        .max_bytes(100)
-        .build()
-        .unwrap();
+    let p = S::build(S::builder(Counting::new(false), &cache, MINUTE).max_bytes(100)).unwrap();
     let c = ctx("acme");
-    let seal = |len: usize| lockbox::seal(&p, &vec![9u8; len], &c).unwrap();
-    let a = seal(60); // miss: 60 of 100
-    let b = seal(40); // hit: exactly 100
+    let seal = async |len: usize| S::seal(&p, &vec![9u8; len], &c).await.unwrap();
+    let a = seal(60).await; // miss: 60 of 100
+    let b = seal(40).await; // hit: exactly 100
     assert_eq!(wrapped_of(&a), wrapped_of(&b));
-    assert_eq!(p.inner().fresh_keys(), 1);
-    let d = seal(1); // 101 would exceed: a new key
+    assert_eq!(S::inner(&p).fresh_keys(), 1);
+    let d = seal(1).await; // 101 would exceed: a new key
     assert_ne!(wrapped_of(&d), wrapped_of(&a));
-    assert_eq!(p.inner().fresh_keys(), 2);
-    let e = seal(99); // exactly 100 on the new key
+    assert_eq!(S::inner(&p).fresh_keys(), 2);
+    let e = seal(99).await; // exactly 100 on the new key
     assert_eq!(wrapped_of(&e), wrapped_of(&d));
-    assert_eq!(p.inner().fresh_keys(), 2);
-    assert_eq!(p.stats(), stats(2, 2, 0, 0, 0));
+    assert_eq!(S::inner(&p).fresh_keys(), 2);
+    assert_eq!(S::stats(&p), stats(2, 2, 0, 0, 0));
     // A message longer than the limit on its own bypasses the cache and is
     // not cached; one of exactly the limit is sealed with a fresh key that is
     // not kept (it is spent).
-    let f = seal(101);
-    assert_eq!(p.stats(), stats(2, 2, 1, 0, 0));
-    let g = seal(100);
-    let h = seal(100);
+    let f = seal(101).await;
+    assert_eq!(S::stats(&p), stats(2, 2, 1, 0, 0));
+    let g = seal(100).await;
+    let h = seal(100).await;
     assert_ne!(wrapped_of(&g), wrapped_of(&h));
-    assert_eq!(p.inner().fresh_keys(), 5);
-    assert_eq!(p.stats(), stats(2, 4, 1, 0, 0));
+    assert_eq!(S::inner(&p).fresh_keys(), 5);
+    assert_eq!(S::stats(&p), stats(2, 4, 1, 0, 0));
     for (env, len) in [(&f, 101), (&g, 100), (&h, 100)] {
-        assert_eq!(lockbox::open(&p.inner().kek, env, &c).unwrap(), vec![9u8; len]);
+        assert_eq!(lockbox::open(&S::inner(&p).kek, env, &c).unwrap(), vec![9u8; len]);
     }
 }
 
-#[test]
-fn bytes_limit_counts_seal_in_place_and_seal_to() {
-    let cache = DataKeyCache::new(4).unwrap();
-    let p = CachingProvider::builder(Counting::new(false), &cache, MINUTE)
-        .max_bytes(10)
-        .build()
-        .unwrap();
-    let c = ctx("acme");
-    let sealer = Sealer::new(&p);
-    let mut buf = vec![1u8; 6];
-    sealer.seal_in_place(&mut buf, &c).unwrap();
-    let mut out = Vec::new();
-    sealer.seal_to(&[2u8; 4], &c, &mut out).unwrap();
-    assert_eq!(wrapped_of(&buf), wrapped_of(&out));
-    let mut rng = FixedRng(3);
-    let x = sealer.seal_with_rng(&mut rng, &[3u8; 1], &c).unwrap();
-    assert_ne!(wrapped_of(&x), wrapped_of(&buf), "6 + 4 + 1 > 10");
-    assert_eq!(*p.inner().lengths.lock().unwrap(), [Some(6), Some(1)]);
-}
-
-/// A test RNG (never for real use): counter bytes.
-struct FixedRng(u8);
-impl TryRng for FixedRng {
-    type Error = core::convert::Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(u32::from(self.0))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(u64::from(self.0))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        for b in dst {
-            self.0 = self.0.wrapping_add(1);
-            *b = self.0;
+/// A request without a plaintext length (a streaming seal) goes to the inner
+/// provider uncached, and is passed on as it came.
+async fn unknown_lengths_bypass_the_cache<S: Shell>() {
+    for offer in [false, true] {
+        let cache = DataKeyCache::new(4).unwrap();
+        let p = S::cached(Counting::new(offer), &cache);
+        let c = ctx("acme");
+        let b = lockbox::BindingBuf::new(Suite::Aes256Gcm, &c);
+        for _ in 0..2 {
+            let r = p
+                .generate_data_key_async(DataKeyRequest::new(b.as_binding()))
+                .await
+                .unwrap();
+            assert_eq!(r.is_some(), offer);
         }
-        Ok(())
-    }
-}
-impl TryCryptoRng for FixedRng {}
-
-#[test]
-fn streaming_bypasses_the_cache() {
-    use std::io::Write as _;
-    let cache = DataKeyCache::new(4).unwrap();
-    let p = cached(Counting::new(false), &cache);
-    let c = ctx("acme");
-    let mut envs = Vec::new();
-    for _ in 0..2 {
-        let mut e = Sealer::new(&p).encryptor(Vec::new(), &c).unwrap();
-        e.write_all(b"streamed").unwrap();
-        envs.push(e.finish().unwrap());
-    }
-    assert_ne!(wrapped_of(&envs[0]), wrapped_of(&envs[1]));
-    assert_eq!(p.stats(), stats(0, 0, 2, 0, 0));
-    assert!(cache.is_empty());
-    assert_eq!(*p.inner().lengths.lock().unwrap(), [None, None]);
-    for env in &envs {
-        assert_eq!(lockbox::open(&p, env, &c).unwrap(), b"streamed");
+        assert_eq!(S::stats(&p), stats(0, 0, 2, 0, 0));
+        assert!(cache.is_empty());
+        assert_eq!(*S::inner(&p).lengths.lock().unwrap(), [None, None]);
+        assert_eq!(S::inner(&p).generates.load(Ordering::SeqCst), if offer { 2 } else { 0 });
     }
 }
 
-#[test]
-fn max_age_is_exact_on_both_sides() {
+async fn max_age_is_exact_on_both_sides<S: Shell>() {
     let clock = Arc::new(ManualClock::default());
     let cache = DataKeyCache::with_clock(8, clock.clone()).unwrap();
     let age = Duration::from_secs(10);
-    let p = CachingProvider::builder(Counting::new(false), &cache, age)
-        .build()
-        .unwrap();
+    let p = S::build(S::builder(Counting::new(false), &cache, age)).unwrap();
     let c = ctx("acme");
     clock.set(Duration::from_secs(100));
-    let a = lockbox::seal(&p, b"a", &c).unwrap();
+    let a = S::seal(&p, b"a", &c).await.unwrap();
     clock.set(Duration::from_secs(110) - Duration::from_nanos(1));
-    let b = lockbox::seal(&p, b"b", &c).unwrap();
+    let b = S::seal(&p, b"b", &c).await.unwrap();
     assert_eq!(wrapped_of(&a), wrapped_of(&b), "one nanosecond before max_age: a hit");
     clock.set(Duration::from_secs(110));
-    let d = lockbox::seal(&p, b"d", &c).unwrap();
+    let d = S::seal(&p, b"d", &c).await.unwrap();
     assert_ne!(wrapped_of(&a), wrapped_of(&d), "at max_age: expired");
-    assert_eq!(p.stats(), stats(1, 2, 0, 0, 0));
+    assert_eq!(S::stats(&p), stats(1, 2, 0, 0, 0));
 
     // Open side: unwrapped at t=200, served until t=210 - 1ns.
     clock.set(Duration::from_secs(200));
-    assert_eq!(lockbox::open(&p, &a, &c).unwrap(), b"a");
+    assert_eq!(S::open(&p, &a, &c).await.unwrap(), b"a");
     clock.set(Duration::from_secs(210) - Duration::from_nanos(1));
-    assert_eq!(lockbox::open(&p, &a, &c).unwrap(), b"a");
-    assert_eq!(p.inner().unwraps(), 1);
+    assert_eq!(S::open(&p, &a, &c).await.unwrap(), b"a");
+    assert_eq!(S::inner(&p).unwraps(), 1);
     clock.set(Duration::from_secs(210));
-    assert_eq!(lockbox::open(&p, &a, &c).unwrap(), b"a");
-    assert_eq!(p.inner().unwraps(), 2);
-    assert_eq!(p.stats(), stats(1, 2, 0, 1, 2));
+    assert_eq!(S::open(&p, &a, &c).await.unwrap(), b"a");
+    assert_eq!(S::inner(&p).unwraps(), 2);
+    assert_eq!(S::stats(&p), stats(1, 2, 0, 1, 2));
 }
 
-#[test]
-fn a_clock_going_backwards_expires_entries() {
+async fn a_clock_going_backwards_expires_entries<S: Shell>() {
     let clock = Arc::new(ManualClock::default());
     let cache = DataKeyCache::with_clock(8, clock.clone()).unwrap();
-    let p = cached(Counting::new(false), &cache);
+    let p = S::cached(Counting::new(false), &cache);
     let c = ctx("acme");
     clock.set(Duration::from_secs(5));
-    let a = lockbox::seal(&p, b"a", &c).unwrap();
+    let a = S::seal(&p, b"a", &c).await.unwrap();
     clock.set(Duration::from_secs(4));
-    let b = lockbox::seal(&p, b"b", &c).unwrap();
+    let b = S::seal(&p, b"b", &c).await.unwrap();
     assert_ne!(wrapped_of(&a), wrapped_of(&b));
 }
 
-#[test]
-fn capacity_evicts_least_recently_used() {
+async fn capacity_evicts_least_recently_used<S: Shell>() {
     let cache = DataKeyCache::new(2).unwrap();
-    let p = cached(Counting::new(false), &cache);
+    let p = S::cached(Counting::new(false), &cache);
     let (a, b, c) = (ctx("a"), ctx("b"), ctx("c"));
-    let seal = |ctx: &EncryptionContext| wrapped_of(&lockbox::seal(&p, b"x", ctx).unwrap());
-    let wa = seal(&a); // miss
-    let wb = seal(&b); // miss
-    assert_eq!(seal(&a), wa); // hit: A is now the most recent
+    let seal = async |ctx: &EncryptionContext| wrapped_of(&S::seal(&p, b"x", ctx).await.unwrap());
+    let wa = seal(&a).await; // miss
+    let wb = seal(&b).await; // miss
+    assert_eq!(seal(&a).await, wa); // hit: A is now the most recent
     assert_eq!(cache.len(), 2);
-    let wc = seal(&c); // miss: evicts B, the least recently used
+    let wc = seal(&c).await; // miss: evicts B, the least recently used
     assert_eq!(cache.len(), 2);
     assert_eq!(cache.evictions(), 1);
-    assert_eq!(seal(&a), wa); // A survived
-    assert_eq!(seal(&c), wc); // C is cached
-    assert_ne!(seal(&b), wb); // B was evicted: a new key (evicting A, now the LRU)
+    assert_eq!(seal(&a).await, wa); // A survived
+    assert_eq!(seal(&c).await, wc); // C is cached
+    assert_ne!(seal(&b).await, wb); // B was evicted: a new key (evicting A, now the LRU)
     assert_eq!(cache.evictions(), 2);
-    assert_ne!(seal(&a), wa);
-    assert_eq!(p.stats(), stats(3, 5, 0, 0, 0));
-    assert_eq!(p.inner().fresh_keys(), 5);
+    assert_ne!(seal(&a).await, wa);
+    assert_eq!(S::stats(&p), stats(3, 5, 0, 0, 0));
+    assert_eq!(S::inner(&p).fresh_keys(), 5);
 }
 
-#[test]
-fn dead_entries_make_room_before_live_ones() {
+async fn dead_entries_make_room_before_live_ones<S: Shell>() {
     let clock = Arc::new(ManualClock::default());
     let cache = DataKeyCache::with_clock(2, clock.clone()).unwrap();
-    let short = CachingProvider::builder(Counting::new(false), &cache, Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let long = cached(Counting::new(false), &cache);
-    let wl = wrapped_of(&lockbox::seal(&long, b"x", &ctx("l")).unwrap()); // LRU, alive
-    lockbox::seal(&short, b"x", &ctx("s")).unwrap(); // MRU, expires at t=1s
+    let short = S::build(S::builder(Counting::new(false), &cache, Duration::from_secs(1))).unwrap();
+    let long = S::cached(Counting::new(false), &cache);
+    let wl = wrapped_of(&S::seal(&long, b"x", &ctx("l")).await.unwrap()); // LRU, alive
+    S::seal(&short, b"x", &ctx("s")).await.unwrap(); // MRU, expires at t=1s
     clock.set(Duration::from_secs(2));
-    lockbox::seal(&long, b"x", &ctx("new")).unwrap(); // evicts the expired one, not the LRU
-    assert_eq!(wrapped_of(&lockbox::seal(&long, b"x", &ctx("l")).unwrap()), wl);
+    S::seal(&long, b"x", &ctx("new")).await.unwrap(); // evicts the expired one, not the LRU
+    assert_eq!(wrapped_of(&S::seal(&long, b"x", &ctx("l")).await.unwrap()), wl);
     assert_eq!(cache.evictions(), 1);
 }
 
-#[test]
-fn partitions_isolate() {
+async fn partitions_isolate<S: Shell>() {
     let cache = DataKeyCache::new(16).unwrap();
     let kek = Arc::new(Counting::new(false));
     let build = |name: Option<&str>| {
-        let b = CachingProvider::builder(kek.clone(), &cache, MINUTE);
-        match name {
+        let b = S::builder(kek.clone(), &cache, MINUTE);
+        S::build(match name {
             Some(n) => b.partition(n),
             None => b,
-        }
-        .build()
+        })
         .unwrap()
     };
     let c = ctx("acme");
     let (p1, p1b, p2) = (build(Some("one")), build(Some("one")), build(Some("two")));
     let (u1, u2) = (build(None), build(None));
-    let w = |p: &CachingProvider<Arc<Counting>>| wrapped_of(&lockbox::seal(p, b"x", &c).unwrap());
-    let w1 = w(&p1);
-    assert_eq!(w(&p1b), w1, "same partition name: shared");
-    assert_ne!(w(&p2), w1, "another partition: not shared");
-    let wu1 = w(&u1);
+    let w = async |p: &S::P<Arc<Counting>>| wrapped_of(&S::seal(p, b"x", &c).await.unwrap());
+    let w1 = w(&p1).await;
+    assert_eq!(w(&p1b).await, w1, "same partition name: shared");
+    assert_ne!(w(&p2).await, w1, "another partition: not shared");
+    let wu1 = w(&u1).await;
     assert_ne!(wu1, w1);
-    assert_ne!(w(&u2), wu1, "unnamed partitions are private");
-    assert_eq!(w(&u1), wu1);
+    assert_ne!(w(&u2).await, wu1, "unnamed partitions are private");
+    assert_eq!(w(&u1).await, wu1);
     assert_eq!(kek.fresh_keys(), 4);
 
     // Open side too: p2 does not see p1's unwrapped key.
     let env = lockbox::seal(&*kek, b"y", &c).unwrap();
-    lockbox::open(&p1, &env, &c).unwrap();
-    lockbox::open(&p1b, &env, &c).unwrap();
+    S::open(&p1, &env, &c).await.unwrap();
+    S::open(&p1b, &env, &c).await.unwrap();
     assert_eq!(kek.unwraps(), 1);
-    lockbox::open(&p2, &env, &c).unwrap();
+    S::open(&p2, &env, &c).await.unwrap();
     assert_eq!(kek.unwraps(), 2);
 }
 
-#[test]
-fn seal_entries_are_per_binding_and_suite() {
+async fn seal_entries_are_per_binding_and_suite<S: Shell>() {
     let cache = DataKeyCache::new(16).unwrap();
-    let p = cached(Counting::new(false), &cache);
+    let p = S::cached(Counting::new(false), &cache);
     let c = ctx("acme");
-    let w = |s: Suite, c: &EncryptionContext| wrapped_of(&Sealer::new(&p).suite(s).seal(b"x", c).unwrap());
-    let base = w(Suite::Aes256Gcm, &c);
-    assert_eq!(w(Suite::Aes256Gcm, &c), base);
-    assert_ne!(w(Suite::ChaCha20Poly1305, &c), base);
-    assert_ne!(w(Suite::Aes256Gcm, &ctx("other")), base);
+    let w = async |s: Suite, c: &EncryptionContext| wrapped_of(&S::seal_with(&p, s, None, b"x", c).await.unwrap());
+    let base = w(Suite::Aes256Gcm, &c).await;
+    assert_eq!(w(Suite::Aes256Gcm, &c).await, base);
+    assert_ne!(w(Suite::ChaCha20Poly1305, &c).await, base);
+    assert_ne!(w(Suite::Aes256Gcm, &ctx("other")).await, base);
     // A stored entry differing only in storage kind is another binding.
     let stored = EncryptionContext::new()
         .with("purpose", "cache-test")
         .unwrap()
         .with("tenant", "acme")
         .unwrap();
-    assert_ne!(w(Suite::Aes256Gcm, &stored), base);
-    assert_eq!(p.inner().fresh_keys(), 4);
+    assert_ne!(w(Suite::Aes256Gcm, &stored).await, base);
+    assert_eq!(S::inner(&p).fresh_keys(), 4);
 }
 
-#[test]
-fn unwrap_hits_avoid_the_inner_provider() {
+async fn unwrap_hits_avoid_the_inner_provider<S: Shell>() {
     let cache = DataKeyCache::new(16).unwrap();
-    let p = cached(Counting::new(false), &cache);
+    let p = S::cached(Counting::new(false), &cache);
     let c = ctx("acme");
     // Sealed without the cache: every envelope has its own wrapped key.
-    let e1 = lockbox::seal(&p.inner().kek, b"one", &c).unwrap();
-    let e2 = lockbox::seal(&p.inner().kek, b"two", &c).unwrap();
+    let e1 = lockbox::seal(&S::inner(&p).kek, b"one", &c).unwrap();
+    let e2 = lockbox::seal(&S::inner(&p).kek, b"two", &c).unwrap();
     for _ in 0..5 {
-        assert_eq!(lockbox::open(&p, &e1, &c).unwrap(), b"one");
+        assert_eq!(S::open(&p, &e1, &c).await.unwrap(), b"one");
     }
-    assert_eq!(p.inner().unwraps(), 1);
-    assert_eq!(lockbox::open(&p, &e2, &c).unwrap(), b"two");
-    assert_eq!(p.inner().unwraps(), 2);
-    assert_eq!(p.stats(), stats(0, 0, 0, 4, 2));
+    assert_eq!(S::inner(&p).unwraps(), 1);
+    assert_eq!(S::open(&p, &e2, &c).await.unwrap(), b"two");
+    assert_eq!(S::inner(&p).unwraps(), 2);
+    assert_eq!(S::stats(&p), stats(0, 0, 0, 4, 2));
 
     // Envelopes sealed through the cache share a wrapped key: one unwrap opens all.
-    let q = cached(Counting::new(false), &DataKeyCache::new(16).unwrap());
-    let envs: Vec<_> = (0..10u8).map(|i| lockbox::seal(&q, &[i], &c).unwrap()).collect();
-    for (i, env) in (0..10u8).zip(&envs) {
-        assert_eq!(lockbox::open(&q, env, &c).unwrap(), [i]);
+    let q = S::cached(Counting::new(false), &DataKeyCache::new(16).unwrap());
+    let mut envs = Vec::new();
+    for i in 0..10u8 {
+        envs.push(S::seal(&q, &[i], &c).await.unwrap());
     }
-    assert_eq!(q.inner().unwraps(), 1);
+    for (i, env) in (0..10u8).zip(&envs) {
+        assert_eq!(S::open(&q, env, &c).await.unwrap(), [i]);
+    }
+    assert_eq!(S::inner(&q).unwraps(), 1);
 }
 
-#[test]
-fn a_cached_key_does_not_open_under_another_context() {
+async fn a_cached_key_does_not_open_under_another_context<S: Shell>() {
     let cache = DataKeyCache::new(16).unwrap();
-    let p = cached(Counting::new(false), &cache);
+    let p = S::cached(Counting::new(false), &cache);
     let c = ctx("acme");
-    let env = lockbox::seal(&p, b"secret", &c).unwrap();
-    assert_eq!(lockbox::open(&p, &env, &c).unwrap(), b"secret");
+    let env = S::seal(&p, b"secret", &c).await.unwrap();
+    assert_eq!(S::open(&p, &env, &c).await.unwrap(), b"secret");
     // The data key is cached for (wrapped key, binding of "acme"). Another
     // required value is another binding: the cache is not consulted for it,
     // the inner unwrap fails, and nothing opens.
-    let r = lockbox::open(&p, &env, &ctx("evil"));
-    match r {
+    match S::open(&p, &env, &ctx("evil")).await {
         Err(Error::NoProviderCouldUnwrap {
             attempts: 1,
             source: Some(e),
@@ -535,8 +659,8 @@ fn a_cached_key_does_not_open_under_another_context() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(p.stats().open_hits, 0);
-    assert_eq!(p.stats().open_misses, 2);
+    assert_eq!(S::stats(&p).open_hits, 0);
+    assert_eq!(S::stats(&p).open_misses, 2);
     // A tampered wrapped key is another cache key too.
     let info = lockbox::inspect(&env).unwrap();
     let w = &info.wrapped_keys()[0];
@@ -544,137 +668,138 @@ fn a_cached_key_does_not_open_under_another_context() {
     bytes[0] ^= 1;
     let tampered = WrappedKey::new(w.provider_id(), w.key_id().clone(), w.key_version(), bytes).unwrap();
     let b = lockbox::BindingBuf::new(Suite::Aes256Gcm, &c);
-    let e = p.unwrap(tampered.as_ref(), b.as_binding()).unwrap_err();
+    let e = p.unwrap_async(tampered.as_ref(), b.as_binding()).await.unwrap_err();
     assert_eq!(e.kind(), ProviderErrorKind::Authentication);
     // The genuine one is a hit and is the right key.
-    let k = p.unwrap(w.as_ref(), b.as_binding()).unwrap();
-    let direct = p.inner().kek.unwrap(w.as_ref(), b.as_binding()).unwrap();
+    let k = p.unwrap_async(w.as_ref(), b.as_binding()).await.unwrap();
+    let direct = S::inner(&p).kek.unwrap(w.as_ref(), b.as_binding()).unwrap();
     assert_eq!(k.expose_secret(), direct.expose_secret());
-    assert_eq!(p.stats().open_hits, 1);
+    assert_eq!(S::stats(&p).open_hits, 1);
 }
 
-#[test]
-fn provider_failures_are_returned_and_not_cached() {
+async fn provider_failures_are_returned_and_not_cached<S: Shell>() {
     let cache = DataKeyCache::new(16).unwrap();
     for offer in [false, true] {
-        let p = cached(Counting::new(offer), &cache);
+        let p = S::cached(Counting::new(offer), &cache);
         let c = ctx("acme");
-        let env = lockbox::seal(&p.inner().kek, b"x", &c).unwrap();
-        p.inner().fail.store(true, Ordering::SeqCst);
-        match lockbox::seal(&p, b"x", &c) {
+        let env = lockbox::seal(&S::inner(&p).kek, b"x", &c).unwrap();
+        S::inner(&p).fail.store(true, Ordering::SeqCst);
+        match S::seal(&p, b"x", &c).await {
             Err(Error::Provider(e)) => assert_eq!(e.kind(), ProviderErrorKind::Unavailable),
             other => panic!("{other:?}"),
         }
         assert!(matches!(
-            lockbox::open(&p, &env, &c),
+            S::open(&p, &env, &c).await,
             Err(Error::NoProviderCouldUnwrap { attempts: 1, .. })
         ));
         assert!(cache.is_empty());
-        p.inner().fail.store(false, Ordering::SeqCst);
-        let a = lockbox::seal(&p, b"x", &c).unwrap();
-        assert_eq!(lockbox::open(&p, &a, &c).unwrap(), b"x");
-        assert_eq!(lockbox::open(&p, &env, &c).unwrap(), b"x");
+        S::inner(&p).fail.store(false, Ordering::SeqCst);
+        let a = S::seal(&p, b"x", &c).await.unwrap();
+        assert_eq!(S::open(&p, &a, &c).await.unwrap(), b"x");
+        assert_eq!(S::open(&p, &env, &c).await.unwrap(), b"x");
         // Seal and open entries are separate: three unwraps, one of which failed.
-        assert_eq!(p.stats(), stats(0, 2, 0, 0, 3));
+        assert_eq!(S::stats(&p), stats(0, 2, 0, 0, 3));
         cache.clear();
     }
 }
 
-#[test]
-fn clear_and_drop_remove_entries() {
+async fn clear_and_drop_remove_entries<S: Shell>() {
     let cache = DataKeyCache::new(16).unwrap();
-    let p = cached(Counting::new(false), &cache);
+    let p = S::cached(Counting::new(false), &cache);
     let c = ctx("acme");
-    let a = lockbox::seal(&p, b"x", &c).unwrap();
-    lockbox::open(&p, &a, &c).unwrap();
+    let a = S::seal(&p, b"x", &c).await.unwrap();
+    S::open(&p, &a, &c).await.unwrap();
     assert_eq!(cache.len(), 2, "one seal entry, one open entry");
     cache.clear();
     assert!(cache.is_empty());
     assert_eq!(cache.evictions(), 2);
-    assert_ne!(wrapped_of(&lockbox::seal(&p, b"x", &c).unwrap()), wrapped_of(&a));
+    assert_ne!(wrapped_of(&S::seal(&p, b"x", &c).await.unwrap()), wrapped_of(&a));
+    assert_eq!(S::cache(&p).len(), 1, "the provider's handle is the same store");
     // The store lives as long as a handle to it does.
     drop(p);
     assert_eq!(cache.len(), 1);
 }
 
-#[test]
-fn forwards_identity_and_other_calls() {
+async fn forwards_identity_and_other_calls<S: Shell>() {
     let cache = DataKeyCache::new(16).unwrap();
     let kek = LocalKek::generate().unwrap();
     let other = LocalKek::generate().unwrap();
-    let p = cached(kek, &cache);
+    let p = S::cached(kek, &cache);
     assert_eq!(p.provider_id(), lockbox::LOCAL_PROVIDER_ID);
     let c = ctx("acme");
     let b = lockbox::BindingBuf::new(Suite::Aes256Gcm, &c);
     let dek = DataKey::generate().unwrap();
-    let w = p.wrap(&dek, b.as_binding()).unwrap();
+    let w = p.wrap_async(&dek, b.as_binding()).await.unwrap();
     assert!(p.matches(w.as_ref()));
+    assert_eq!(
+        S::inner(&p).unwrap(w.as_ref(), b.as_binding()).unwrap().expose_secret(),
+        dek.expose_secret()
+    );
     let wo = other.wrap(&dek, b.as_binding()).unwrap();
     assert!(!p.matches(wo.as_ref()));
-    assert!(p.rewrap(w.as_ref(), b.as_binding()).unwrap().is_none());
+    assert!(p.rewrap_async(w.as_ref(), b.as_binding()).await.unwrap().is_none());
     assert!(
-        p.generate_data_key(lockbox::DataKeyRequest::new(b.as_binding()))
+        p.generate_data_key_async(DataKeyRequest::new(b.as_binding()))
+            .await
             .unwrap()
             .is_none()
     );
-    assert_eq!(p.stats(), stats(0, 0, 1, 0, 0));
+    assert_eq!(S::stats(&p), stats(0, 0, 1, 0, 0));
     // Wrapping with a second provider: the cached key is wrapped by both, and
     // either opens every envelope.
-    let sealer = Sealer::new(&p).also_wrap_with(&other);
-    let e1 = sealer.seal(b"1", &c).unwrap();
-    let e2 = sealer.seal(b"2", &c).unwrap();
-    assert_eq!(p.stats().seal_hits, 1);
+    let e1 = S::seal_with(&p, Suite::Aes256Gcm, Some(&other), b"1", &c)
+        .await
+        .unwrap();
+    let e2 = S::seal_with(&p, Suite::Aes256Gcm, Some(&other), b"2", &c)
+        .await
+        .unwrap();
+    assert_eq!(S::stats(&p).seal_hits, 1);
     for (env, m) in [(&e1, b"1"), (&e2, b"2")] {
         assert_eq!(lockbox::open(&other, env, &c).unwrap(), m);
-        assert_eq!(Opener::new(&p).open(env, &c).unwrap(), m);
+        assert_eq!(S::open(&p, env, &c).await.unwrap(), m);
     }
 }
 
-#[test]
-fn debug_redacts_keys() {
+async fn debug_redacts_keys<S: Shell>() {
     let cache = DataKeyCache::new(16).unwrap();
-    let p = CachingProvider::builder(Counting::new(true), &cache, MINUTE)
-        .partition("billing")
-        .build()
-        .unwrap();
+    let p = S::build(S::builder(Counting::new(true), &cache, MINUTE).partition("billing")).unwrap();
     let c = ctx("acme");
-    lockbox::seal(&p, b"x", &c).unwrap();
+    S::seal(&p, b"x", &c).await.unwrap();
     // The counting provider's first key is 00..01 5a 5a ... 5a.
-    let s = format!("{p:?} {cache:?}");
+    let s = format!("{} {cache:?}", S::debug(&p));
     assert!(
         s.contains("CachingProvider") && s.contains("billing") && s.contains("len: 1"),
         "{s}"
     );
     assert!(!s.to_lowercase().contains("5a5a") && !s.contains("90, 90"), "{s}");
-    let unnamed = cached(LocalKek::generate().unwrap(), &cache);
-    assert!(format!("{unnamed:?}").contains("partition: <private>"));
+    let b = format!(
+        "{:?}",
+        S::builder(Counting::new(true), &cache, MINUTE).partition("billing")
+    );
+    assert!(b.contains("CachingProviderBuilder") && b.contains("billing"), "{b}");
+    let unnamed = S::cached(LocalKek::generate().unwrap(), &cache);
+    assert!(S::debug(&unnamed).contains("partition: <private>"));
 }
 
-#[test]
-fn eight_threads_share_one_cache_within_the_limits() {
+async fn eight_threads_share_one_cache_within_the_limits<S: Shell>() {
     const THREADS: usize = 8;
     const PER_THREAD: usize = 200;
     const MAX_MESSAGES: u64 = 16;
     let cache = DataKeyCache::new(64).unwrap();
-    let p = Arc::new(
-        CachingProvider::builder(Counting::new(false), &cache, MINUTE)
-            .max_messages(MAX_MESSAGES)
-            .build()
-            .unwrap(),
-    );
+    let p = S::build(S::builder(Counting::new(false), &cache, MINUTE).max_messages(MAX_MESSAGES)).unwrap();
     let c = ctx("acme");
+    // Each thread drives its own seals and opens (the async shell's on a
+    // small executor of its own), interleaved with the others'.
     let envs: Vec<Vec<u8>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..THREADS)
             .map(|t| {
-                let p = &p;
-                let c = &c;
+                let (p, c) = (&p, &c);
                 s.spawn(move || {
                     (0..PER_THREAD)
                         .map(|i| {
                             let msg = format!("{t}/{i}");
-                            let env = lockbox::seal(&**p, msg.as_bytes(), c).unwrap();
-                            // Open on this thread too, interleaved with others' seals.
-                            assert_eq!(lockbox::open(&**p, &env, c).unwrap(), msg.as_bytes());
+                            let env = block_on(S::seal(p, msg.as_bytes(), c)).unwrap();
+                            assert_eq!(block_on(S::open(p, &env, c)).unwrap(), msg.as_bytes());
                             env
                         })
                         .collect::<Vec<_>>()
@@ -691,91 +816,118 @@ fn eight_threads_share_one_cache_within_the_limits() {
         *per_key.entry(wrapped_of(env)).or_default() += 1;
     }
     assert!(per_key.values().all(|&n| n <= MAX_MESSAGES), "{per_key:?}");
-    let st = p.stats();
+    let st = S::stats(&p);
     let total = u64::try_from(total).unwrap();
     assert_eq!(st.seal_hits + st.seal_misses, total);
     assert_eq!(st.seal_bypasses, 0);
     // Every miss produced exactly one inner key, and every key in use came from a miss.
-    assert_eq!(usize::try_from(st.seal_misses).unwrap(), p.inner().fresh_keys());
+    assert_eq!(usize::try_from(st.seal_misses).unwrap(), S::inner(&p).fresh_keys());
     assert_eq!(u64::try_from(per_key.len()).unwrap(), st.seal_misses);
     assert!(st.seal_misses >= total.div_ceil(MAX_MESSAGES));
     // Opens: every call counted, every miss is one inner unwrap, and each
     // wrapped key is unwrapped at most once per thread (a racing miss).
     assert_eq!(st.open_hits + st.open_misses, total);
-    assert_eq!(u64::try_from(p.inner().unwraps()).unwrap(), st.open_misses);
-    assert!(p.inner().unwraps() <= per_key.len() * THREADS);
+    assert_eq!(u64::try_from(S::inner(&p).unwraps()).unwrap(), st.open_misses);
+    assert!(S::inner(&p).unwraps() <= per_key.len() * THREADS);
     assert!(st.open_hits > 0);
     // Every envelope opens without the cache.
     for env in envs.iter().step_by(97) {
-        lockbox::open(&p.inner().kek, env, &c).unwrap();
+        lockbox::open(&S::inner(&p).kek, env, &c).unwrap();
     }
 }
 
 /// Each limit in isolation: a strict and a lax provider share a partition;
 /// whichever created an entry, a lookup obeys the tighter of the two limits.
-#[test]
-fn a_shared_partition_enforces_the_tighter_limits() {
-    type P = CachingProvider<Arc<Counting>>;
+async fn a_shared_partition_enforces_the_tighter_limits<S: Shell>() {
     let c = ctx("acme");
-    let w = |p: &P, len: usize| wrapped_of(&lockbox::seal(p, &vec![0; len], &c).unwrap());
+    let w = async |p: &S::P<Arc<Counting>>, len: usize| wrapped_of(&S::seal(p, &vec![0; len], &c).await.unwrap());
     let setup = |age: Duration, messages: u64, bytes: u64| {
         let clock = Arc::new(ManualClock::default());
         let cache = DataKeyCache::with_clock(16, clock.clone()).unwrap();
         let kek = Arc::new(Counting::new(false));
-        let strict = CachingProvider::builder(kek.clone(), &cache, age)
+        let strict = S::builder(kek.clone(), &cache, age)
             .partition("shared")
             .max_messages(messages)
-            .max_bytes(bytes)
-            .build()
-            .unwrap();
-        let lax = CachingProvider::builder(kek, &cache, MINUTE)
-            .partition("shared")
-            .build()
-            .unwrap();
-        (clock, strict, lax)
+            .max_bytes(bytes);
+        let lax = S::builder(kek.clone(), &cache, MINUTE).partition("shared");
+        (clock, kek, S::build(strict).unwrap(), S::build(lax).unwrap())
     };
     let big = u64::MAX;
 
     // Messages.
-    let (_, strict, lax) = setup(MINUTE, 2, big);
-    let a = w(&strict, 1);
-    assert_eq!(w(&lax, 1), a);
-    assert_ne!(w(&lax, 1), a, "the strict creator allowed 2 messages");
-    let (_, strict, lax) = setup(MINUTE, 2, big);
-    let a = w(&lax, 1);
-    assert_eq!(w(&strict, 1), a);
-    assert_ne!(w(&strict, 1), a, "the strict user allows 2 messages");
+    let (_, _, strict, lax) = setup(MINUTE, 2, big);
+    let a = w(&strict, 1).await;
+    assert_eq!(w(&lax, 1).await, a);
+    assert_ne!(w(&lax, 1).await, a, "the strict creator allowed 2 messages");
+    let (_, _, strict, lax) = setup(MINUTE, 2, big);
+    let a = w(&lax, 1).await;
+    assert_eq!(w(&strict, 1).await, a);
+    assert_ne!(w(&strict, 1).await, a, "the strict user allows 2 messages");
 
     // Bytes.
-    let (_, strict, lax) = setup(MINUTE, big, 10);
-    let a = w(&strict, 1);
-    assert_eq!(w(&lax, 9), a);
-    assert_ne!(w(&lax, 1), a, "the strict creator allowed 10 bytes");
-    let (_, strict, lax) = setup(MINUTE, big, 10);
-    let a = w(&lax, 1);
-    assert_eq!(w(&strict, 9), a);
-    assert_ne!(w(&strict, 1), a, "the strict user allows 10 bytes");
+    let (_, _, strict, lax) = setup(MINUTE, big, 10);
+    let a = w(&strict, 1).await;
+    assert_eq!(w(&lax, 9).await, a);
+    assert_ne!(w(&lax, 1).await, a, "the strict creator allowed 10 bytes");
+    let (_, _, strict, lax) = setup(MINUTE, big, 10);
+    let a = w(&lax, 1).await;
+    assert_eq!(w(&strict, 9).await, a);
+    assert_ne!(w(&strict, 1).await, a, "the strict user allows 10 bytes");
 
     // Age.
-    let (clock, strict, lax) = setup(Duration::from_secs(1), big, big);
-    let a = w(&strict, 1);
+    let (clock, _, strict, lax) = setup(Duration::from_secs(1), big, big);
+    let a = w(&strict, 1).await;
     clock.set(Duration::from_secs(1));
-    assert_ne!(w(&lax, 1), a, "the strict creator allowed 1 s");
-    let (clock, strict, lax) = setup(Duration::from_secs(1), big, big);
-    let a = w(&lax, 1);
+    assert_ne!(w(&lax, 1).await, a, "the strict creator allowed 1 s");
+    let (clock, _, strict, lax) = setup(Duration::from_secs(1), big, big);
+    let a = w(&lax, 1).await;
     clock.set(Duration::from_secs(1));
-    assert_eq!(w(&lax, 1), a, "the lax provider still uses its entry");
-    assert_ne!(w(&strict, 1), a, "the strict user allows 1 s");
+    assert_eq!(w(&lax, 1).await, a, "the lax provider still uses its entry");
+    assert_ne!(w(&strict, 1).await, a, "the strict user allows 1 s");
 
     // Age on the open side, both ways.
     for strict_first in [true, false] {
-        let (clock, strict, lax) = setup(Duration::from_secs(1), big, big);
-        let env = lockbox::seal(&lax.inner().kek, b"o", &c).unwrap();
+        let (clock, kek, strict, lax) = setup(Duration::from_secs(1), big, big);
+        let env = lockbox::seal(&kek.kek, b"o", &c).unwrap();
         let (first, second) = if strict_first { (&strict, &lax) } else { (&lax, &strict) };
-        lockbox::open(first, &env, &c).unwrap();
+        S::open(first, &env, &c).await.unwrap();
         clock.set(Duration::from_secs(1));
-        lockbox::open(second, &env, &c).unwrap();
-        assert_eq!(lax.inner().unwraps(), 2, "strict_first={strict_first}");
+        S::open(second, &env, &c).await.unwrap();
+        assert_eq!(kek.unwraps(), 2, "strict_first={strict_first}");
+    }
+}
+
+async fn a_wrapped_key_the_provider_would_not_open_is_not_cached<S: Shell>() {
+    let cache = DataKeyCache::new(4).unwrap();
+    let mut inner = Counting::new(true);
+    inner.foreign = Some(LocalKek::generate().unwrap());
+    let p = S::cached(inner, &cache);
+    let c = ctx("acme");
+    for _ in 0..2 {
+        assert!(matches!(S::seal(&p, b"x", &c).await, Err(Error::Provider(_))));
+    }
+    assert!(cache.is_empty());
+    assert_eq!(S::inner(&p).generates.load(Ordering::SeqCst), 2);
+}
+
+/// The point of the cache: N seals, one call to the inner provider for a
+/// data key; N opens, one unwrap.
+async fn one_inner_call_for_many_seals<S: Shell>() {
+    const N: usize = 50;
+    for offer in [false, true] {
+        let p = S::cached(Counting::new(offer), &DataKeyCache::new(4).unwrap());
+        let c = ctx("acme");
+        let mut envs = Vec::new();
+        for i in 0..N {
+            envs.push(S::seal(&p, format!("message {i}").as_bytes(), &c).await.unwrap());
+        }
+        assert_eq!(S::inner(&p).fresh_keys(), 1, "offer={offer}");
+        for (i, env) in envs.iter().enumerate() {
+            assert_eq!(S::open(&p, env, &c).await.unwrap(), format!("message {i}").as_bytes());
+        }
+        assert_eq!(S::inner(&p).unwraps(), 1);
+        let n = u64::try_from(N).unwrap();
+        assert_eq!(S::stats(&p), stats(n - 1, 1, 0, n - 1, 1));
     }
 }
 
@@ -839,58 +991,151 @@ mod model {
     use super::*;
     use proptest::prelude::*;
 
+    type Ops = Vec<(usize, u64, u64)>;
+
+    fn cases() -> impl Strategy<Value = (ModelLimits, Ops)> {
+        (
+            1usize..4,
+            1u64..20,
+            1u64..6,
+            1u64..12,
+            proptest::collection::vec((0usize..5, 0u64..14, 0u64..4), 1..60),
+        )
+            .prop_map(|(capacity, age, messages, bytes, ops)| {
+                let l = ModelLimits {
+                    capacity,
+                    age,
+                    messages,
+                    bytes,
+                };
+                (l, ops)
+            })
+    }
+
+    /// Random limits and random runs of (context, length, clock step): the
+    /// cache reuses a key exactly when the model does, and no key ever
+    /// exceeds a limit.
+    fn seal_side_matches_the_model<S: Shell>(l: ModelLimits, ops: Ops) -> Result<(), TestCaseError> {
+        let clock = Arc::new(ManualClock::default());
+        let cache = DataKeyCache::with_clock(l.capacity, clock.clone()).unwrap();
+        let b = S::builder(Counting::new(false), &cache, Duration::from_nanos(l.age))
+            .max_messages(l.messages)
+            .max_bytes(l.bytes);
+        let p = S::build(b).unwrap();
+        let contexts: Vec<EncryptionContext> = (0..5).map(|i| ctx(&i.to_string())).collect();
+        let mut model = Model::default();
+        // model key id -> wrapped bytes; wrapped bytes -> (first use, uses, bytes)
+        let mut ids: HashMap<usize, Vec<u8>> = HashMap::new();
+        let mut usage: HashMap<Vec<u8>, (u64, u64, u64)> = HashMap::new();
+        let mut now = 0u64;
+        for (c, len, step) in ops {
+            now += step;
+            clock.set(Duration::from_nanos(now));
+            let msg = vec![0u8; usize::try_from(len).unwrap()];
+            let env = block_on(S::seal(&p, &msg, &contexts[c])).unwrap();
+            let w = wrapped_of(&env);
+            let id = model.seal(l, c, len, now);
+            match ids.get(&id) {
+                Some(expected) => prop_assert_eq!(&w, expected, "model reuses key {}", id),
+                None => {
+                    prop_assert!(!usage.contains_key(&w), "model wants a new key, cache reused one");
+                    ids.insert(id, w.clone());
+                }
+            }
+            let u = usage.entry(w).or_insert((now, 0, 0));
+            u.1 += 1;
+            u.2 += len;
+            prop_assert!(u.1 <= l.messages, "message limit exceeded");
+            prop_assert!(u.2 <= l.bytes.max(len), "byte limit exceeded");
+            prop_assert!(now - u.0 < l.age || u.1 == 1, "age limit exceeded");
+        }
+        let st = S::stats(&p);
+        prop_assert_eq!(usize::try_from(st.seal_misses + st.seal_bypasses).unwrap(), model.keys);
+        prop_assert!(cache.len() <= l.capacity);
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
-        /// Random limits and random runs of (context, length, clock step):
-        /// the cache reuses a key exactly when the model does, and no key
-        /// ever exceeds a limit.
         #[test]
-        fn seal_side_matches_the_model(
-            capacity in 1usize..4,
-            age in 1u64..20,
-            messages in 1u64..6,
-            bytes in 1u64..12,
-            ops in proptest::collection::vec((0usize..5, 0u64..14, 0u64..4), 1..60),
-        ) {
-            let l = ModelLimits { capacity, age, messages, bytes };
-            let clock = Arc::new(ManualClock::default());
-            let cache = DataKeyCache::with_clock(capacity, clock.clone()).unwrap();
-            let p = CachingProvider::builder(Counting::new(false), &cache, Duration::from_nanos(age))
-                .max_messages(messages)
-                .max_bytes(bytes)
-                .build()
-                .unwrap();
-            let contexts: Vec<EncryptionContext> = (0..5).map(|i| ctx(&i.to_string())).collect();
-            let mut model = Model::default();
-            // model key id -> wrapped bytes; wrapped bytes -> (first use, uses, bytes)
-            let mut ids: HashMap<usize, Vec<u8>> = HashMap::new();
-            let mut usage: HashMap<Vec<u8>, (u64, u64, u64)> = HashMap::new();
-            let mut now = 0u64;
-            for (c, len, step) in ops {
-                now += step;
-                clock.set(Duration::from_nanos(now));
-                let env = lockbox::seal(&p, &vec![0u8; usize::try_from(len).unwrap()], &contexts[c]).unwrap();
-                let w = wrapped_of(&env);
-                let id = model.seal(l, c, len, now);
-                match ids.get(&id) {
-                    Some(expected) => prop_assert_eq!(&w, expected, "model reuses key {}", id),
-                    None => {
-                        prop_assert!(!usage.contains_key(&w), "model wants a new key, cache reused one");
-                        ids.insert(id, w.clone());
-                    }
-                }
-                let u = usage.entry(w).or_insert((now, 0, 0));
-                u.1 += 1;
-                u.2 += len;
-                prop_assert!(u.1 <= messages, "message limit exceeded");
-                prop_assert!(u.2 <= bytes.max(len), "byte limit exceeded");
-                prop_assert!(now - u.0 < age || u.1 == 1, "age limit exceeded");
-            }
-            let st = p.stats();
-            prop_assert_eq!(usize::try_from(st.seal_misses + st.seal_bypasses).unwrap(), model.keys);
-            prop_assert!(cache.len() <= capacity);
+        fn sync_shell_matches_the_model((l, ops) in cases()) {
+            seal_side_matches_the_model::<SyncShell>(l, ops)?;
         }
+
+        #[test]
+        fn async_shell_matches_the_model((l, ops) in cases()) {
+            seal_side_matches_the_model::<AsyncShell>(l, ops)?;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Entry points of one kind of sealer, and the async shell's own promises.
+// ---------------------------------------------------------------------------
+
+fn cached<P: KeyEncryptionProvider>(inner: P, cache: &DataKeyCache) -> CachingProvider<P> {
+    SyncShell::cached(inner, cache)
+}
+
+#[test]
+fn bytes_limit_counts_seal_in_place_and_seal_to() {
+    let cache = DataKeyCache::new(4).unwrap();
+    let p = CachingProvider::builder(Counting::new(false), &cache, MINUTE)
+        .max_bytes(10)
+        .build()
+        .unwrap();
+    let c = ctx("acme");
+    let sealer = Sealer::new(&p);
+    let mut buf = vec![1u8; 6];
+    sealer.seal_in_place(&mut buf, &c).unwrap();
+    let mut out = Vec::new();
+    sealer.seal_to(&[2u8; 4], &c, &mut out).unwrap();
+    assert_eq!(wrapped_of(&buf), wrapped_of(&out));
+    let mut rng = FixedRng(3);
+    let x = sealer.seal_with_rng(&mut rng, &[3u8; 1], &c).unwrap();
+    assert_ne!(wrapped_of(&x), wrapped_of(&buf), "6 + 4 + 1 > 10");
+    assert_eq!(*p.inner().lengths.lock().unwrap(), [Some(6), Some(1)]);
+}
+
+/// A test RNG (never for real use): counter bytes.
+struct FixedRng(u8);
+impl TryRng for FixedRng {
+    type Error = core::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        Ok(u32::from(self.0))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        Ok(u64::from(self.0))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for b in dst {
+            self.0 = self.0.wrapping_add(1);
+            *b = self.0;
+        }
+        Ok(())
+    }
+}
+impl TryCryptoRng for FixedRng {}
+
+#[test]
+fn streaming_bypasses_the_cache() {
+    use std::io::Write as _;
+    let cache = DataKeyCache::new(4).unwrap();
+    let p = cached(Counting::new(false), &cache);
+    let c = ctx("acme");
+    let mut envs = Vec::new();
+    for _ in 0..2 {
+        let mut e = Sealer::new(&p).encryptor(Vec::new(), &c).unwrap();
+        e.write_all(b"streamed").unwrap();
+        envs.push(e.finish().unwrap());
+    }
+    assert_ne!(wrapped_of(&envs[0]), wrapped_of(&envs[1]));
+    assert_eq!(p.stats(), stats(0, 0, 2, 0, 0));
+    assert!(cache.is_empty());
+    assert_eq!(*p.inner().lengths.lock().unwrap(), [None, None]);
+    for env in &envs {
+        assert_eq!(lockbox::open(&p, env, &c).unwrap(), b"streamed");
     }
 }
 
@@ -914,10 +1159,7 @@ impl KeyEncryptionProvider for GenerateOnly {
     fn unwrap(&self, w: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
         self.0.unwrap(w, binding)
     }
-    fn generate_data_key(
-        &self,
-        request: lockbox::DataKeyRequest<'_>,
-    ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+    fn generate_data_key(&self, request: DataKeyRequest<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
         let binding = request.binding();
         self.1.fetch_add(1, Ordering::SeqCst);
         let dek = DataKey::generate().unwrap();
@@ -941,7 +1183,7 @@ fn the_length_reaches_providers_through_arc_box_and_the_default() {
     let env = lockbox::seal(&g, b"x", &c).unwrap();
     let b = lockbox::BindingBuf::new(Suite::Aes256Gcm, &c);
     assert!(
-        g.generate_data_key(lockbox::DataKeyRequest::new(b.as_binding()))
+        g.generate_data_key(DataKeyRequest::new(b.as_binding()))
             .unwrap()
             .is_some()
     );
@@ -952,20 +1194,6 @@ fn the_length_reaches_providers_through_arc_box_and_the_default() {
     lockbox::seal(&p, b"x", &c).unwrap();
     lockbox::seal(&p, b"x", &c).unwrap();
     assert_eq!(p.inner().1.load(Ordering::SeqCst), 3);
-}
-
-#[test]
-fn a_wrapped_key_the_provider_would_not_open_is_not_cached() {
-    let cache = DataKeyCache::new(4).unwrap();
-    let mut inner = Counting::new(true);
-    inner.foreign = Some(LocalKek::generate().unwrap());
-    let p = cached(inner, &cache);
-    let c = ctx("acme");
-    for _ in 0..2 {
-        assert!(matches!(lockbox::seal(&p, b"x", &c), Err(Error::Provider(_))));
-    }
-    assert!(cache.is_empty());
-    assert_eq!(p.inner().generates.load(Ordering::SeqCst), 2);
 }
 
 #[test]
@@ -989,7 +1217,7 @@ async fn the_async_sealer_passes_the_length_and_hits_the_cache() {
     let cache = DataKeyCache::new(4).unwrap();
     let p = cached(Counting::new(false), &cache);
     let c = ctx("acme");
-    let sealer = lockbox::AsyncSealer::new(&p);
+    let sealer = AsyncSealer::new(&p);
     let a = sealer.seal(b"first", &c).await.unwrap();
     let b = sealer.seal(b"second", &c).await.unwrap();
     // One data key for both (one miss, one hit), and the inner provider saw
@@ -997,7 +1225,94 @@ async fn the_async_sealer_passes_the_length_and_hits_the_cache() {
     assert_eq!(wrapped_of(&a), wrapped_of(&b));
     assert_eq!(p.stats(), stats(1, 1, 0, 0, 0));
     assert_eq!(*p.inner().lengths.lock().unwrap(), [Some(5)]);
-    let opener = lockbox::AsyncOpener::new(&p);
+    let opener = AsyncOpener::new(&p);
     assert_eq!(opener.open(&a, &c).await.unwrap(), b"first");
     assert_eq!(opener.open(&b, &c).await.unwrap(), b"second");
+}
+
+/// One call to an async-only inner provider for N seals through
+/// `AsyncSealer`, and one for N opens through `AsyncOpener`, counted at the
+/// provider's async trait.
+#[tokio::test]
+async fn the_async_shell_makes_one_inner_call_for_n_seals() {
+    const N: usize = 100;
+    let cache = DataKeyCache::new(16).unwrap();
+    let p = AsyncCachingProvider::builder(AsyncOnly::new(LocalKek::generate().unwrap()), &cache, MINUTE)
+        .max_messages(1000)
+        .partition("billing")
+        .build()
+        .unwrap();
+    let c = ctx("acme");
+    let sealer = AsyncSealer::new(&p);
+    let mut envs = Vec::new();
+    for i in 0..N {
+        envs.push(sealer.seal(format!("message {i}").as_bytes(), &c).await.unwrap());
+    }
+    // LocalKek offers no provider-side generation: asked once, then one wrap.
+    assert_eq!(p.inner().calls(), 2);
+    let opener = AsyncOpener::new(&p);
+    for (i, env) in envs.iter().enumerate() {
+        assert_eq!(opener.open(env, &c).await.unwrap(), format!("message {i}").as_bytes());
+        // Ordinary envelopes of the inner KEK.
+        assert_eq!(
+            lockbox::open(&p.inner().inner, env, &c).unwrap(),
+            format!("message {i}").as_bytes()
+        );
+    }
+    assert_eq!(p.inner().calls(), 3, "one unwrap for every open");
+    let n = u64::try_from(N).unwrap();
+    assert_eq!(p.stats(), stats(n - 1, 1, 0, n - 1, 1));
+}
+
+/// A sync and an async caching provider share one store: with the same
+/// partition name and the same inner key, each reuses the other's entries.
+#[tokio::test]
+async fn sync_and_async_shells_share_a_store() {
+    let cache = DataKeyCache::new(16).unwrap();
+    let kek = Arc::new(LocalKek::generate().unwrap());
+    let sync = CachingProvider::builder(kek.clone(), &cache, MINUTE)
+        .partition("shared")
+        .build()
+        .unwrap();
+    let asy = AsyncCachingProvider::builder(AsyncOnly::new(kek.clone()), &cache, MINUTE)
+        .partition("shared")
+        .build()
+        .unwrap();
+    let c = ctx("acme");
+    let a = lockbox::seal(&sync, b"a", &c).unwrap();
+    let b = AsyncSealer::new(&asy).seal(b"b", &c).await.unwrap();
+    assert_eq!(wrapped_of(&a), wrapped_of(&b));
+    assert_eq!(AsyncOpener::new(&asy).open(&a, &c).await.unwrap(), b"a");
+    assert_eq!(lockbox::open(&sync, &b, &c).unwrap(), b"b");
+    assert_eq!(asy.inner().calls(), 1, "only the async shell's open unwrapped");
+    assert_eq!((sync.stats().seal_misses, asy.stats().seal_hits), (1, 1));
+    assert_eq!((asy.stats().open_misses, sync.stats().open_hits), (1, 1));
+}
+
+/// The async shell as a shared trait object, its futures spawned on a
+/// multi-threaded runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_async_shell_is_a_shareable_trait_object() {
+    let inner = AsyncOnly::new(LocalKek::generate().unwrap());
+    let p = AsyncCachingProvider::builder(inner, &DataKeyCache::new(4).unwrap(), MINUTE)
+        .build()
+        .unwrap();
+    let shared: Arc<dyn AsyncKeyEncryptionProvider> = Arc::new(p);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let p = shared.clone();
+            tokio::spawn(async move {
+                let c = ctx("acme");
+                let env = AsyncSealer::new(&*p).seal(&[i], &c).await.unwrap();
+                assert_eq!(AsyncOpener::new(&*p).open(&env, &c).await.unwrap(), [i]);
+                wrapped_of(&env)
+            })
+        })
+        .collect();
+    let mut wrapped = Vec::new();
+    for t in tasks {
+        wrapped.push(t.await.unwrap());
+    }
+    wrapped.dedup();
+    assert!(!wrapped.is_empty());
 }

@@ -1,5 +1,11 @@
 //! The keyring file: contents encoding (`KEYRING.md` §3) and sealing under
 //! the master provider (§2).
+//!
+//! Sealing and opening are sans-IO steps around the one master call, so that
+//! a sync master ([`KeyEncryptionProvider`]) and an async one
+//! ([`AsyncKeyEncryptionProvider`]) share every check: [`Keyring::next_contents`]
+//! before the seal and [`Keyring::adopt_sealed`] after it;
+//! [`Keyring::from_opened`] after the open. The drivers differ only in `.await`.
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -15,8 +21,8 @@ use super::{AuditAction, Entry, KeyState, Keyring, KeyringError, MAX_VERSIONS, N
 use crate::context::{EncryptionContext, Storage};
 use crate::error::Error;
 use crate::keys::KeyId;
-use crate::provider::KeyEncryptionProvider;
-use crate::{Opener, Sealer};
+use crate::provider::{AsyncKeyEncryptionProvider, KeyEncryptionProvider};
+use crate::{AsyncOpener, AsyncSealer, Opener, Sealer};
 
 /// Magic at the start of the contents.
 const MAGIC: &[u8; 8] = b"LKBXRING";
@@ -211,7 +217,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<(Table, u64), KeyringError> {
         } else {
             let mut k = Box::new([0u8; VERSION_KEY_LEN]);
             k.copy_from_slice(r.take(VERSION_KEY_LEN)?);
-            Some(Arc::new(VersionKey::from_secret(SecretBox::new(k))))
+            Some(Arc::new(VersionKey::new(SecretBox::new(k))))
         };
         entries.insert(
             v,
@@ -294,30 +300,72 @@ fn context_value<'a>(ctx: &'a EncryptionContext, key: &str) -> Result<&'a str, E
         .ok_or_else(|| Error::Keyring(malformed(0, "file context lacks a keyring entry")))
 }
 
+/// A keyring sealed as its next generation, which the keyring has not yet
+/// adopted (it still reports the previous one): a file save adopts it only
+/// once the bytes are on disk.
+pub(crate) struct Sealed {
+    pub(crate) bytes: Vec<u8>,
+    generation: u64,
+}
+
+/// The opened contents and context of a keyring file, before validation.
+type Opened = (Vec<u8>, EncryptionContext);
+
 impl Keyring {
-    /// Seals the keyring under `master` as generation `generation`.
-    pub(crate) fn seal_generation(
-        &self,
-        master: &dyn KeyEncryptionProvider,
-        generation: u64,
-    ) -> Result<Vec<u8>, Error> {
-        let body = encode(&self.table, generation);
-        Sealer::new(master).seal(&body, &file_context(&self.table.id, generation)?)
+    /// The contents and file context of the next generation, ready for the
+    /// master to seal. The contents are zeroized on drop.
+    fn next_contents(&self) -> Result<(Zeroizing<Vec<u8>>, EncryptionContext, u64), Error> {
+        let generation = self.generation.checked_add(1).ok_or(Error::InvalidArgument {
+            what: "keyring generation exhausted",
+        })?;
+        let ctx = file_context(&self.table.id, generation)?;
+        Ok((encode(&self.table, generation), ctx, generation))
+    }
+
+    /// Seals the next generation under a sync master (not yet adopted).
+    pub(crate) fn seal_next(&self, master: &dyn KeyEncryptionProvider) -> Result<Sealed, Error> {
+        let (body, ctx, generation) = self.next_contents()?;
+        let bytes = Sealer::new(master).seal(&body, &ctx)?;
+        Ok(Sealed { bytes, generation })
+    }
+
+    /// Seals the next generation under an async master (not yet adopted).
+    pub(crate) async fn seal_next_async(&self, master: &dyn AsyncKeyEncryptionProvider) -> Result<Sealed, Error> {
+        let (body, ctx, generation) = self.next_contents()?;
+        let bytes = AsyncSealer::new(master).seal(&body, &ctx).await?;
+        Ok(Sealed { bytes, generation })
+    }
+
+    /// This copy is now at the sealed generation (reported as a save).
+    pub(crate) fn adopt_sealed(&mut self, sealed: Sealed) -> Vec<u8> {
+        self.generation = sealed.generation;
+        self.emit(
+            AuditAction::Save {
+                generation: sealed.generation,
+            },
+            None,
+            None,
+            None,
+        );
+        sealed.bytes
     }
 
     /// Serializes the keyring and seals it under `master`, as the next
     /// generation (`KEYRING.md`): for storing it somewhere other than a file.
     /// Destroyed versions are written without their key. Prefer
     /// [`save`](Self::save) for files: it is atomic, durable and guards
-    /// against lost updates.
+    /// against lost updates. For an async master (a KMS) use
+    /// [`to_sealed_bytes_async`](Self::to_sealed_bytes_async).
     pub fn to_sealed_bytes(&mut self, master: &dyn KeyEncryptionProvider) -> Result<Vec<u8>, Error> {
-        let generation = self.generation.checked_add(1).ok_or(Error::InvalidArgument {
-            what: "keyring generation exhausted",
-        })?;
-        let out = self.seal_generation(master, generation)?;
-        self.generation = generation;
-        self.emit(AuditAction::Save { generation }, None, None, None);
-        Ok(out)
+        let sealed = self.seal_next(master)?;
+        Ok(self.adopt_sealed(sealed))
+    }
+
+    /// [`to_sealed_bytes`](Self::to_sealed_bytes) under an async master, such
+    /// as a cloud KMS or OpenBao: the same bytes, checks and audit event.
+    pub async fn to_sealed_bytes_async(&mut self, master: &dyn AsyncKeyEncryptionProvider) -> Result<Vec<u8>, Error> {
+        let sealed = self.seal_next_async(master).await?;
+        Ok(self.adopt_sealed(sealed))
     }
 
     /// Opens a keyring sealed by [`to_sealed_bytes`](Self::to_sealed_bytes)
@@ -326,7 +374,20 @@ impl Keyring {
     /// fails with [`Error::Authentication`] (or a structural error); contents
     /// that do not follow `KEYRING.md` fail with [`KeyringError::Malformed`].
     pub fn from_sealed_bytes(bytes: &[u8], master: &dyn KeyEncryptionProvider) -> Result<Self, Error> {
-        let (body, ctx) = Opener::new(master).open_with_context(bytes, &EncryptionContext::new())?;
+        let none = EncryptionContext::new();
+        Self::from_opened(Opener::new(master).open_with_context(bytes, &none)?)
+    }
+
+    /// [`from_sealed_bytes`](Self::from_sealed_bytes) under an async master:
+    /// the same checks and errors.
+    pub async fn from_sealed_bytes_async(bytes: &[u8], master: &dyn AsyncKeyEncryptionProvider) -> Result<Self, Error> {
+        let none = EncryptionContext::new();
+        Self::from_opened(AsyncOpener::new(master).open_with_context(bytes, &none).await?)
+    }
+
+    /// Validates opened contents against their file context (`KEYRING.md`
+    /// §2, §3.3). The contents are zeroized when this returns.
+    fn from_opened((body, ctx): Opened) -> Result<Self, Error> {
         let body = Zeroizing::new(body);
         match context_value(&ctx, CTX_FORMAT)? {
             "1" => {}

@@ -4,7 +4,7 @@
 //! A [`Keyring`] is the middle level of a three-level hierarchy:
 //!
 //! ```text
-//! master key (any KeyEncryptionProvider: LocalKek, HSM, KMS)
+//! master key (any provider, sync or async: LocalKek, HSM, AWS KMS, OpenBao)
 //!   └─ keyring file: every KEK version, sealed under the master (KEYRING.md)
 //!        └─ envelopes: each DEK wrapped by the keyring's primary version (FORMAT.md)
 //! ```
@@ -70,6 +70,49 @@
 //! `std`, [`Keyring::to_sealed_bytes`] and [`Keyring::from_sealed_bytes`] give
 //! the same sealed form for storage of your own.
 //!
+//! # An async master (AWS KMS, OpenBao)
+//!
+//! Each of these takes a sync master ([`KeyEncryptionProvider`](crate::KeyEncryptionProvider))
+//! and has an `_async` twin taking an async one
+//! ([`AsyncKeyEncryptionProvider`](crate::AsyncKeyEncryptionProvider)), so a
+//! keyring can be sealed under a cloud KMS or OpenBao Transit:
+//! [`save_async`](Keyring::save_async), [`load_async`](Keyring::load_async),
+//! [`load_with_audit_async`](Keyring::load_with_audit_async),
+//! [`update_async`](Keyring::update_async), [`reload_async`](Keyring::reload_async),
+//! [`reload_if_changed_async`](Keyring::reload_if_changed_async),
+//! [`to_sealed_bytes_async`](Keyring::to_sealed_bytes_async) and
+//! [`from_sealed_bytes_async`](Keyring::from_sealed_bytes_async). The file,
+//! its checks, errors and audit events are the same (one implementation);
+//! only the master's calls are awaited. The file I/O itself stays blocking
+//! `std::fs` (a small file and an `fsync`), and `save_async` / `update_async`
+//! hold the lock file across the master's `.await`. The file does not record
+//! whether its master was sync or async: a keyring saved under one loads
+//! under the other if they hold the same key.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), lockbox::Error> {
+//! use lockbox::keyring::{Keyring, UnixTime};
+//! use lockbox::{KeyId, LocalKek};
+//!
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("payments.keyring");
+//! // `master` would be an AWS KMS or OpenBao provider; any async provider
+//! // works, a LocalKek too (every sync provider is also an async one).
+//! let master = LocalKek::generate()?;
+//! let t0 = UnixTime(1_700_000_000);
+//! let mut ring = Keyring::generate(KeyId::new("payments")?, t0)?;
+//! ring.save_async(&path, &master).await?;
+//!
+//! // Another process: load, and rotate under the lock.
+//! let mut other = Keyring::load_async(&path, &master).await?;
+//! let v2 = other.update_async(&path, &master, |r| r.rotate(t0.plus_secs(86_400))).await?;
+//! // The first copy picks the rotation up.
+//! assert!(ring.reload_if_changed_async(&path, &master).await?);
+//! assert_eq!(ring.primary(), v2);
+//! # Ok(()) }
+//! ```
+//!
 //! Every lifecycle event, wrap, unwrap and failure goes to an [`AuditSink`]
 //! (with ids, versions, times and envelope context, never key bytes).
 //!
@@ -109,7 +152,6 @@ pub use audit::{AuditAction, AuditEvent, AuditSink, NoAudit};
 pub use error::KeyringError;
 pub use provider::MigrationProvider;
 
-use crate::context::Binding;
 use crate::error::Error;
 use crate::inspect::EnvelopeInfo;
 use crate::keys::{KeyId, KeyVersion};
@@ -493,19 +535,6 @@ impl Keyring {
     fn emit(&self, action: AuditAction, version: Option<u32>, now: Option<UnixTime>, error: Option<&KeyringError>) {
         let mut ev = AuditEvent::new(&self.table.id, action, version.map(KeyVersion));
         ev.time = now;
-        ev.error = error;
-        self.audit.record(&ev);
-    }
-
-    pub(crate) fn emit_binding(
-        &self,
-        action: AuditAction,
-        version: u32,
-        binding: Binding<'_>,
-        error: Option<&KeyringError>,
-    ) {
-        let mut ev = AuditEvent::new(&self.table.id, action, Some(KeyVersion(version)));
-        ev.binding = Some(binding);
         ev.error = error;
         self.audit.record(&ev);
     }

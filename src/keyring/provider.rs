@@ -1,4 +1,6 @@
-//! The keyring as a key-encryption provider, and its migration view.
+//! The keyring as a key-encryption provider, and its migration view: both
+//! are one [`View`] of a version table, which differ only in whether
+//! compromised versions unwrap and in the audit action of an unwrap.
 
 use alloc::sync::Arc;
 use core::fmt;
@@ -27,9 +29,9 @@ impl Table {
             .and_then(|e| e.key.as_ref())
             .ok_or_else(|| perr(ProviderErrorKind::KeyNotFound, KeyringError::UnknownVersion(v)))?;
         let bytes = key
-            .wrap(dek, binding)
+            .wrap(dek, binding.as_bytes())
             .map_err(|_| perr(ProviderErrorKind::Unavailable, KeyringError::WrapFailed(v)))?;
-        WrappedKey::new(KEYRING_PROVIDER_ID, self.id.clone(), v, bytes)
+        WrappedKey::from_static(KEYRING_PROVIDER_ID, self.id.clone(), v, &bytes)
             .map_err(|_| perr(ProviderErrorKind::Other, KeyringError::WrapFailed(v)))
     }
 
@@ -97,7 +99,7 @@ impl Table {
         migration: bool,
     ) -> Result<DataKey, (ProviderErrorKind, KeyringError)> {
         let key = self.unwrap_key(w, migration)?;
-        key.unwrap(w.bytes(), binding).map_err(|_| {
+        key.unwrap(w.bytes(), binding.as_bytes()).map_err(|_| {
             perr(
                 ProviderErrorKind::Authentication,
                 KeyringError::UnwrapFailed(w.key_version()),
@@ -106,65 +108,70 @@ impl Table {
     }
 }
 
-impl Table {
-    /// Unwraps under the version `w` names and wraps the data key again under
-    /// the primary; the data key never leaves (and is zeroized on drop).
-    fn rewrap(
-        &self,
-        w: WrappedKeyRef<'_>,
-        binding: Binding<'_>,
-        migration: bool,
-    ) -> Result<WrappedKey, (ProviderErrorKind, KeyringError)> {
-        let dek = self.unwrap(w, binding, migration)?;
-        self.wrap(&dek, binding)
-    }
-}
-
 fn provider_error((kind, e): (ProviderErrorKind, KeyringError)) -> ProviderError {
     ProviderError::new(kind, KEYRING_PROVIDER_ID).with_source(e)
 }
 
-impl ProviderIdentity for Keyring {
-    fn provider_id(&self) -> &str {
-        KEYRING_PROVIDER_ID
-    }
-
-    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
-        self.table.matches(wrapped)
-    }
+/// The provider behaviour of a version table, written once for [`Keyring`]
+/// and [`MigrationProvider`]: every call is checked against the table and
+/// reported to the audit sink.
+struct View<'a> {
+    table: &'a Table,
+    audit: &'a dyn AuditSink,
+    /// Compromised versions unwrap too, reported as
+    /// [`AuditAction::MigrationUnwrap`].
+    migration: bool,
 }
 
-impl KeyEncryptionProvider for Keyring {
+impl View<'_> {
+    fn emit<T>(
+        &self,
+        action: AuditAction,
+        version: u32,
+        binding: Binding<'_>,
+        r: &Result<T, (ProviderErrorKind, KeyringError)>,
+    ) {
+        let mut ev = AuditEvent::new(&self.table.id, action, Some(KeyVersion(version)));
+        ev.binding = Some(binding);
+        ev.error = r.as_ref().err().map(|(_, e)| e);
+        self.audit.record(&ev);
+    }
+
     fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
         let r = self.table.wrap(dek, binding);
-        let err = r.as_ref().err().map(|(_, e)| e);
-        self.emit_binding(AuditAction::Wrap, self.table.primary, binding, err);
+        self.emit(AuditAction::Wrap, self.table.primary, binding, &r);
         r.map_err(provider_error)
     }
 
     fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
-        let r = self.table.unwrap(wrapped, binding, false);
-        let err = r.as_ref().err().map(|(_, e)| e);
-        self.emit_binding(AuditAction::Unwrap, wrapped.key_version().0, binding, err);
+        let r = self.table.unwrap(wrapped, binding, self.migration);
+        let action = if self.migration {
+            AuditAction::MigrationUnwrap
+        } else {
+            AuditAction::Unwrap
+        };
+        self.emit(action, wrapped.key_version().0, binding, &r);
         r.map_err(provider_error)
     }
 
-    /// Re-wraps a wrapped key kept outside an envelope (a stored or cached
-    /// data key) under the primary, with the same binding, following the
-    /// ordinary unwrap rules. Envelopes need [`Rewrapper`](crate::Rewrapper)
-    /// instead: their header tag must be recomputed.
     fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
-        let r = self.table.rewrap(wrapped, binding, false);
-        let err = r.as_ref().err().map(|(_, e)| e);
-        self.emit_binding(
-            AuditAction::Rewrap {
-                from: wrapped.key_version(),
-            },
-            self.table.primary,
-            binding,
-            err,
-        );
+        // The data key never leaves (and is zeroized on drop).
+        let r = (self.table.unwrap(wrapped, binding, self.migration)).and_then(|dek| self.table.wrap(&dek, binding));
+        let action = AuditAction::Rewrap {
+            from: wrapped.key_version(),
+        };
+        self.emit(action, self.table.primary, binding, &r);
         r.map(Some).map_err(provider_error)
+    }
+}
+
+impl Keyring {
+    fn view(&self) -> View<'_> {
+        View {
+            table: &self.table,
+            audit: &*self.audit,
+            migration: false,
+        }
     }
 }
 
@@ -172,7 +179,8 @@ impl KeyEncryptionProvider for Keyring {
 /// with the primary and unwraps like the keyring, but also with compromised
 /// versions. Hand it to rewrap / re-encrypt as the unwrapping side, and to
 /// nothing else. Its unwraps reach the audit sink as
-/// [`AuditAction::MigrationUnwrap`].
+/// [`AuditAction::MigrationUnwrap`]; its [`rewrap`](KeyEncryptionProvider::rewrap)
+/// accepts compromised versions too.
 pub struct MigrationProvider {
     table: Table,
     audit: Arc<dyn AuditSink>,
@@ -183,11 +191,12 @@ impl MigrationProvider {
         Self { table, audit }
     }
 
-    fn emit(&self, action: AuditAction, version: u32, binding: Binding<'_>, error: Option<&KeyringError>) {
-        let mut ev = AuditEvent::new(&self.table.id, action, Some(KeyVersion(version)));
-        ev.binding = Some(binding);
-        ev.error = error;
-        self.audit.record(&ev);
+    fn view(&self) -> View<'_> {
+        View {
+            table: &self.table,
+            audit: &*self.audit,
+            migration: true,
+        }
     }
 }
 
@@ -200,43 +209,39 @@ impl fmt::Debug for MigrationProvider {
     }
 }
 
-impl ProviderIdentity for MigrationProvider {
-    fn provider_id(&self) -> &str {
-        KEYRING_PROVIDER_ID
-    }
+/// `Keyring` and `MigrationProvider` are providers through their [`View`].
+/// A keyring's `rewrap` re-wraps a wrapped key kept outside an envelope (a
+/// stored or cached data key) under the primary, with the same binding,
+/// following the unwrap rules of the view; envelopes need
+/// [`Rewrapper`](crate::Rewrapper) instead (their header tag must be
+/// recomputed).
+macro_rules! view_provider {
+    ($($ty:ty),*) => {$(
+        impl ProviderIdentity for $ty {
+            fn provider_id(&self) -> &str {
+                KEYRING_PROVIDER_ID
+            }
+            fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
+                self.table.matches(wrapped)
+            }
+        }
 
-    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
-        self.table.matches(wrapped)
-    }
+        impl KeyEncryptionProvider for $ty {
+            fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
+                self.view().wrap(dek, binding)
+            }
+            fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
+                self.view().unwrap(wrapped, binding)
+            }
+            fn rewrap(
+                &self,
+                wrapped: WrappedKeyRef<'_>,
+                binding: Binding<'_>,
+            ) -> Result<Option<WrappedKey>, ProviderError> {
+                self.view().rewrap(wrapped, binding)
+            }
+        }
+    )*};
 }
 
-impl KeyEncryptionProvider for MigrationProvider {
-    fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {
-        let r = self.table.wrap(dek, binding);
-        let err = r.as_ref().err().map(|(_, e)| e);
-        self.emit(AuditAction::Wrap, self.table.primary, binding, err);
-        r.map_err(provider_error)
-    }
-
-    fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
-        let r = self.table.unwrap(wrapped, binding, true);
-        let err = r.as_ref().err().map(|(_, e)| e);
-        self.emit(AuditAction::MigrationUnwrap, wrapped.key_version().0, binding, err);
-        r.map_err(provider_error)
-    }
-
-    /// As [`Keyring`]'s rewrap, but compromised versions are accepted.
-    fn rewrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
-        let r = self.table.rewrap(wrapped, binding, true);
-        let err = r.as_ref().err().map(|(_, e)| e);
-        self.emit(
-            AuditAction::Rewrap {
-                from: wrapped.key_version(),
-            },
-            self.table.primary,
-            binding,
-            err,
-        );
-        r.map(Some).map_err(provider_error)
-    }
-}
+view_provider!(Keyring, MigrationProvider);

@@ -1,11 +1,14 @@
-//! Helpers shared by the keyring tests: times, and an independent decoder of
-//! the keyring file contents written from KEYRING.md.
+//! Helpers shared by the keyring tests: times, an independent decoder of
+//! the keyring file contents written from KEYRING.md, and an async-only
+//! provider (`async_only`, also used by `tests/cache.rs`).
 #![allow(
     dead_code,
     clippy::unwrap_used,
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects
 )]
+
+pub(crate) mod async_only;
 
 use lockbox::keyring::UnixTime;
 use lockbox::{EncryptionContext, KeyEncryptionProvider};

@@ -26,8 +26,13 @@
 //! - f: rewrap and re-encrypt leave no data key and no plaintext behind.
 //! - g: keyrings: a destroyed version's key is zeroized when it is destroyed;
 //!   saving, loading, using and dropping a keyring frees no version key.
+//! - g3: a keyring sealed, saved, loaded and used under an async-only master
+//!   (its futures really suspended) frees no version key.
 //! - h: the data-key cache: evicted, cleared and dropped entries leave no
-//!   data key behind.
+//!   data key behind, through the sync `CachingProvider` (h1) and through
+//!   `AsyncCachingProvider` over an async-only provider whose futures really
+//!   suspend (h2), including a key the cache draws itself and holds across
+//!   the wrap's `.await`.
 //!
 //! # Limits
 //!
@@ -57,14 +62,17 @@ use std::fmt;
 use std::hint::black_box;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::task::Poll;
 
 use lockbox::keyring::{Keyring, RotationPolicy, UnixTime};
 use lockbox::rand_core::{TryCryptoRng, TryRng};
 use lockbox::secrecy::{ExposeSecret, SecretBox};
 use lockbox::{
-    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, Opener, ProviderError,
-    ProviderIdentity, Reencryptor, Rewrapper, Sealer, SegmentSize, WrappedKey, WrappedKeyRef, hazmat,
+    AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, Binding, BoxFuture, DataKey, DataKeyRequest, EncryptionContext,
+    Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, Opener, ProviderError, ProviderIdentity, Reencryptor,
+    Rewrapper, Sealer, SegmentSize, WrappedKey, WrappedKeyRef, hazmat,
 };
 
 // ---------------------------------------------------------------------------
@@ -1148,6 +1156,232 @@ fn cache_evictions() -> Result<(), String> {
     expect_clean("KEK bytes", pk)
 }
 
+/// An async-only provider (it implements the async trait alone, as AWS KMS
+/// and OpenBao do) over a local KEK. Every future returns `Pending` once
+/// before it answers, so its callers' futures really suspend at each
+/// `.await`; the answer is computed in the poll that returns it (no key in
+/// this future's own state). With `generate`, data keys are the patterns of
+/// successive seeds (as `PatternKeys`); without it, every data key it is
+/// asked to wrap (drawn by its caller) is registered as a pattern, from the
+/// caller's memory into the static slots, and its slot kept.
+struct AsyncOnly {
+    kek: LocalKek,
+    generate: bool,
+    next_seed: AtomicUsize,
+    /// Slot + 1 of the last data key registered by `wrap_async` (0: none).
+    wrapped_pattern: AtomicUsize,
+}
+
+impl fmt::Debug for AsyncOnly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncOnly").finish_non_exhaustive()
+    }
+}
+
+impl AsyncOnly {
+    fn new(kek_bytes: [u8; 32], generate: bool, first_seed: usize) -> Self {
+        Self {
+            kek: kek_from(kek_bytes),
+            generate,
+            next_seed: AtomicUsize::new(first_seed),
+            wrapped_pattern: AtomicUsize::new(0),
+        }
+    }
+
+    fn last_wrapped(&self) -> Option<Pattern> {
+        self.wrapped_pattern.load(Ordering::Relaxed).checked_sub(1).map(Pattern)
+    }
+}
+
+impl ProviderIdentity for AsyncOnly {
+    fn provider_id(&self) -> &str {
+        self.kek.provider_id()
+    }
+
+    fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
+        self.kek.matches(wrapped)
+    }
+}
+
+impl AsyncKeyEncryptionProvider for AsyncOnly {
+    fn wrap_async<'a>(&'a self, dek: &'a DataKey, binding: Binding<'a>) -> BoxFuture<'a, Result<WrappedKey, ProviderError>> {
+        once_pending(move || {
+            if !self.generate {
+                let p = register(dek.expose_secret());
+                self.wrapped_pattern.store(p.0.saturating_add(1), Ordering::Relaxed);
+            }
+            self.kek.wrap(dek, binding)
+        })
+    }
+
+    fn unwrap_async<'a>(
+        &'a self,
+        wrapped: WrappedKeyRef<'a>,
+        binding: Binding<'a>,
+    ) -> BoxFuture<'a, Result<DataKey, ProviderError>> {
+        once_pending(move || self.kek.unwrap(wrapped, binding))
+    }
+
+    fn generate_data_key_async<'a>(
+        &'a self,
+        request: DataKeyRequest<'a>,
+    ) -> BoxFuture<'a, Result<Option<(DataKey, WrappedKey)>, ProviderError>> {
+        once_pending(move || {
+            if !self.generate {
+                return Ok(None);
+            }
+            let seed = self.next_seed.fetch_add(1, Ordering::Relaxed);
+            let dek = hazmat::data_key_from_bytes(pattern(u64::try_from(seed).unwrap_or(0)));
+            let wrapped = self.kek.wrap(&dek, request.binding())?;
+            Ok(Some((dek, wrapped)))
+        })
+    }
+}
+
+/// A boxed future that returns `Pending` once (waking itself), then runs `f`
+/// in the poll that returns its value.
+fn once_pending<'a, T: Send + 'a>(f: impl FnOnce() -> T + Send + 'a) -> BoxFuture<'a, T> {
+    let mut f = Some(f);
+    let mut yielded = false;
+    Box::pin(std::future::poll_fn(move |cx| {
+        if !yielded {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        match f.take() {
+            Some(f) => Poll::Ready(f()),
+            None => Poll::Pending,
+        }
+    }))
+}
+
+/// Runs a future to completion, boxed (on the heap, as a spawned task is),
+/// polling it until it is ready.
+fn run<T>(f: impl Future<Output = T>) -> Result<T, String> {
+    let mut f = Box::pin(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for _ in 0..10_000 {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return Ok(v);
+        }
+    }
+    Err("a future did not complete".into())
+}
+
+/// h2: as h1, through `AsyncCachingProvider` over an async-only provider,
+/// sealing with `AsyncSealer` and opening with `AsyncOpener`, every future
+/// boxed and suspended at each provider call. Then a second provider that
+/// offers no generation: the cache draws the data key itself and holds it
+/// across the wrap's `.await`; once the seal is done, the only copy must be
+/// the cache entry's, and none once that is cleared.
+fn async_cache_evictions() -> Result<(), String> {
+    use lockbox::cache::{AsyncCachingProvider, DataKeyCache};
+    let kek_bytes: [u8; 32] = pattern(0xE0);
+    let pk = register(&kek_bytes);
+    let p1 = register(&pattern::<32>(0xE1));
+    let p2 = register(&pattern::<32>(0xE2));
+    let p3 = register(&pattern::<32>(0xE3));
+    let drawn;
+    {
+        let cache = lb(DataKeyCache::new(1), "cache")?;
+        let age = std::time::Duration::from_secs(3600);
+        let provider = Box::new(lb(
+            AsyncCachingProvider::builder(AsyncOnly::new(kek_bytes, true, 0xE1), &cache, age).build(),
+            "build",
+        )?);
+        let probe = Probe {
+            inner: kek_from(kek_bytes),
+            expected_dek: p1,
+            saw_expected: AtomicBool::new(false),
+        };
+        let (c1, c2) = (ctx()?, lb(ctx()?.with("other", "context"), "context")?);
+        let sealer = AsyncSealer::new(&*provider);
+        let a = lb(run(sealer.seal(b"message a", &c1))?, "seal a")?;
+        let b = lb(run(sealer.seal(b"message b", &c1))?, "seal b")?;
+        ensure(provider.stats().seal_hits == 1, "the second seal did not reuse the cached key")?;
+        ensure(
+            lb(Opener::new(&probe).open(&b, &c1), "probe open")? == b"message b",
+            "probe open",
+        )?;
+        ensure(probe.saw_expected.load(Ordering::Relaxed), "the cached DEK is not e1")?;
+        // Capacity 1: sealing under another context evicts e1's entry.
+        lb(run(sealer.seal(b"message c", &c2))?, "seal c")?;
+        ensure(cache.evictions() == 1 && cache.len() == 1, "e1's entry was not evicted")?;
+        expect_clean("data key e1 after its seal entry was evicted", p1)?;
+        // Open side: e1 comes back as an open entry (evicting e2's), then is cleared.
+        let opener = AsyncOpener::new(&*provider);
+        for _ in 0..2 {
+            ensure(lb(run(opener.open(&a, &c1))?, "open a")? == b"message a", "open a")?;
+        }
+        let st = provider.stats();
+        ensure(st.open_misses == 1 && st.open_hits == 1, "the unwrapped key was not cached")?;
+        ensure(cache.evictions() == 2, "e2's entry was not evicted")?;
+        expect_clean("data key e2 after its seal entry was evicted", p2)?;
+        cache.clear();
+        expect_clean("data key e1 after its open entry was cleared", p1)?;
+
+        // No provider-side generation: the cache draws the key and wraps it
+        // across an await.
+        let drawing = Box::new(lb(
+            AsyncCachingProvider::builder(AsyncOnly::new(kek_bytes, false, 0), &cache, age).build(),
+            "build",
+        )?);
+        let d = lb(run(AsyncSealer::new(&*drawing).seal(b"message d", &c1))?, "seal d")?;
+        drawn = drawing.inner().last_wrapped().ok_or("the cache did not wrap a key it drew")?;
+        ensure(cache.len() == 1, "the drawn key was not cached")?;
+        expect_clean("a data key the cache drew, after the seal (only the entry holds it)", drawn)?;
+        ensure(
+            lb(run(AsyncOpener::new(&*drawing).open(&d, &c1))?, "open d")? == b"message d",
+            "open d",
+        )?;
+        cache.clear();
+        expect_clean("a data key the cache drew, after its entry was cleared", drawn)?;
+        // Fill it again (with e3), then drop the providers and the cache with the entry in.
+        lb(run(sealer.seal(b"message e", &c1))?, "seal e")?;
+        ensure(cache.len() == 1, "no entry to drop")?;
+        black_box((&provider, &drawing));
+    }
+    expect_clean("data key e1 after the cache was dropped", p1)?;
+    expect_clean("data key e2 after the cache was dropped", p2)?;
+    expect_clean("data key e3, cached when the cache was dropped", p3)?;
+    expect_clean("a data key the cache drew, after the cache was dropped", drawn)?;
+    expect_clean("KEK bytes", pk)
+}
+
+/// g3: a keyring under an async-only master: sealed and opened as bytes,
+/// saved, loaded, updated and reloaded as a file, used, dropped; every
+/// future boxed and suspended at each master call. No version key left.
+fn keyring_async_master() -> Result<(), String> {
+    let master = AsyncOnly::new(pattern(0x6C), false, 0);
+    let c = ctx()?;
+    let dir = TempDir::new("g3")?;
+    let path = dir.path().join("ring");
+    let patterns = {
+        let mut ring = small_keyring()?;
+        lb(ring.rotate(UnixTime(2)), "rotate")?;
+        let file = lb(run(ring.to_sealed_bytes_async(&master))?, "seal")?;
+        let patterns = [
+            register(&version_key(&master.kek, &file, 0)?),
+            register(&version_key(&master.kek, &file, 1)?),
+        ];
+        let loaded = lb(run(Keyring::from_sealed_bytes_async(&file, &master))?, "open")?;
+        lb(run(ring.save_async(&path, &master))?, "save")?;
+        let mut other = lb(run(Keyring::load_async(&path, &master))?, "load")?;
+        lb(run(other.update_async(&path, &master, |r| r.add_version(UnixTime(3))))?, "update")?;
+        lb(run(ring.reload_if_changed_async(&path, &master))?, "reload")?;
+        let env = lb(lockbox::seal(&loaded, b"x", &c), "seal")?;
+        lb(lockbox::open(&ring, &env, &c), "open")?;
+        lb(lockbox::open(&other.migration_provider(), &env, &c), "open via migration")?;
+        black_box((&ring, &loaded, &other));
+        patterns
+    };
+    for p in patterns {
+        expect_clean("keyring version key", p)?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 
 struct Runner {
@@ -1330,8 +1564,16 @@ fn main() {
         keyring_save_load,
     );
     r.run(
+        "g3 keyring under an async master, futures suspended: no version key bytes",
+        keyring_async_master,
+    );
+    r.run(
         "h1 data-key cache: evicted, cleared and dropped entries leave no DEK bytes",
         cache_evictions,
+    );
+    r.run(
+        "h2 async data-key cache over an async-only provider: no DEK bytes, drawn keys included",
+        async_cache_evictions,
     );
 
     println!("{} passed, {} failed", r.passed, r.failed);
