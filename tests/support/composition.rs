@@ -14,6 +14,8 @@
     clippy::panic,
     clippy::print_stdout,
     clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::indexing_slicing,
     reason = "test support"
 )]
 
