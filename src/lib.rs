@@ -81,8 +81,9 @@
 //!   and the data-key cache ([`cache::CachingProvider`]). Without it the crate
 //!   is `no_std` + `alloc`; on targets without an OS, configure getrandom's
 //!   custom backend to supply randomness.
-//! - `tokio`: `AsyncEncryptor` / `AsyncDecryptor` over tokio's `AsyncWrite` /
-//!   `AsyncRead` (the io traits only; lockbox starts no runtime).
+//! - `tokio`: [`tokio::Encryptor`] / [`tokio::Decryptor`] over tokio's
+//!   `AsyncWrite` / `AsyncRead` / `AsyncSeek` (the io traits only; lockbox
+//!   starts no runtime).
 //! - `aws-lc`: AES-256-GCM and ChaCha20-Poly1305 on AWS-LC ([`Backend`]),
 //!   byte-identical envelopes, several times faster AES-GCM; needs a C
 //!   compiler.
@@ -102,9 +103,18 @@
 //! - `lockbox-testing`: the conformance suite every provider should pass (a
 //!   dev-dependency).
 //!
-//! [`AsyncSealer`] and [`AsyncOpener`] take
-//! [`AsyncKeyEncryptionProvider`]s (network key stores) and produce the same
-//! envelopes as [`Sealer`] and [`Opener`]; lockbox never calls `block_on`.
+//! ## Blocking and async providers
+//!
+//! [`AsyncSealer`], [`AsyncOpener`], [`AsyncRewrapper`] and
+//! [`AsyncReencryptor`] take [`AsyncKeyEncryptionProvider`]s (network key
+//! stores; every blocking provider is one too) and produce and accept the same
+//! envelopes as [`Sealer`], [`Opener`], [`Rewrapper`] and [`Reencryptor`]:
+//! both are thin drivers over one engine, so they cannot drift. lockbox never
+//! calls `block_on`. Streams separate the key phase from the I/O
+//! ([`SealedHeader`], [`RawHeader`], [`UnlockedHeader`]), so either kind of
+//! provider streams to `std::io` or tokio. The composites work with both:
+//! [`cache::CachingProvider`] / [`cache::AsyncCachingProvider`], and keyrings
+//! under a blocking or an async master (`save` / `save_async`, ...).
 
 #![no_std]
 #![forbid(unsafe_code)]
