@@ -75,7 +75,7 @@ pub fn ciphertext_range(
 ) -> Result<core::ops::Range<u64>, Error> {
     let (h, _) = format::parse(header_prefix, &Limits::default())?;
     let header_len = u64::try_from(h.len()).unwrap_or(u64::MAX);
-    let payload = envelope_len.checked_sub(header_len).ok_or(Error::Malformed {
+    let payload = envelope_len.checked_sub(header_len).ok_or_else(|| Error::Malformed {
         offset: h.len(),
         what: "truncated payload",
     })?;
@@ -84,7 +84,7 @@ pub fn ciphertext_range(
     })?;
     let segs = Segments::for_payload(payload, h.segment_size(), h.len())?;
     segs.ciphertext_range(header_len, plaintext)
-        .ok_or(Error::InvalidArgument {
+        .ok_or_else(|| Error::InvalidArgument {
             what: "plaintext range outside the envelope's plaintext",
         })
 }

@@ -74,7 +74,7 @@ impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
     ) -> Result<Self, Error> {
         let limits = &opts.limits;
         let exceeded = |limit, max| Error::LimitExceeded { limit, max };
-        let head = providers.first().copied().ok_or(Error::InvalidArgument {
+        let head = providers.first().copied().ok_or_else(|| Error::InvalidArgument {
             what: "no provider to wrap the data key",
         })?;
         if context.len() > limits.max_context_entries() {
@@ -177,7 +177,7 @@ impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
     /// live on the heap, and a moved-from copy there would not be wiped). The
     /// data key is zeroized where it lies when the plan is dropped.
     pub(crate) fn finish(&mut self) -> Result<Prepared<'c>, Error> {
-        let first = self.first.take().ok_or(Error::InvalidArgument {
+        let first = self.first.take().ok_or_else(|| Error::InvalidArgument {
             what: "no provider to wrap the data key",
         })?;
         if self.wrapped.len().saturating_add(1) != self.providers.len() {
@@ -310,7 +310,7 @@ impl Prepared<'_> {
         let total = segs
             .payload_len()
             .and_then(|n| n.checked_add(self.header_len))
-            .ok_or(Error::InvalidArgument {
+            .ok_or_else(|| Error::InvalidArgument {
                 what: "plaintext too long",
             })?;
         Ok((segs, total))

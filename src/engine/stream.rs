@@ -257,7 +257,7 @@ impl SegmentSealer {
         let end = base
             .checked_add(nsegs)
             .filter(|e| u32::try_from(*e).is_ok_and(|e| e < u32::MAX))
-            .ok_or(Error::InvalidArgument {
+            .ok_or_else(|| Error::InvalidArgument {
                 what: "more than 2^32 - 1 segments",
             })?;
         if self.threads > 1 {
@@ -507,7 +507,7 @@ impl SegmentOpener {
 
     /// Starts positioning at plaintext offset `target` (resolved, indexed).
     pub(crate) fn start_load(&mut self, target: u64) -> Result<(), Error> {
-        let (segs, _) = self.indexed.ok_or(Error::InvalidArgument {
+        let (segs, _) = self.indexed.ok_or_else(|| Error::InvalidArgument {
             what: "seek before the payload length is known",
         })?;
         let len = u64::try_from(segs.plaintext_len()).unwrap_or(u64::MAX);
@@ -542,7 +542,7 @@ impl SegmentOpener {
             .and_then(|k| k.checked_mul(stride))
             .and_then(|o| o.checked_add(base))
             .and_then(|o| o.checked_add(self.header_len))
-            .ok_or(Error::InvalidArgument {
+            .ok_or_else(|| Error::InvalidArgument {
                 what: "offset overflow",
             })
     }
@@ -613,13 +613,13 @@ impl SegmentOpener {
         self.op = match self.op {
             Op::Index(IndexStage::Here, r) => Op::Index(IndexStage::End { here: pos }, r),
             Op::Index(IndexStage::End { here }, r) => {
-                let base = here.checked_sub(self.consumed).ok_or(Error::InvalidArgument {
+                let base = here.checked_sub(self.consumed).ok_or_else(|| Error::InvalidArgument {
                     what: "reader moved under the decryptor",
                 })?;
                 let payload = pos
                     .checked_sub(base)
                     .and_then(|n| n.checked_sub(self.header_len))
-                    .ok_or(Error::Malformed {
+                    .ok_or_else(|| Error::Malformed {
                         offset: 0,
                         what: "truncated",
                     })?;

@@ -43,7 +43,7 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
         // Errors are built only on failure: this is the hot path of every open.
-        let end = self.pos.checked_add(n).ok_or(ReadError::Bad(Error::Malformed {
+        let end = self.pos.checked_add(n).ok_or_else(|| ReadError::Bad(Error::Malformed {
             offset: self.pos,
             what: "length overflow",
         }))?;

@@ -224,7 +224,7 @@ pub(crate) fn parse_prefix<'a>(input: &'a [u8], limits: &Limits) -> Result<Parse
 pub(crate) fn parse<'a>(input: &'a [u8], limits: &Limits) -> Result<(Header<'a>, &'a [u8]), Error> {
     match parse_prefix(input, limits)? {
         Parsed::Complete(h) => {
-            let payload = input.get(h.len()..).ok_or(Error::Malformed {
+            let payload = input.get(h.len()..).ok_or_else(|| Error::Malformed {
                 offset: input.len(),
                 what: "truncated",
             })?;

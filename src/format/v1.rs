@@ -172,7 +172,7 @@ pub(crate) fn parse<'a>(input: &'a [u8], limits: &Limits) -> Result<Header<'a>, 
     let mut r = Reader::new(input);
     r.take(5)?; // magic + version
     let suite_id = r.u8()?;
-    let suite = Suite::from_id(suite_id).ok_or(ReadError::Bad(Error::UnsupportedSuite(suite_id)))?;
+    let suite = Suite::from_id(suite_id).ok_or_else(|| ReadError::Bad(Error::UnsupportedSuite(suite_id)))?;
     let exp_at = r.pos();
     let segment_size = SegmentSize::from_exponent(r.u8()?).map_err(|_| bad(exp_at, "segment size out of range"))?;
     if segment_size.bytes() > limits.max_segment_size() {
