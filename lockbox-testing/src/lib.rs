@@ -490,24 +490,8 @@ fn expect_auth_failure(
     r: Result<DataKey, ProviderError>,
     transcript: &mut Transcript,
 ) -> Result<(), ConformanceFailure> {
-    match r {
-        Ok(_) => Err(ConformanceFailure::new(check, format!("unwrap succeeded with {what}"))),
-        Err(e) => {
-            transcript.error(what, &e)?;
-            check_error_names(provider_id, what, &e)?;
-            if e.kind() == ProviderErrorKind::Authentication {
-                Ok(())
-            } else {
-                Err(ConformanceFailure::new(
-                    check,
-                    format!(
-                        "unwrap with {what} failed with kind {:?}, expected Authentication ({e})",
-                        e.kind()
-                    ),
-                ))
-            }
-        }
-    }
+    let auth = [ProviderErrorKind::Authentication];
+    expect_failure(check, provider_id, what, r, &auth, transcript)
 }
 
 /// An unwrap that must fail, with one of `kinds` (or any kind if empty).
