@@ -14,34 +14,7 @@ use crate::suite::Suite;
 /// Nothing reported here is authenticated yet: an attacker can forge any of
 /// it. Use it to route (which provider, which key), never to decide trust.
 pub fn inspect(envelope: &[u8]) -> Result<EnvelopeInfo, Error> {
-    inspect_with_limits(envelope, &Limits::default())
-}
-
-/// [`inspect`] with explicit limits.
-pub fn inspect_with_limits(envelope: &[u8], limits: &Limits) -> Result<EnvelopeInfo, Error> {
-    let (h, payload) = format::parse(envelope, limits)?;
-    let segs = Segments::for_payload(payload.len(), h.segment_size(), h.len())?;
-    let mut stored = Vec::new();
-    let mut required = Vec::new();
-    for e in h.context().iter() {
-        match e.value {
-            Some(v) => stored.push((e.key.to_string(), v.to_string())),
-            None => required.push(e.key.to_string()),
-        }
-    }
-    Ok(EnvelopeInfo {
-        version: h.version(),
-        suite: h.suite(),
-        message_id: *h.message_id(),
-        segment_size: h.segment_size(),
-        segment_count: segs.count,
-        stored_context: stored,
-        required_context_keys: required,
-        wrapped_keys: h.wrapped().iter().map(|w| w.to_owned()).collect(),
-        header_len: h.len(),
-        payload_len: payload.len(),
-        plaintext_len: segs.plaintext_len(),
-    })
+    EnvelopeInfo::parse(envelope, &Limits::default())
 }
 
 /// For range reads (object stores): the byte range of an envelope that holds
@@ -106,6 +79,33 @@ pub struct EnvelopeInfo {
 }
 
 impl EnvelopeInfo {
+    /// [`inspect`] with explicit limits.
+    pub fn parse(envelope: &[u8], limits: &Limits) -> Result<Self, Error> {
+        let (h, payload) = format::parse(envelope, limits)?;
+        let segs = Segments::for_payload(payload.len(), h.segment_size(), h.len())?;
+        let mut stored = Vec::new();
+        let mut required = Vec::new();
+        for e in h.context().iter() {
+            match e.value {
+                Some(v) => stored.push((e.key.to_string(), v.to_string())),
+                None => required.push(e.key.to_string()),
+            }
+        }
+        Ok(EnvelopeInfo {
+            version: h.version(),
+            suite: h.suite(),
+            message_id: *h.message_id(),
+            segment_size: h.segment_size(),
+            segment_count: segs.count,
+            stored_context: stored,
+            required_context_keys: required,
+            wrapped_keys: h.wrapped().iter().map(|w| w.to_owned()).collect(),
+            header_len: h.len(),
+            payload_len: payload.len(),
+            plaintext_len: segs.plaintext_len(),
+        })
+    }
+
     /// Format version (1).
     pub fn version(&self) -> u8 {
         self.version

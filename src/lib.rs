@@ -157,7 +157,7 @@ pub use context::{ContextEntry, EncryptionContext, Storage};
 pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};
 pub use format::binding::{Binding, BindingBuf};
 pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
-pub use inspect::{EnvelopeInfo, ciphertext_range, inspect, inspect_with_limits};
+pub use inspect::{EnvelopeInfo, ciphertext_range, inspect};
 #[cfg(feature = "std")]
 pub use io::{Decryptor, Encryptor, RawHeader, UnlockedHeader};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};

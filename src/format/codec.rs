@@ -43,10 +43,12 @@ impl<'a> Reader<'a> {
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ReadError> {
         // Errors are built only on failure: this is the hot path of every open.
-        let end = self.pos.checked_add(n).ok_or_else(|| ReadError::Bad(Error::Malformed {
-            offset: self.pos,
-            what: "length overflow",
-        }))?;
+        let end = self.pos.checked_add(n).ok_or_else(|| {
+            ReadError::Bad(Error::Malformed {
+                offset: self.pos,
+                what: "length overflow",
+            })
+        })?;
         let out = self.buf.get(self.pos..end).ok_or(ReadError::Short { need: end })?;
         self.pos = end;
         Ok(out)
