@@ -586,6 +586,14 @@ impl AuditKey {
     }
 }
 
+/// A copy of the key (for a sink and a verifier in one process), in its own
+/// zeroized allocation.
+impl Clone for AuditKey {
+    fn clone(&self) -> Self {
+        Self::from_boxed(SecretBox::new(Box::new(*self.bytes())))
+    }
+}
+
 impl fmt::Debug for AuditKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditKey").field("id", &self.id()).finish_non_exhaustive()
