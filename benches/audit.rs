@@ -34,8 +34,17 @@ fn audit(c: &mut Criterion) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kek = Arc::new(LocalKek::generate().unwrap());
-    let file = audited(&kek, JsonLinesSink::builder(dir.path().join("a.jsonl")).build().unwrap());
-    let inline = audited(&kek, JsonLinesSink::builder(dir.path().join("b.jsonl")).inline().build().unwrap());
+    let file = audited(
+        &kek,
+        JsonLinesSink::builder(dir.path().join("a.jsonl")).build().unwrap(),
+    );
+    let inline = audited(
+        &kek,
+        JsonLinesSink::builder(dir.path().join("b.jsonl"))
+            .inline()
+            .build()
+            .unwrap(),
+    );
     let hmac = audited(
         &kek,
         JsonLinesSink::builder(dir.path().join("c.jsonl"))
@@ -46,7 +55,10 @@ fn audit(c: &mut Criterion) {
     let null = Layered::new(kek.clone(), Audit::new(Arc::new(NoAudit)));
     let granted = Layered::new(
         kek.clone(),
-        Grant::builder("bench", Operations::ALL).require("tenant", "acme").build().unwrap(),
+        Grant::builder("bench", Operations::ALL)
+            .require("tenant", "acme")
+            .build()
+            .unwrap(),
     );
     let providers: [(&str, &dyn KeyEncryptionProvider); 6] = [
         ("plain", &*kek),

@@ -49,16 +49,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Ingest: seal only.
     let ingest = SealOnly::new(Layered::new(kek.clone(), audit_as("ingest-service")));
     let acme_report = ingest.sealer().seal(b"acme: Q3 revenue 1.2M", &ctx("acme", "r-1")?)?;
-    let globex_report = ingest.sealer().seal(b"globex: Q3 revenue 3.4M", &ctx("globex", "r-2")?)?;
-    println!("ingest sealed 2 reports ({} and {} bytes)", acme_report.len(), globex_report.len());
+    let globex_report = ingest
+        .sealer()
+        .seal(b"globex: Q3 revenue 3.4M", &ctx("globex", "r-2")?)?;
+    println!(
+        "ingest sealed 2 reports ({} and {} bytes)",
+        acme_report.len(),
+        globex_report.len()
+    );
     // `Opener::new(&ingest)` would not compile: the handle cannot unwrap.
 
     // Reporting: open only, and only tenant acme. The grant sits inside the
     // audit, so its refusals are recorded.
-    let acme_only = Grant::builder("reporting-acme", Operations::OPEN).require("tenant", "acme").build()?;
-    let reporting = OpenOnly::new(Layered::new(Layered::new(kek.clone(), acme_only), audit_as("reporting-service")));
+    let acme_only = Grant::builder("reporting-acme", Operations::OPEN)
+        .require("tenant", "acme")
+        .build()?;
+    let reporting = OpenOnly::new(Layered::new(
+        Layered::new(kek.clone(), acme_only),
+        audit_as("reporting-service"),
+    ));
     let plaintext = reporting.opener().open(&acme_report, &ctx("acme", "r-1")?)?;
-    println!("reporting read acme's report: {:?}", String::from_utf8_lossy(&plaintext));
+    println!(
+        "reporting read acme's report: {:?}",
+        String::from_utf8_lossy(&plaintext)
+    );
 
     let err = reporting
         .opener()
@@ -100,7 +114,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         record["violation"],
         record["denied_by"],
     );
-    assert_eq!(record["context"]["record"], serde_json::Value::Null, "record ids never reach the log");
+    assert_eq!(
+        record["context"]["record"],
+        serde_json::Value::Null,
+        "record ids never reach the log"
+    );
 
     // An insider deletes that record...
     let mut tampered: Vec<&str> = lines.clone();

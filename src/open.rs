@@ -135,8 +135,9 @@ impl<'p> Opener<'p> {
     /// unchanged (anything written is zeroized first).
     pub fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         let (probe, at) = (self.audit.probe(envelope, context, &self.opts.limits), out.len());
-        let r = parse(envelope, &self.opts)
-            .and_then(|(h, payload, segs)| open_payload(&self.unlock_cipher(h, context)?, segs, payload, self.opts.threads, out));
+        let r = parse(envelope, &self.opts).and_then(|(h, payload, segs)| {
+            open_payload(&self.unlock_cipher(h, context)?, segs, payload, self.opts.threads, out)
+        });
         self.audit.opened(probe, Open, out.len().checked_sub(at), &r);
         r
     }
@@ -157,7 +158,8 @@ impl<'p> Opener<'p> {
             open_payload(&cipher, segs, payload, self.opts.threads, &mut out)?;
             Ok((out, full_context(h.context(), context)?))
         });
-        self.audit.opened(probe, Open, r.as_ref().map_or(None, |(p, _)| Some(p.len())), &r);
+        self.audit
+            .opened(probe, Open, r.as_ref().map_or(None, |(p, _)| Some(p.len())), &r);
         r
     }
 
@@ -166,7 +168,8 @@ impl<'p> Opener<'p> {
     /// already decrypted are encrypted back (no plaintext is left behind).
     pub fn open_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
         let probe = self.audit.probe(buf, context, &self.opts.limits);
-        let unlocked = parse(buf, &self.opts).and_then(|(h, _, segs)| Ok((self.unlock_cipher(h, context)?, segs, h.len())));
+        let unlocked =
+            parse(buf, &self.opts).and_then(|(h, _, segs)| Ok((self.unlock_cipher(h, context)?, segs, h.len())));
         let r = unlocked.and_then(|(cipher, segs, header_len)| open_in_place(cipher, segs, header_len, buf));
         self.audit.opened(probe, Open, Some(buf.len()), &r);
         r
@@ -179,7 +182,9 @@ impl<'p> Opener<'p> {
     #[cfg(feature = "std")]
     pub fn unlock(&self, raw: crate::RawHeader, context: &EncryptionContext) -> Result<crate::UnlockedHeader, Error> {
         let probe = self.audit.probe(raw.bytes(), context, &self.opts.limits);
-        let cipher = raw.header(&self.opts.limits).and_then(|h| self.unlock_cipher(h, context));
+        let cipher = raw
+            .header(&self.opts.limits)
+            .and_then(|h| self.unlock_cipher(h, context));
         let r = cipher.and_then(|cipher| crate::UnlockedHeader::new(raw, cipher, context, &self.opts));
         self.audit.opened(probe, OpenStream, None, &r);
         r
@@ -213,7 +218,12 @@ impl<'p> AsyncOpener<'p> {
         r
     }
 
-    async fn open_to_inner(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
+    async fn open_to_inner(
+        &self,
+        envelope: &[u8],
+        context: &EncryptionContext,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
         let (h, payload, segs) = parse(envelope, &self.opts)?;
         let cipher = self.unlock_cipher(h, context).await?;
         open_payload(&cipher, segs, payload, self.opts.threads, out)

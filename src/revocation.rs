@@ -85,7 +85,8 @@ where
         let h = match format::parse_prefix(bytes.as_ref(), &limits) {
             Ok(Parsed::Complete(h)) => h,
             Ok(Parsed::Incomplete { .. }) => {
-                r.unreadable.push((name, Error::invalid_argument("bytes end inside the envelope header")));
+                r.unreadable
+                    .push((name, Error::invalid_argument("bytes end inside the envelope header")));
                 continue;
             }
             Err(e) => {

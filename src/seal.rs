@@ -152,7 +152,12 @@ macro_rules! sealer_options {
             }
 
             /// [`audited`](Self::audited) for a seal into a new buffer.
-            fn audited_vec(&self, context: &EncryptionContext, len: usize, r: Result<Vec<u8>, Error>) -> Result<Vec<u8>, Error> {
+            fn audited_vec(
+                &self,
+                context: &EncryptionContext,
+                len: usize,
+                r: Result<Vec<u8>, Error>,
+            ) -> Result<Vec<u8>, Error> {
                 let how = (self.opts.suite, &self.opts.limits);
                 let sealed = r.as_deref().unwrap_or_default();
                 (self.audit).sealed(Seal, how, context, Some(len), sealed, &r);
@@ -161,7 +166,11 @@ macro_rules! sealer_options {
 
             /// [`audited`](Self::audited) for a stream's header.
             #[cfg(feature = "std")]
-            fn audited_header(&self, context: &EncryptionContext, r: Result<SealedHeader, Error>) -> Result<SealedHeader, Error> {
+            fn audited_header(
+                &self,
+                context: &EncryptionContext,
+                r: Result<SealedHeader, Error>,
+            ) -> Result<SealedHeader, Error> {
                 let how = (self.opts.suite, &self.opts.limits);
                 let header = r.as_ref().map(|h| h.header()).unwrap_or_default();
                 (self.audit).sealed(SealStream, how, context, None, header, &r);
@@ -223,7 +232,8 @@ impl<'p> Sealer<'p> {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Vec<u8>, Error> {
-        let r = (self.prepare(context, len_u64(plaintext.len()), |b| rng_random(rng, b))).and_then(|p| p.seal(plaintext));
+        let r =
+            (self.prepare(context, len_u64(plaintext.len()), |b| rng_random(rng, b))).and_then(|p| p.seal(plaintext));
         self.audited_vec(context, plaintext.len(), r)
     }
 
@@ -257,7 +267,9 @@ impl<'p> Sealer<'p> {
         rng: &mut R,
         context: &EncryptionContext,
     ) -> Result<SealedHeader, Error> {
-        let r = self.prepare(context, None, |b| rng_random(rng, b)).and_then(SealedHeader::new);
+        let r = self
+            .prepare(context, None, |b| rng_random(rng, b))
+            .and_then(SealedHeader::new);
         self.audited_header(context, r)
     }
 

@@ -91,11 +91,7 @@ impl<P: AsyncKeyEncryptionProvider, L: lockbox::access::Layer> Drive for AsyncLa
 }
 
 /// Runs `body` with a factory putting a layer in front of `kek`, sync then async.
-fn both<L: lockbox::access::Layer>(
-    kek: &Arc<LocalKek>,
-    make: impl Fn() -> L,
-    body: impl Fn(&dyn Drive, &L),
-) {
+fn both<L: lockbox::access::Layer>(kek: &Arc<LocalKek>, make: impl Fn() -> L, body: impl Fn(&dyn Drive, &L)) {
     let sync = Layered::new(kek.clone(), make());
     body(&sync, sync.layer());
     let asynchronous = AsyncLayered::new(AsyncOnly::new(kek.clone()), make());
@@ -113,13 +109,24 @@ fn context_constraints_at_their_boundaries() {
     // Exact value: "acme" yes; "acme-eu" (a prefix match) and a missing key no.
     both(
         &k,
-        || Grant::builder("exact", Operations::ALL).require("tenant", "acme").build().unwrap(),
+        || {
+            Grant::builder("exact", Operations::ALL)
+                .require("tenant", "acme")
+                .build()
+                .unwrap()
+        },
         |p, _| {
             assert_eq!(p.open(&acme, &ctx("acme")).unwrap(), b"acme");
             let e = p.open(&acme_eu, &ctx("acme-eu")).unwrap_err();
-            assert_eq!(denied(&e).violation(), &Violation::ContextValue { key: "tenant".into() });
+            assert_eq!(
+                denied(&e).violation(),
+                &Violation::ContextValue { key: "tenant".into() }
+            );
             let e = p.open(&no_tenant, &no_tenant_ctx).unwrap_err();
-            assert_eq!(denied(&e).violation(), &Violation::ContextKeyMissing { key: "tenant".into() });
+            assert_eq!(
+                denied(&e).violation(),
+                &Violation::ContextKeyMissing { key: "tenant".into() }
+            );
             // Sealing is checked against the same binding.
             assert!(p.seal(b"x", &ctx("acme")).is_ok());
             let e = p.seal(b"x", &ctx("globex")).unwrap_err();
@@ -129,7 +136,12 @@ fn context_constraints_at_their_boundaries() {
     // One of a set.
     both(
         &k,
-        || Grant::builder("set", Operations::OPEN).require_one_of("tenant", ["acme", "acme-eu"]).build().unwrap(),
+        || {
+            Grant::builder("set", Operations::OPEN)
+                .require_one_of("tenant", ["acme", "acme-eu"])
+                .build()
+                .unwrap()
+        },
         |p, _| {
             assert!(p.open(&acme, &ctx("acme")).is_ok());
             assert!(p.open(&acme_eu, &ctx("acme-eu")).is_ok());
@@ -139,7 +151,12 @@ fn context_constraints_at_their_boundaries() {
     // Required keys (any value), and keys allowed.
     both(
         &k,
-        || Grant::builder("keys", Operations::OPEN).require_keys(["tenant", "user"]).build().unwrap(),
+        || {
+            Grant::builder("keys", Operations::OPEN)
+                .require_keys(["tenant", "user"])
+                .build()
+                .unwrap()
+        },
         |p, _| {
             assert!(p.open(&acme_eu, &ctx("acme-eu")).is_ok());
             let e = p.open(&no_tenant, &no_tenant_ctx).unwrap_err();
@@ -148,17 +165,30 @@ fn context_constraints_at_their_boundaries() {
     );
     both(
         &k,
-        || Grant::builder("only", Operations::OPEN).allow_only_keys(["tenant", "purpose"]).build().unwrap(),
+        || {
+            Grant::builder("only", Operations::OPEN)
+                .allow_only_keys(["tenant", "purpose"])
+                .build()
+                .unwrap()
+        },
         |p, _| {
             assert!(p.open(&no_tenant, &no_tenant_ctx).is_ok());
             let e = p.open(&acme, &ctx("acme")).unwrap_err();
-            assert_eq!(denied(&e).violation(), &Violation::ContextKeyNotAllowed { key: "user".into() });
+            assert_eq!(
+                denied(&e).violation(),
+                &Violation::ContextKeyNotAllowed { key: "user".into() }
+            );
         },
     );
     // Exactly this context: one more or one fewer entry is refused.
     both(
         &k,
-        || Grant::builder("exactly", Operations::OPEN).require_exactly(&ctx("acme")).build().unwrap(),
+        || {
+            Grant::builder("exactly", Operations::OPEN)
+                .require_exactly(&ctx("acme"))
+                .build()
+                .unwrap()
+        },
         |p, _| {
             assert!(p.open(&acme, &ctx("acme")).is_ok());
             assert!(p.open(&no_tenant, &no_tenant_ctx).is_err());
@@ -176,9 +206,17 @@ fn context_constraints_at_their_boundaries() {
         },
         |p, _| {
             assert!(p.open(&acme, &ctx("acme")).is_ok());
-            let chacha = Sealer::new(&*k).suite(Suite::ChaCha20Poly1305).seal(b"c", &ctx("acme")).unwrap();
+            let chacha = Sealer::new(&*k)
+                .suite(Suite::ChaCha20Poly1305)
+                .seal(b"c", &ctx("acme"))
+                .unwrap();
             let e = p.open(&chacha, &ctx("acme")).unwrap_err();
-            assert_eq!(denied(&e).violation(), &Violation::ContextPredicate { name: "gcm-only".into() });
+            assert_eq!(
+                denied(&e).violation(),
+                &Violation::ContextPredicate {
+                    name: "gcm-only".into()
+                }
+            );
         },
     );
 }
@@ -188,11 +226,29 @@ fn a_required_value_the_grant_allows_but_the_envelope_lacks_fails_authentication
     // The grant checks the binding the opener reconstructs; the wrapped key
     // opens only under its true binding.
     let k = kek();
-    let env = lockbox::seal(&*k, b"x", &EncryptionContext::new().with_required("tenant", "globex").unwrap()).unwrap();
-    let p = Layered::new(k, Grant::builder("g", Operations::OPEN).require("tenant", "acme").build().unwrap());
-    let e = lockbox::open(&p, &env, &EncryptionContext::new().with_required("tenant", "acme").unwrap()).unwrap_err();
+    let env = lockbox::seal(
+        &*k,
+        b"x",
+        &EncryptionContext::new().with_required("tenant", "globex").unwrap(),
+    )
+    .unwrap();
+    let p = Layered::new(
+        k,
+        Grant::builder("g", Operations::OPEN)
+            .require("tenant", "acme")
+            .build()
+            .unwrap(),
+    );
+    let e = lockbox::open(
+        &p,
+        &env,
+        &EncryptionContext::new().with_required("tenant", "acme").unwrap(),
+    )
+    .unwrap_err();
     assert!(AccessDenied::in_error(&e).is_none());
-    let Error::NoProviderCouldUnwrap { source: Some(s), .. } = &e else { panic!("{e:?}") };
+    let Error::NoProviderCouldUnwrap { source: Some(s), .. } = &e else {
+        panic!("{e:?}")
+    };
     assert_eq!(s.kind(), ProviderErrorKind::Authentication);
 }
 
@@ -248,7 +304,13 @@ fn max_uses_boundary_and_refusals_do_not_count() {
     let other = lockbox::seal(&*k, b"x", &ctx("globex")).unwrap();
     both(
         &k,
-        || Grant::builder("uses", Operations::OPEN).require("tenant", "acme").max_uses(3).build().unwrap(),
+        || {
+            Grant::builder("uses", Operations::OPEN)
+                .require("tenant", "acme")
+                .max_uses(3)
+                .build()
+                .unwrap()
+        },
         |p, g| {
             for _ in 0..3 {
                 // A refusal on the way does not use anything up.
@@ -274,7 +336,10 @@ fn generation_not_offered_gives_its_use_back() {
             p.seal(b"a", &ctx("acme")).unwrap();
             p.seal(b"b", &ctx("acme")).unwrap();
             assert_eq!(g.uses(), 2);
-            assert_eq!(denied(&p.seal(b"c", &ctx("acme")).unwrap_err()).constraint(), "max_uses");
+            assert_eq!(
+                denied(&p.seal(b"c", &ctx("acme")).unwrap_err()).constraint(),
+                "max_uses"
+            );
         },
     );
 }
@@ -283,7 +348,10 @@ fn generation_not_offered_gives_its_use_back() {
 fn max_uses_hold_under_racing_threads() {
     let k = kek();
     let env = lockbox::seal(&*k, b"x", &ctx("acme")).unwrap();
-    let p = Layered::new(k, Grant::builder("race", Operations::OPEN).max_uses(50).build().unwrap());
+    let p = Layered::new(
+        k,
+        Grant::builder("race", Operations::OPEN).max_uses(50).build().unwrap(),
+    );
     let ok = AtomicU64::new(0);
     std::thread::scope(|s| {
         for _ in 0..8 {
@@ -343,7 +411,10 @@ fn operations_and_what_they_imply() {
     assert!(rewrap_only.rewrap(w.as_ref(), b.as_binding()).unwrap().is_some());
     let e = rewrap_only.unwrap(w.as_ref(), b.as_binding()).unwrap_err();
     assert_eq!(e.kind(), ProviderErrorKind::PermissionDenied);
-    assert_eq!(AccessDenied::of(&e).unwrap().violation(), &Violation::Operation(Operation::Unwrap));
+    assert_eq!(
+        AccessDenied::of(&e).unwrap().violation(),
+        &Violation::Operation(Operation::Unwrap)
+    );
 }
 
 #[test]
@@ -373,16 +444,29 @@ fn nested_grants_only_narrow() {
     let e = lockbox::seal(&p, b"x", &ctx("acme")).unwrap_err();
     assert_eq!(denied(&e).grant(), "inner");
     // Wider context: still only acme.
-    assert_eq!(denied(&lockbox::open(&p, &globex, &ctx("globex")).unwrap_err()).grant(), "inner");
+    assert_eq!(
+        denied(&lockbox::open(&p, &globex, &ctx("globex")).unwrap_err()).grant(),
+        "inner"
+    );
     // The outer constraint applies too.
-    let other_purpose = EncryptionContext::new().with("tenant", "acme").unwrap().with("purpose", "x").unwrap();
+    let other_purpose = EncryptionContext::new()
+        .with("tenant", "acme")
+        .unwrap()
+        .with("purpose", "x")
+        .unwrap();
     let env2 = lockbox::seal(&*k, b"y", &other_purpose).unwrap();
-    assert_eq!(denied(&lockbox::open(&p, &env2, &other_purpose).unwrap_err()).grant(), "outer");
+    assert_eq!(
+        denied(&lockbox::open(&p, &env2, &other_purpose).unwrap_err()).grant(),
+        "outer"
+    );
     // Fewer uses: the inner count wins.
     for _ in 0..4 {
         lockbox::open(&p, &env, &ctx("acme")).unwrap();
     }
-    assert_eq!(denied(&lockbox::open(&p, &env, &ctx("acme")).unwrap_err()).constraint(), "max_uses");
+    assert_eq!(
+        denied(&lockbox::open(&p, &env, &ctx("acme")).unwrap_err()).constraint(),
+        "max_uses"
+    );
     // A shorter window: the inner one wins.
     let inner = Grant::builder("inner", Operations::OPEN)
         .not_after(UnixTime(1000))
@@ -396,15 +480,24 @@ fn nested_grants_only_narrow() {
         .unwrap();
     let p = Layered::new(Layered::new(k.clone(), inner), outer);
     clock.set(1001);
-    assert_eq!(denied(&lockbox::open(&p, &env, &ctx("acme")).unwrap_err()).grant(), "inner");
+    assert_eq!(
+        denied(&lockbox::open(&p, &env, &ctx("acme")).unwrap_err()).grant(),
+        "inner"
+    );
     // And the inner grant counts its outer grants' calls: two views over one
     // inner grant share its uses.
-    let shared = Arc::new(Layered::new(k.clone(), Grant::builder("shared", Operations::OPEN).max_uses(2).build().unwrap()));
+    let shared = Arc::new(Layered::new(
+        k.clone(),
+        Grant::builder("shared", Operations::OPEN).max_uses(2).build().unwrap(),
+    ));
     let a = Layered::new(shared.clone(), Grant::builder("a", Operations::OPEN).build().unwrap());
     let b = Layered::new(shared.clone(), Grant::builder("b", Operations::OPEN).build().unwrap());
     lockbox::open(&a, &env, &ctx("acme")).unwrap();
     lockbox::open(&b, &env, &ctx("acme")).unwrap();
-    assert_eq!(denied(&lockbox::open(&a, &env, &ctx("acme")).unwrap_err()).grant(), "shared");
+    assert_eq!(
+        denied(&lockbox::open(&a, &env, &ctx("acme")).unwrap_err()).grant(),
+        "shared"
+    );
 }
 
 #[test]
@@ -413,10 +506,22 @@ fn refusals_never_show_context_values() {
     let secret = "tenant-value-that-must-not-leak";
     let c = EncryptionContext::new().with_required("tenant", secret).unwrap();
     let env = lockbox::seal(&*k, b"x", &c).unwrap();
-    let p = Layered::new(k, Grant::builder("g", Operations::OPEN).require("tenant", "acme").build().unwrap());
+    let p = Layered::new(
+        k,
+        Grant::builder("g", Operations::OPEN)
+            .require("tenant", "acme")
+            .build()
+            .unwrap(),
+    );
     let e = lockbox::open(&p, &env, &c).unwrap_err();
     let d = denied(&e);
-    for text in [format!("{e}"), format!("{e:?}"), format!("{d}"), format!("{d:?}"), format!("{p:?}")] {
+    for text in [
+        format!("{e}"),
+        format!("{e:?}"),
+        format!("{d}"),
+        format!("{d:?}"),
+        format!("{p:?}"),
+    ] {
         assert!(!text.contains(secret), "{text}");
         assert!(!text.contains("acme"), "the grant's allowed value shows in {text}");
     }
@@ -448,13 +553,22 @@ fn audit_records_successes_failures_and_refusals() {
     let globex = lockbox::seal(&*k, b"globex", &ctx("globex")).unwrap();
     // Grants inside, audit outside: refusals are recorded.
     let sync = Layered::new(
-        Layered::new(k.clone(), Grant::builder("acme-only", Operations::ALL).require("tenant", "acme").build().unwrap()),
+        Layered::new(
+            k.clone(),
+            Grant::builder("acme-only", Operations::ALL)
+                .require("tenant", "acme")
+                .build()
+                .unwrap(),
+        ),
         audit(),
     );
     let asynchronous = AsyncLayered::new(
         AsyncLayered::new(
             AsyncOnly::new(k.clone()),
-            Grant::builder("acme-only", Operations::ALL).require("tenant", "acme").build().unwrap(),
+            Grant::builder("acme-only", Operations::ALL)
+                .require("tenant", "acme")
+                .build()
+                .unwrap(),
         ),
         audit(),
     );
@@ -488,7 +602,10 @@ fn audit_records_successes_failures_and_refusals() {
         );
         let no = record_of(&records, "unwrap", "denied");
         assert_eq!(no.error, Some("permission_denied"));
-        assert_eq!((no.denied_by.as_deref(), no.violation), (Some("acme-only"), Some("context.value")));
+        assert_eq!(
+            (no.denied_by.as_deref(), no.violation),
+            (Some("acme-only"), Some("context.value"))
+        );
         assert_eq!(no.key_id.as_deref(), Some(k.key_id().as_str()));
         let failed = record_of(&records, "unwrap", "failure");
         assert_eq!(failed.error, Some("authentication"));
@@ -513,10 +630,15 @@ fn audit_fails_closed_unless_told_otherwise() {
     log.set_failing(true);
     let closed = Layered::new(k.clone(), Audit::new(log.clone()));
     let e = lockbox::open(&closed, &env, &ctx("acme")).unwrap_err();
-    let Error::NoProviderCouldUnwrap { source: Some(s), .. } = &e else { panic!("{e:?}") };
+    let Error::NoProviderCouldUnwrap { source: Some(s), .. } = &e else {
+        panic!("{e:?}")
+    };
     assert_eq!(s.kind(), ProviderErrorKind::Unavailable);
     let e = lockbox::seal(&closed, b"x", &ctx("acme")).unwrap_err();
-    assert!(matches!(&e, Error::Provider(p) if p.kind() == ProviderErrorKind::Unavailable), "{e:?}");
+    assert!(
+        matches!(&e, Error::Provider(p) if p.kind() == ProviderErrorKind::Unavailable),
+        "{e:?}"
+    );
     let asynchronous = AsyncLayered::new(AsyncOnly::new(k.clone()), Audit::new(log.clone()));
     assert!(block_on(AsyncOpener::new(&asynchronous).open(&env, &ctx("acme"))).is_err());
     let open = Layered::new(k, Audit::builder(log.clone()).fail_open().build());
@@ -536,7 +658,13 @@ fn context_value_policies_and_keyed_digests() {
         p.wrap(&dek, b.as_binding()).unwrap();
         log.records().remove(0)
     };
-    let shown = |r: &AuditRecord| r.context.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    let shown = |r: &AuditRecord| {
+        r.context
+            .iter()
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.clone())
+            .collect::<Vec<_>>()
+    };
     assert!(shown(&values(ContextValues::none())).is_empty());
     assert!(shown(&values(ContextValues::default())).is_empty());
     assert_eq!(shown(&values(ContextValues::stored())), ["purpose", "tenant"]);
@@ -580,19 +708,35 @@ fn envelope_events_from_sealers_and_openers() {
     Sealer::new(&*k).audit(&audit).seal_in_place(&mut in_place, &c).unwrap();
     let records = log.take();
     assert_eq!(records.len(), 8, "{records:#?}");
-    assert!(records.iter().all(|r| r.family == "envelope" && r.principal.as_deref() == Some("ingest")));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.family == "envelope" && r.principal.as_deref() == Some("ingest"))
+    );
     let seal = &records[0];
     assert_eq!((seal.operation.as_str(), seal.outcome), ("seal", "success"));
     assert_eq!(seal.message_id, Some(*info.message_id()));
-    assert_eq!((seal.plaintext_len, seal.envelope_len), (Some(5), Some(env.len() as u64)));
-    assert_eq!(seal.wrapped_keys, [(lockbox::LOCAL_PROVIDER_ID.to_string(), k.key_id().to_string(), 1)]);
+    assert_eq!(
+        (seal.plaintext_len, seal.envelope_len),
+        (Some(5), Some(env.len() as u64))
+    );
+    assert_eq!(
+        seal.wrapped_keys,
+        [(lockbox::LOCAL_PROVIDER_ID.to_string(), k.key_id().to_string(), 1)]
+    );
     assert_eq!(seal.context.len(), 3);
     for r in &records[1..4] {
-        assert_eq!((r.operation.as_str(), r.outcome, r.plaintext_len), ("open", "success", Some(5)));
+        assert_eq!(
+            (r.operation.as_str(), r.outcome, r.plaintext_len),
+            ("open", "success", Some(5))
+        );
         assert_eq!(r.message_id, Some(*info.message_id()));
     }
     assert_eq!(records[4].error, Some("context_mismatch"));
-    assert_eq!((records[5].error, records[5].message_id), (Some("authentication"), Some(*info.message_id())));
+    assert_eq!(
+        (records[5].error, records[5].message_id),
+        (Some("authentication"), Some(*info.message_id()))
+    );
     assert_eq!(records[5].plaintext_len, None);
     assert_eq!((records[6].error, records[6].message_id), (Some("malformed"), None));
     assert_eq!(records[7].plaintext_len, Some(8));
@@ -618,7 +762,10 @@ fn envelope_events_from_sealers_and_openers() {
     let g = Layered::new(k.clone(), Grant::builder("none", Operations::OPEN).build().unwrap());
     assert!(Sealer::new(&g).audit(&audit).seal(b"x", &c).is_err());
     let r = log.records().remove(0);
-    assert_eq!((r.outcome, r.violation, r.message_id), ("denied", Some("operation"), None));
+    assert_eq!(
+        (r.outcome, r.violation, r.message_id),
+        ("denied", Some("operation"), None)
+    );
     assert_eq!(r.context.len(), 3);
 }
 
@@ -638,19 +785,33 @@ fn capability_handles_over_sync_and_async_providers() {
     let b = BindingBuf::new(Suite::Aes256Gcm, &c);
     let dek = DataKey::generate().unwrap();
     let w = ingest.wrap(&dek, b.as_binding()).unwrap();
-    assert!(ingest.generate_data_key(DataKeyRequest::new(b.as_binding())).unwrap().is_none());
+    assert!(
+        ingest
+            .generate_data_key(DataKeyRequest::new(b.as_binding()))
+            .unwrap()
+            .is_none()
+    );
     assert!(reader.unwrap(w.as_ref(), b.as_binding()).is_ok());
     // Async-only provider.
     // (An async-only client is shared by cloning it, as AwsKms and
     // VaultTransit are: `Arc` forwards only the sync trait.)
-    let ingest_a = SealOnly::new(AsyncLayered::new(AsyncOnly::new(k.clone()), Grant::builder("g", Operations::ALL).build().unwrap()));
-    let reader_a = OpenOnly::new(AsyncLayered::new(AsyncOnly::new(k.clone()), Grant::builder("g", Operations::ALL).build().unwrap()));
+    let ingest_a = SealOnly::new(AsyncLayered::new(
+        AsyncOnly::new(k.clone()),
+        Grant::builder("g", Operations::ALL).build().unwrap(),
+    ));
+    let reader_a = OpenOnly::new(AsyncLayered::new(
+        AsyncOnly::new(k.clone()),
+        Grant::builder("g", Operations::ALL).build().unwrap(),
+    ));
     let env = block_on(ingest_a.async_sealer().seal(b"async", &c)).unwrap();
     assert_eq!(block_on(reader_a.async_opener().open(&env, &c)).unwrap(), b"async");
     assert!(block_on(ingest_a.wrap_async(&dek, b.as_binding())).is_ok());
     assert!(block_on(reader_a.unwrap_async(w.as_ref(), b.as_binding())).is_ok());
     // The handles report the provider's identity (for routing) and nothing else.
-    assert_eq!(lockbox::ProviderIdentity::provider_id(&ingest), lockbox::LOCAL_PROVIDER_ID);
+    assert_eq!(
+        lockbox::ProviderIdentity::provider_id(&ingest),
+        lockbox::LOCAL_PROVIDER_ID
+    );
     assert!(format!("{ingest:?}").starts_with("SealOnly("));
 
     // Rewrap-only: onto a keyring's new primary, never releasing anything.
@@ -666,12 +827,23 @@ fn capability_handles_over_sync_and_async_providers() {
     assert_eq!(h.replaced_len(), lockbox::inspect(&old).unwrap().header_len());
     let w1 = lockbox::inspect(&old).unwrap().wrapped_keys()[0].clone();
     let b = BindingBuf::new(Suite::Aes256Gcm, &c);
-    assert_eq!(rw.rewrap_key(w1.as_ref(), b.as_binding()).unwrap().unwrap().key_version().0, 2);
+    assert_eq!(
+        rw.rewrap_key(w1.as_ref(), b.as_binding())
+            .unwrap()
+            .unwrap()
+            .key_version()
+            .0,
+        2
+    );
     let rw_async = RewrapOnly::new(AsyncOnly::new(ring.clone()));
     let new = block_on(rw_async.rewrap_async(&old, &c)).unwrap();
     assert_eq!(lockbox::open(&*ring, &new, &c).unwrap(), b"ledger");
     assert!(block_on(rw_async.rewrap_header_async(&old, &c)).is_ok());
-    assert!(block_on(rw_async.rewrap_key_async(w1.as_ref(), b.as_binding())).unwrap().is_some());
+    assert!(
+        block_on(rw_async.rewrap_key_async(w1.as_ref(), b.as_binding()))
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[test]
@@ -682,23 +854,40 @@ fn keyring_behind_grant_and_audit_sync_and_async() {
     let ring = Arc::new(ring);
     let log = Arc::new(MemorySink::new());
     let make = || {
-        Grant::builder("acme", Operations::ALL).require("tenant", "acme").build().unwrap()
+        Grant::builder("acme", Operations::ALL)
+            .require("tenant", "acme")
+            .build()
+            .unwrap()
     };
     let sync = Layered::new(Layered::new(ring.clone(), make()), Audit::new(log.clone()));
-    let asynchronous = AsyncLayered::new(AsyncLayered::new(AsyncOnly::new(ring.clone()), make()), Audit::new(log.clone()));
+    let asynchronous = AsyncLayered::new(
+        AsyncLayered::new(AsyncOnly::new(ring.clone()), make()),
+        Audit::new(log.clone()),
+    );
     let env = sync.seal(b"o", &ctx("acme")).unwrap();
     assert_eq!(asynchronous.open(&env, &ctx("acme")).unwrap(), b"o");
     let globex = lockbox::seal(&*ring, b"g", &ctx("globex")).unwrap();
     assert!(asynchronous.open(&globex, &ctx("globex")).is_err());
     let records = log.records();
     assert_eq!(
-        records.iter().map(|r| (r.operation.as_str(), r.outcome)).collect::<Vec<_>>(),
+        records
+            .iter()
+            .map(|r| (r.operation.as_str(), r.outcome))
+            .collect::<Vec<_>>(),
         [("wrap", "success"), ("unwrap", "success"), ("unwrap", "denied")]
     );
-    assert!(records.iter().all(|r| r.key_id.as_deref() == Some("orders") && r.key_version == Some(1)));
+    assert!(
+        records
+            .iter()
+            .all(|r| r.key_id.as_deref() == Some("orders") && r.key_version == Some(1))
+    );
     // The keyring's own events reach a sink of the same kind: one event model.
     let ring_records = ring_log.records();
-    assert!(ring_records.iter().any(|r| r.family == "keyring" && r.operation == "keyring.wrap"));
+    assert!(
+        ring_records
+            .iter()
+            .any(|r| r.family == "keyring" && r.operation == "keyring.wrap")
+    );
     // Its context shows keys, never values.
     let wrap = ring_records.iter().find(|r| r.operation == "keyring.wrap").unwrap();
     assert!(wrap.context.iter().all(|(_, v)| v.is_none()) && wrap.context.len() == 3);

@@ -26,7 +26,10 @@ fn ctx(tenant: &str) -> EncryptionContext {
 fn fill(sink: JsonLinesSink) -> Option<ChainHead> {
     let sink = Arc::new(sink);
     let kek = Arc::new(LocalKek::generate().unwrap());
-    let grant = Grant::builder("acme", Operations::ALL).require("tenant", "acme").build().unwrap();
+    let grant = Grant::builder("acme", Operations::ALL)
+        .require("tenant", "acme")
+        .build()
+        .unwrap();
     let p = Layered::new(Layered::new(kek.clone(), grant), Audit::new(sink.clone()));
     for i in 0..3 {
         let env = lockbox::seal(&p, format!("m{i}").as_bytes(), &ctx("acme")).unwrap();
@@ -39,7 +42,11 @@ fn fill(sink: JsonLinesSink) -> Option<ChainHead> {
 }
 
 fn lines(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path).unwrap().lines().map(String::from).collect()
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 fn write(path: &Path, lines: &[String]) {
@@ -62,13 +69,16 @@ fn a_log_verifies_and_holds_every_event() {
         let path = dir.path().join("audit.jsonl");
         let b = JsonLinesSink::builder(&path);
         let head = fill(if inline { b.inline() } else { b }.build().unwrap()).unwrap();
-        let report = LogVerifier::new().require_closed().expect_head(head).verify_file(&path).unwrap();
+        let report = LogVerifier::new()
+            .require_closed()
+            .expect_head(head)
+            .verify_file(&path)
+            .unwrap();
         // open + 3 × (wrap, unwrap) + 1 denied unwrap + close.
         assert_eq!((report.records, report.sessions, report.closed), (9, 1, true));
         assert!(!report.authenticated);
         assert_eq!(report.head, Some(head));
-        let records: Vec<serde_json::Value> =
-            lines(&path).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let records: Vec<serde_json::Value> = lines(&path).iter().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(records[0]["event"], "open");
         assert_eq!(records[8]["event"], "close");
         let denied = records.iter().find(|r| r["outcome"] == "denied").unwrap();
@@ -97,17 +107,30 @@ fn sessions_continue_the_chain_and_a_second_writer_is_refused() {
     fill(sink);
     // Another session appends and links.
     let head = fill(JsonLinesSink::builder(&path).hmac_key(key.clone()).build().unwrap()).unwrap();
-    let report = LogVerifier::new().key(&key).expect_head(head).require_closed().verify_file(&path).unwrap();
+    let report = LogVerifier::new()
+        .key(&key)
+        .expect_head(head)
+        .require_closed()
+        .verify_file(&path)
+        .unwrap();
     assert_eq!((report.records, report.sessions, report.authenticated), (18, 2, true));
     // A sink with no key (or another key) cannot continue a MAC-ed log.
     assert!(JsonLinesSink::builder(&path).build().is_err());
-    assert!(JsonLinesSink::builder(&path).hmac_key(AuditKey::generate().unwrap()).build().is_err());
+    assert!(
+        JsonLinesSink::builder(&path)
+            .hmac_key(AuditKey::generate().unwrap())
+            .build()
+            .is_err()
+    );
     // A torn last line (a crash mid-write) is refused, not chained onto.
     let mut bytes = std::fs::read(&path).unwrap();
     bytes.extend_from_slice(b"{\"seq\":18,\"prev\":");
     std::fs::write(&path, &bytes).unwrap();
     assert!(JsonLinesSink::builder(&path).hmac_key(key.clone()).build().is_err());
-    assert_eq!(tampered(LogVerifier::new().key(&key).verify_file(&path)), Tamper::Malformed { line: 19 });
+    assert_eq!(
+        tampered(LogVerifier::new().key(&key).verify_file(&path)),
+        Tamper::Malformed { line: 19 }
+    );
 }
 
 /// A fresh closed log of 9 records, plain or MAC-ed, and its head.
@@ -188,7 +211,10 @@ fn the_verifier_catches_each_kind_of_tampering() {
         write(&path, &l);
         let report = verifier().verify_file(&path).unwrap();
         assert!(!report.closed);
-        assert_eq!(tampered(verifier().require_closed().verify_file(&path)), Tamper::NotClosed);
+        assert_eq!(
+            tampered(verifier().require_closed().verify_file(&path)),
+            Tamper::NotClosed
+        );
         assert_eq!(
             tampered(verifier().expect_head(head).verify_file(&path)),
             Tamper::Truncated {
@@ -204,7 +230,10 @@ fn the_verifier_catches_each_kind_of_tampering() {
     let mut l = lines(&path);
     l[2] = rehash(&l[2].replace("\"unwrap\"", "\"wrap\""));
     write(&path, &l);
-    assert_eq!(tampered(LogVerifier::new().verify_file(&path)), Tamper::Modified { line: 3 });
+    assert_eq!(
+        tampered(LogVerifier::new().verify_file(&path)),
+        Tamper::Modified { line: 3 }
+    );
     // ...and a rewritten tail (every later link recomputed) only by the head
     // kept elsewhere.
     let (path, head) = fresh(dir.path(), None);
@@ -216,14 +245,20 @@ fn the_verifier_catches_each_kind_of_tampering() {
     }
     write(&path, &l);
     assert!(LogVerifier::new().require_closed().verify_file(&path).is_ok());
-    assert_eq!(tampered(LogVerifier::new().expect_head(head).verify_file(&path)), Tamper::Modified { line: 9 });
+    assert_eq!(
+        tampered(LogVerifier::new().expect_head(head).verify_file(&path)),
+        Tamper::Modified { line: 9 }
+    );
     // With a key the same rewrite is caught outright (the attacker cannot
     // MAC), and a hash-chained forgery of a MAC-ed log is not authenticated.
     let (path, _) = fresh(dir.path(), Some(&key));
     let mut l = lines(&path);
     l[2] = l[2].replace("\"unwrap\"", "\"wrap\"");
     write(&path, &l);
-    assert_eq!(tampered(LogVerifier::new().key(&key).verify_file(&path)), Tamper::Modified { line: 3 });
+    assert_eq!(
+        tampered(LogVerifier::new().key(&key).verify_file(&path)),
+        Tamper::Modified { line: 3 }
+    );
     let (path, _) = fresh(dir.path(), Some(&key));
     let plain: Vec<String> = lines(&path)
         .iter()
@@ -237,7 +272,10 @@ fn the_verifier_catches_each_kind_of_tampering() {
     // The wrong key: every record fails.
     let (path, _) = fresh(dir.path(), Some(&key));
     let other = AuditKey::generate().unwrap();
-    assert_eq!(tampered(LogVerifier::new().key(&other).verify_file(&path)), Tamper::Modified { line: 1 });
+    assert_eq!(
+        tampered(LogVerifier::new().key(&other).verify_file(&path)),
+        Tamper::Modified { line: 1 }
+    );
     // Without the key a MAC-ed log's links still check, unauthenticated.
     let report = LogVerifier::new().verify_file(&path).unwrap();
     assert!(!report.authenticated && report.closed);
@@ -248,14 +286,18 @@ fn keyring_events_go_to_the_same_log() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let sink = Arc::new(JsonLinesSink::builder(&path).build().unwrap());
-    let mut ring = Keyring::generate_with_audit(KeyId::new("orders").unwrap(), UnixTime(1_700_000_000), sink.clone())
-        .unwrap();
+    let mut ring =
+        Keyring::generate_with_audit(KeyId::new("orders").unwrap(), UnixTime(1_700_000_000), sink.clone()).unwrap();
     let env = lockbox::seal(&ring, b"x", &ctx("acme")).unwrap();
     ring.rotate(UnixTime(1_700_000_100)).unwrap();
     lockbox::open(&ring, &env, &ctx("acme")).unwrap();
     drop(ring);
     let head = Arc::into_inner(sink).unwrap().close().unwrap().unwrap();
-    let report = LogVerifier::new().expect_head(head).require_closed().verify_file(&path).unwrap();
+    let report = LogVerifier::new()
+        .expect_head(head)
+        .require_closed()
+        .verify_file(&path)
+        .unwrap();
     let ops: Vec<String> = lines(&path)
         .iter()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
@@ -279,7 +321,10 @@ fn keyring_events_go_to_the_same_log() {
 
 #[test]
 fn a_head_round_trips_as_text() {
-    let h = ChainHead { seq: 42, digest: [7; 32] };
+    let h = ChainHead {
+        seq: 42,
+        digest: [7; 32],
+    };
     assert_eq!(ChainHead::parse(&h.to_string()), Some(h));
     assert_eq!(ChainHead::parse("42:zz"), None);
     assert_eq!(ChainHead::parse("042:0707"), None);

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use keyring_common::{t, version_keys};
 use lockbox::keyring::{
-    AuditEvent, AuditSink, KEYRING_PROVIDER_ID, KeyringAction as AuditAction, KeyState, KeyStateKind, Keyring, KeyringError,
-    LifecycleOp, RotationPolicy, UnixTime,
+    AuditEvent, AuditSink, KEYRING_PROVIDER_ID, KeyState, KeyStateKind, Keyring, KeyringAction as AuditAction,
+    KeyringError, LifecycleOp, RotationPolicy, UnixTime,
 };
 use lockbox::{
     BindingBuf, EncryptionContext, Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, ProviderError,

@@ -85,16 +85,34 @@ async fn scenario(
     provider_id: &str,
 ) -> Result<(), ConformanceFailure> {
     let e = |what: &str, err: Error| fail(format!("{what}: {err}"));
-    let (ctx_acme, ctx_globex) = (ctx("acme", "u-1").map_err(|x| e("context", x))?, ctx("globex", "u-2").map_err(|x| e("context", x))?);
-    let mine = acme.seal(b"acme data", &ctx_acme).await.map_err(|x| e("sealing within the grant", x))?;
-    let theirs = open_all.seal(b"globex data", &ctx_globex).await.map_err(|x| e("sealing without a grant", x))?;
-    if acme.open(&mine, &ctx_acme).await.map_err(|x| e("opening within the grant", x))? != b"acme data" {
+    let (ctx_acme, ctx_globex) = (
+        ctx("acme", "u-1").map_err(|x| e("context", x))?,
+        ctx("globex", "u-2").map_err(|x| e("context", x))?,
+    );
+    let mine = acme
+        .seal(b"acme data", &ctx_acme)
+        .await
+        .map_err(|x| e("sealing within the grant", x))?;
+    let theirs = open_all
+        .seal(b"globex data", &ctx_globex)
+        .await
+        .map_err(|x| e("sealing without a grant", x))?;
+    if acme
+        .open(&mine, &ctx_acme)
+        .await
+        .map_err(|x| e("opening within the grant", x))?
+        != b"acme data"
+    {
         return Err(fail("a granted open returned other bytes"));
     }
     let refused = acme.open(&theirs, &ctx_globex).await;
     match refused.as_ref().err().and_then(AccessDenied::in_error) {
         Some(d) if d.constraint() == "context.value" && d.grant() == "acme-only" => {}
-        _ => return Err(fail(format!("a cross-tenant open was not refused by the grant: {refused:?}"))),
+        _ => {
+            return Err(fail(format!(
+                "a cross-tenant open was not refused by the grant: {refused:?}"
+            )));
+        }
     }
     // The wrong required value: the provider's own authentication fails.
     let wrong = ctx("acme", "u-9").map_err(|x| e("context", x))?;
@@ -103,7 +121,13 @@ async fn scenario(
     }
     // Uses: seal, open and the failed open took 3 (the refusal none).
     let spent = acme.open(&mine, &ctx_acme).await;
-    if spent.as_ref().err().and_then(AccessDenied::in_error).map(AccessDenied::constraint) != Some("max_uses") {
+    if spent
+        .as_ref()
+        .err()
+        .and_then(AccessDenied::in_error)
+        .map(AccessDenied::constraint)
+        != Some("max_uses")
+    {
         return Err(fail(format!("the fourth use was not refused: {spent:?}")));
     }
     let records = sink.records();
@@ -112,7 +136,10 @@ async fn scenario(
     let denied = find(&records, &["unwrap"], "denied")?;
     let failed = find(&records, &["unwrap"], "failure")?;
     for r in [sealed, opened, denied, failed] {
-        if r.provider_id.as_deref() != Some(provider_id) || r.principal.as_deref() != Some("conformance") || r.key_id.is_none() {
+        if r.provider_id.as_deref() != Some(provider_id)
+            || r.principal.as_deref() != Some("conformance")
+            || r.key_id.is_none()
+        {
             return Err(fail(format!("a record lacks the provider, principal or key: {r:?}")));
         }
         if r.context.iter().any(|(k, v)| k == "user" && v.is_some()) || r.to_json().contains("u-9") {
@@ -120,12 +147,22 @@ async fn scenario(
         }
     }
     if denied.violation != Some("context.value") || failed.error != Some("authentication") {
-        return Err(fail(format!("refusal or failure recorded wrongly: {denied:?} {failed:?}")));
+        return Err(fail(format!(
+            "refusal or failure recorded wrongly: {denied:?} {failed:?}"
+        )));
     }
     // Capability handles: seal with one, open with the other.
     let (seal_only, open_only) = handles;
-    let env = seal_only.seal(b"handles", &ctx_acme).await.map_err(|x| e("sealing with a seal-only handle", x))?;
-    if open_only.open(&env, &ctx_acme).await.map_err(|x| e("opening with an open-only handle", x))? != b"handles" {
+    let env = seal_only
+        .seal(b"handles", &ctx_acme)
+        .await
+        .map_err(|x| e("sealing with a seal-only handle", x))?;
+    if open_only
+        .open(&env, &ctx_acme)
+        .await
+        .map_err(|x| e("opening with an open-only handle", x))?
+        != b"handles"
+    {
         return Err(fail("a handle round trip returned other bytes"));
     }
     Ok(())
@@ -185,7 +222,10 @@ where
     let sink = Arc::new(MemorySink::new());
     let provider_id = make().provider_id().to_owned();
     let open_all = SyncDrive(layered(make(), audit(&sink)));
-    let acme = SyncDrive(layered(layered(make(), grant(3).map_err(|e| fail(e.to_string()))?), audit(&sink)));
+    let acme = SyncDrive(layered(
+        layered(make(), grant(3).map_err(|e| fail(e.to_string()))?),
+        audit(&sink),
+    ));
     let seal = SealHandle(SealOnly::new(make()));
     let open = OpenHandle(OpenOnly::new(make()));
     let run = scenario(&open_all, &acme, (&seal, &open), &sink, &provider_id);

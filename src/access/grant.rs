@@ -6,7 +6,7 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::layer::{Call, Layer, Outcome};
 use super::{Operation, Operations, WallClock};
@@ -211,7 +211,9 @@ pub struct Grant {
     not_after: Option<UnixTime>,
     clock: Option<Arc<dyn WallClock>>,
     max_uses: Option<u64>,
-    used: AtomicU64,
+    /// Pointer-sized, so that targets without 64-bit atomics have grants
+    /// (a maximum above `usize::MAX` counts as `usize::MAX`).
+    used: AtomicUsize,
     rules: Vec<Rule>,
 }
 
@@ -232,7 +234,7 @@ impl Grant {
                 not_after: None,
                 clock: super::default_clock(),
                 max_uses: None,
-                used: AtomicU64::new(0),
+                used: AtomicUsize::new(0),
                 rules: Vec::new(),
             },
         }
@@ -250,7 +252,7 @@ impl Grant {
 
     /// How many calls it has admitted (minus those given back).
     pub fn uses(&self) -> u64 {
-        self.used.load(Ordering::Acquire)
+        u64::try_from(self.used.load(Ordering::Acquire)).unwrap_or(u64::MAX)
     }
 
     /// How many more calls it will admit, if it has a maximum.
@@ -287,11 +289,17 @@ impl Grant {
 
     /// Takes one use, if any is left.
     fn take_use(&self) -> Result<(), Violation> {
-        let max = self.max_uses.unwrap_or(u64::MAX);
+        let max = self
+            .max_uses
+            .map_or(usize::MAX, |m| usize::try_from(m).unwrap_or(usize::MAX));
         self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| (u < max).then(|| u.saturating_add(1)))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                (u < max).then(|| u.saturating_add(1))
+            })
             .map(|_| ())
-            .map_err(|_| Violation::UsesExhausted { max_uses: max })
+            .map_err(|_| Violation::UsesExhausted {
+                max_uses: self.max_uses.unwrap_or(u64::MAX),
+            })
     }
 }
 
@@ -383,7 +391,9 @@ impl GrantBuilder {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.rule(Rule::HasKeys(keys.into_iter().map(|k| k.as_ref().to_string()).collect()))
+        self.rule(Rule::HasKeys(
+            keys.into_iter().map(|k| k.as_ref().to_string()).collect(),
+        ))
     }
 
     /// The context may hold no key outside `keys`.
@@ -393,7 +403,9 @@ impl GrantBuilder {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        self.rule(Rule::OnlyKeys(keys.into_iter().map(|k| k.as_ref().to_string()).collect()))
+        self.rule(Rule::OnlyKeys(
+            keys.into_iter().map(|k| k.as_ref().to_string()).collect(),
+        ))
     }
 
     /// The context must be exactly `context`'s key-value pairs, no more and

@@ -122,7 +122,10 @@ impl<P: KeyEncryptionProvider> SealOnly<P> {
     }
 
     /// Provider-side data-key generation, if offered.
-    pub fn generate_data_key(&self, request: DataKeyRequest<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+    pub fn generate_data_key(
+        &self,
+        request: DataKeyRequest<'_>,
+    ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
         self.inner.generate_data_key(request)
     }
 }
@@ -182,7 +185,11 @@ impl<P: AsyncKeyEncryptionProvider> OpenOnly<P> {
 
     /// [`unwrap`](Self::unwrap), awaited. The data key is produced by the
     /// step that returns it (never kept in this future's state).
-    pub async fn unwrap_async(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
+    pub async fn unwrap_async(
+        &self,
+        wrapped: WrappedKeyRef<'_>,
+        binding: Binding<'_>,
+    ) -> Result<DataKey, ProviderError> {
         self.inner.unwrap_async(wrapped, binding).await
     }
 }
@@ -202,7 +209,11 @@ impl<P: KeyEncryptionProvider> RewrapOnly<P> {
 
     /// Server-side rewrap of a wrapped key kept outside an envelope, if the
     /// provider offers it ([`KeyEncryptionProvider::rewrap`]).
-    pub fn rewrap_key(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<Option<WrappedKey>, ProviderError> {
+    pub fn rewrap_key(
+        &self,
+        wrapped: WrappedKeyRef<'_>,
+        binding: Binding<'_>,
+    ) -> Result<Option<WrappedKey>, ProviderError> {
         self.inner.rewrap(wrapped, binding)
     }
 }
@@ -214,8 +225,14 @@ impl<P: AsyncKeyEncryptionProvider> RewrapOnly<P> {
     }
 
     /// [`rewrap_header`](Self::rewrap_header) over an async provider.
-    pub async fn rewrap_header_async(&self, header_prefix: &[u8], context: &EncryptionContext) -> Result<NewHeader, Error> {
-        AsyncRewrapper::new(&self.inner).rewrap_header(header_prefix, context).await
+    pub async fn rewrap_header_async(
+        &self,
+        header_prefix: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<NewHeader, Error> {
+        AsyncRewrapper::new(&self.inner)
+            .rewrap_header(header_prefix, context)
+            .await
     }
 
     /// [`rewrap_key`](Self::rewrap_key), awaited.

@@ -56,7 +56,8 @@ impl EnvelopeAudit<'_> {
         sizes: (Option<usize>, Option<usize>),
         outcome: EventOutcome<'_>,
     ) {
-        let refs: Vec<WrappedKeyRef<'_>> = facts.map_or_else(Vec::new, |f| f.wrapped.iter().map(WrappedKey::as_ref).collect());
+        let refs: Vec<WrappedKeyRef<'_>> =
+            facts.map_or_else(Vec::new, |f| f.wrapped.iter().map(WrappedKey::as_ref).collect());
         let context = facts
             .and_then(|f| f.binding.as_ref())
             .map(|(suite, b)| audit.context(Binding::from_encoded(*suite, b.as_slice())));
@@ -97,7 +98,9 @@ impl EnvelopeAudit<'_> {
                 binding: Some((suite, context.binding_bytes(suite))),
             },
         };
-        let outcome = result.as_ref().map_or_else(EventOutcome::of_error, |_| EventOutcome::Success);
+        let outcome = result
+            .as_ref()
+            .map_or_else(EventOutcome::of_error, |_| EventOutcome::Success);
         let sizes = (plaintext_len, result.is_ok().then_some(envelope.len()));
         self.emit(audit, operation, Some(&facts), sizes, outcome);
     }
@@ -124,9 +127,19 @@ impl EnvelopeAudit<'_> {
         plaintext_len: Option<usize>,
         result: &Result<T, Error>,
     ) {
-        let (Some(audit), Some(probe)) = (self.0, probe) else { return };
-        let outcome = result.as_ref().map_or_else(EventOutcome::of_error, |_| EventOutcome::Success);
+        let (Some(audit), Some(probe)) = (self.0, probe) else {
+            return;
+        };
+        let outcome = result
+            .as_ref()
+            .map_or_else(EventOutcome::of_error, |_| EventOutcome::Success);
         let released = plaintext_len.filter(|_| result.is_ok());
-        self.emit(audit, operation, probe.header.as_ref(), (released, Some(probe.envelope_len)), outcome);
+        self.emit(
+            audit,
+            operation,
+            probe.header.as_ref(),
+            (released, Some(probe.envelope_len)),
+            outcome,
+        );
     }
 }

@@ -151,7 +151,9 @@ impl Layer for Audit {
             (None, Some(w)) => (Some(w.key_id().as_str()), Some(w.key_version())),
             (None, None) => (None, None),
         };
-        let new_key_version = new.filter(|_| call.operation == Operation::Rewrap).map(|w| w.key_version());
+        let new_key_version = new
+            .filter(|_| call.operation == Operation::Rewrap)
+            .map(|w| w.key_version());
         let event = AuditEvent::Provider(ProviderEvent {
             time: self.now(),
             operation: call.operation,

@@ -136,7 +136,11 @@ impl Writer {
         line.push_str("\",");
         body(line);
         let d = digest(self.key.as_ref(), line.as_bytes());
-        line.push_str(if self.key.is_some() { ",\"mac\":\"" } else { ",\"hash\":\"" });
+        line.push_str(if self.key.is_some() {
+            ",\"mac\":\""
+        } else {
+            ",\"hash\":\""
+        });
         push_hex(line, &d);
         line.push_str("\"}\n");
         self.file.write_all(line.as_bytes())?;
@@ -157,7 +161,10 @@ impl Writer {
         let key_id = self.key.as_ref().map(AuditKey::id);
         self.append(|l| {
             l.push_str(OPEN_BODY);
-            l.push_str(&alloc::format!(",\"format\":\"{FORMAT}\",\"authenticated\":{}", key_id.is_some()));
+            l.push_str(&alloc::format!(
+                ",\"format\":\"{FORMAT}\",\"authenticated\":{}",
+                key_id.is_some()
+            ));
             if let Some(id) = key_id {
                 l.push_str(&alloc::format!(",\"key_id\":\"{id}\""));
             }
@@ -173,7 +180,9 @@ impl Writer {
     }
 
     fn head(&self) -> Option<ChainHead> {
-        self.next_seq.checked_sub(1).map(|seq| ChainHead { seq, digest: self.prev })
+        self.next_seq
+            .checked_sub(1)
+            .map(|seq| ChainHead { seq, digest: self.prev })
     }
 
     fn flush(&mut self, sync: bool) -> io::Result<Option<ChainHead>> {
@@ -188,7 +197,10 @@ impl Writer {
 /// Messages to the writer thread.
 enum Msg {
     Record(Box<AuditRecord>),
-    Flush { sync: bool, reply: SyncSender<Result<Option<ChainHead>, String>> },
+    Flush {
+        sync: bool,
+        reply: SyncSender<Result<Option<ChainHead>, String>>,
+    },
     Close(SyncSender<Result<Option<ChainHead>, String>>),
 }
 
@@ -278,7 +290,10 @@ impl JsonLinesSink {
         &self.path
     }
 
-    fn ask(&self, make: impl FnOnce(SyncSender<Result<Option<ChainHead>, String>>) -> Msg) -> Result<Option<ChainHead>, AuditError> {
+    fn ask(
+        &self,
+        make: impl FnOnce(SyncSender<Result<Option<ChainHead>, String>>) -> Msg,
+    ) -> Result<Option<ChainHead>, AuditError> {
         match &self.mode {
             Mode::Inline => unreachable_mode(),
             Mode::Background { tx, .. } => {
@@ -366,7 +381,12 @@ fn unreachable_mode() -> ! {
 impl Drop for JsonLinesSink {
     fn drop(&mut self) {
         let open = match &self.mode {
-            Mode::Inline => self.shared.writer.lock().unwrap_or_else(PoisonError::into_inner).is_some(),
+            Mode::Inline => self
+                .shared
+                .writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some(),
             Mode::Background { thread, .. } => thread.is_some(),
         };
         if open {
@@ -438,7 +458,8 @@ impl JsonLinesBuilder {
     /// or its last record is torn or does not verify.
     pub fn build(self) -> Result<JsonLinesSink, Error> {
         let shown = self.path.display().to_string();
-        let io_err = |what: &str, e: io::Error| Error::key_load(alloc::format!("audit log {shown}: {what}"), Some(e.into()));
+        let io_err =
+            |what: &str, e: io::Error| Error::key_load(alloc::format!("audit log {shown}: {what}"), Some(e.into()));
         let mut opts = OpenOptions::new();
         opts.read(true).append(true).create(true);
         #[cfg(unix)]
@@ -558,7 +579,9 @@ fn last_head(file: &mut File, key: Option<&AuditKey>) -> io::Result<Option<Chain
     let mut tail = Vec::new();
     file.take(tail_len).read_to_end(&mut tail)?;
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
-    let body = tail.strip_suffix(b"\n").ok_or_else(|| bad("the log's last line is torn (no newline)"))?;
+    let body = tail
+        .strip_suffix(b"\n")
+        .ok_or_else(|| bad("the log's last line is torn (no newline)"))?;
     let last = body.rsplit(|b| *b == b'\n').next().unwrap_or(body);
     let line = parse_line(last).ok_or_else(|| bad("the log's last line is not a record"))?;
     if line.mac != key.is_some() {

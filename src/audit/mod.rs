@@ -59,11 +59,11 @@
 mod envelope;
 mod keyring;
 mod layer;
-mod record;
 #[cfg(feature = "std")]
 mod log;
 #[cfg(feature = "std")]
 mod memory;
+mod record;
 #[cfg(feature = "tracing")]
 mod tracing;
 
@@ -596,6 +596,8 @@ impl Clone for AuditKey {
 
 impl fmt::Debug for AuditKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuditKey").field("id", &self.id()).finish_non_exhaustive()
+        f.debug_struct("AuditKey")
+            .field("id", &self.id())
+            .finish_non_exhaustive()
     }
 }

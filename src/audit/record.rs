@@ -214,7 +214,10 @@ impl AuditRecord {
         w.opt_str("suite", self.suite);
         if let Some(d) = &self.binding_digest {
             w.hex("binding_digest", d);
-            w.raw("binding_digest_keyed", if self.binding_digest_keyed { "true" } else { "false" });
+            w.raw(
+                "binding_digest_keyed",
+                if self.binding_digest_keyed { "true" } else { "false" },
+            );
         }
         if !self.context.is_empty() {
             let size: usize = self
@@ -372,13 +375,23 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
         .saturating_add(doe / 36_524)
         .saturating_sub(doe / 146_096)
         / 365;
-    let doy = doe.saturating_sub(yoe.saturating_mul(365).saturating_add(yoe / 4).saturating_sub(yoe / 100));
+    let doy = doe.saturating_sub(
+        yoe.saturating_mul(365)
+            .saturating_add(yoe / 4)
+            .saturating_sub(yoe / 100),
+    );
     let mp = doy.saturating_mul(5).saturating_add(2) / 153;
     let d = doy
         .saturating_sub(mp.saturating_mul(153).saturating_add(2) / 5)
         .saturating_add(1);
-    let m = if mp < 10 { mp.saturating_add(3) } else { mp.saturating_sub(9) };
-    let y = yoe.saturating_add(era.saturating_mul(400)).saturating_add(u64::from(m <= 2));
+    let m = if mp < 10 {
+        mp.saturating_add(3)
+    } else {
+        mp.saturating_sub(9)
+    };
+    let y = yoe
+        .saturating_add(era.saturating_mul(400))
+        .saturating_add(u64::from(m <= 2));
     (y, m, d)
 }
 

@@ -148,10 +148,10 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use core::fmt;
 
+use crate::audit::KeyringAction as AuditAction;
 /// The audit hook is the crate-wide one ([`crate::audit`]); a keyring's
 /// events are its [`KeyringEvent`] family.
 pub use crate::audit::{AuditEvent, AuditSink, KeyringAction, KeyringEvent, NoAudit};
-use crate::audit::KeyringAction as AuditAction;
 pub use error::KeyringError;
 pub use provider::MigrationProvider;
 

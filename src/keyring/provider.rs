@@ -6,7 +6,9 @@ use alloc::sync::Arc;
 use core::fmt;
 
 use super::kek::VersionKey;
-use super::{AuditAction, AuditEvent, AuditSink, KEYRING_PROVIDER_ID, KeyringEvent, KeyState, Keyring, KeyringError, Table};
+use super::{
+    AuditAction, AuditEvent, AuditSink, KEYRING_PROVIDER_ID, KeyState, Keyring, KeyringError, KeyringEvent, Table,
+};
 use crate::context::Binding;
 use crate::error::{ProviderError, ProviderErrorKind};
 use crate::keys::{DataKey, KeyVersion, WrappedKey, WrappedKeyRef};

@@ -30,6 +30,10 @@ fn kms_behind_grant_audit_and_handles() {
         .ca_certificate_pem(std::fs::read(ca).unwrap());
     // One client, cloned for each layer and handle (a cheap, shared clone).
     let kms = AwsKms::new(&config, &key).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(check_access_async(|| kms.clone())).unwrap();
 }

@@ -34,6 +34,9 @@ fn pkcs11_behind_grant_audit_and_handles_sync_and_async() {
             .unwrap(),
     );
     check_access(|| kek.clone()).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
     rt.block_on(check_access_async(|| kek.clone())).unwrap();
 }

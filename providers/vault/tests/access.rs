@@ -23,8 +23,13 @@ fn vault_behind_grant_audit_and_handles() {
     ) else {
         return;
     };
-    let config = VaultConfig::new(&addr, SecretString::from(token), &key).ca_certificate_pem(std::fs::read(ca).unwrap());
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config =
+        VaultConfig::new(&addr, SecretString::from(token), &key).ca_certificate_pem(std::fs::read(ca).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         // One client, cloned for each layer and handle.
         let transit = VaultTransit::connect(config).await.unwrap();
