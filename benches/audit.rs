@@ -72,7 +72,7 @@ fn audit(c: &mut Criterion) {
     let envelope = lockbox::seal(&*kek, &pt, &ctx).unwrap();
 
     let mut g = c.benchmark_group("audit/seal");
-    g.throughput(Throughput::Bytes(SIZE as u64));
+    g.throughput(Throughput::Bytes(u64::try_from(SIZE).unwrap()));
     for (name, p) in providers {
         let sealer = Sealer::new(p);
         let mut out = Vec::with_capacity(512);
@@ -86,7 +86,7 @@ fn audit(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("audit/open");
-    g.throughput(Throughput::Bytes(SIZE as u64));
+    g.throughput(Throughput::Bytes(u64::try_from(SIZE).unwrap()));
     for (name, p) in providers {
         let opener = Opener::new(p);
         let mut out = Vec::with_capacity(64);

@@ -718,7 +718,7 @@ fn envelope_events_from_sealers_and_openers() {
     assert_eq!(seal.message_id, Some(*info.message_id()));
     assert_eq!(
         (seal.plaintext_len, seal.envelope_len),
-        (Some(5), Some(env.len() as u64))
+        (Some(5), Some(u64::try_from(env.len()).unwrap()))
     );
     assert_eq!(
         seal.wrapped_keys,

@@ -86,7 +86,7 @@ fn a_log_verifies_and_holds_every_event() {
         assert_eq!(denied["denied_by"], "acme");
         assert_eq!(denied["operation"], "unwrap");
         for (i, r) in records.iter().enumerate() {
-            assert_eq!(r["seq"], i as u64);
+            assert_eq!(r["seq"], u64::try_from(i).unwrap());
         }
         #[cfg(unix)]
         {

@@ -1,45 +1,6 @@
 //! [`JsonLinesSink`]: a tamper-evident audit log of JSON lines, and
-//! [`LogVerifier`], which checks one.
-//!
-//! # The chain (`lockbox.audit.v1`)
-//!
-//! Every record is one line, a JSON object whose first fields are its
-//! sequence number and the digest of the record before it, and whose last
-//! field is its own digest:
-//!
-//! ```text
-//! {"seq":7,"prev":"<64 hex>","ts":"2026-05-01T12:00:00.123Z","type":"event",...,"hash":"<64 hex>"}
-//! ```
-//!
-//! The digest covers the line's bytes up to (not including) `,"hash":` —
-//! `seq`, `prev`, the time and the whole event: SHA-256 of a domain label
-//! and those bytes, or, with an [`AuditKey`], HMAC-SHA-256 under it, in a
-//! field named `mac` instead of `hash`. The first record has `seq` 0 and
-//! an all-zero `prev`. Each time a sink opens the file it appends an `open`
-//! record (`"type":"log","event":"open"`), and [`JsonLinesSink::close`]
-//! (or dropping the sink) appends a `close` record.
-//!
-//! What the verifier catches:
-//!
-//! - a **modified** record: its digest no longer matches its bytes, or (if
-//!   the digest was recomputed) the next record's `prev` no longer matches;
-//! - a **deleted** record: a gap in `seq` (and a `prev` that does not link);
-//! - an **inserted** record: a `seq` seen twice, or a record whose MAC does
-//!   not verify;
-//! - **reordered** records: every `seq` present once, out of order.
-//!
-//! **Truncation at the end** leaves a valid chain, so it is caught by
-//! other means: a log whose writer closed it ends with a `close` record
-//! ([`LogReport::closed`], [`LogVerifier::require_closed`]); and
-//! [`JsonLinesSink::head`] gives the latest `(seq, digest)` to keep
-//! somewhere the log's attacker cannot write (another host, a database, a
-//! ticket), which [`LogVerifier::expect_head`] then requires.
-//!
-//! **Without a key the chain is only tamper-evident against someone who
-//! does not recompute it**: anyone who can write the file can rewrite the
-//! records after any point with fresh hashes. Anchor the head externally,
-//! or use an [`AuditKey`] held away from the log (then forging a record
-//! needs the key, and the `close` record cannot be forged either).
+//! [`LogVerifier`], which checks one. The format is specified in `AUDIT.md`;
+//! the chain is described on [`JsonLinesSink`].
 
 use alloc::boxed::Box;
 use alloc::string::{String, ToString};
@@ -241,8 +202,66 @@ enum Mode {
 }
 
 /// An [`AuditSink`] writing a hash-chained (optionally HMAC-ed) JSON-lines
-/// file: see the [module documentation](self) for the chain and what
-/// [`LogVerifier`] detects.
+/// file (`AUDIT.md` specifies it).
+///
+/// # The chain (`lockbox.audit.v1`)
+///
+/// Every record is one line, a JSON object whose first fields are its
+/// sequence number and the digest of the record before it, and whose last
+/// field is its own digest:
+///
+/// ```text
+/// {"seq":7,"prev":"<64 hex>","ts":"2026-05-01T12:00:00.123Z","type":"event",...,"hash":"<64 hex>"}
+/// ```
+///
+/// The digest covers the line's bytes up to (not including) `,"hash":` —
+/// `seq`, `prev`, the time and the whole event: SHA-256 of a domain label
+/// and those bytes, or, with an [`AuditKey`], HMAC-SHA-256 under it, in a
+/// field named `mac` instead of `hash`. The first record has `seq` 0 and
+/// an all-zero `prev`. Each time a sink opens the file it appends an `open`
+/// record (`"type":"log","event":"open"`), and [`JsonLinesSink::close`]
+/// (or dropping the sink) appends a `close` record.
+///
+/// What the verifier catches:
+///
+/// - a **modified** record: its digest no longer matches its bytes, or (if
+///   the digest was recomputed) the next record's `prev` no longer matches;
+/// - a **deleted** record: a gap in `seq` (and a `prev` that does not link);
+/// - an **inserted** record: a `seq` seen twice, or a record whose MAC does
+///   not verify;
+/// - **reordered** records: every `seq` present once, out of order.
+///
+/// **Truncation at the end** leaves a valid chain, so it is caught by
+/// other means: a log whose writer closed it ends with a `close` record
+/// ([`LogReport::closed`], [`LogVerifier::require_closed`]); and
+/// [`JsonLinesSink::head`] gives the latest `(seq, digest)` to keep
+/// somewhere the log's attacker cannot write (another host, a database, a
+/// ticket), which [`LogVerifier::expect_head`] then requires.
+///
+/// **Without a key the chain is only tamper-evident against someone who
+/// does not recompute it**: anyone who can write the file can rewrite the
+/// records after any point with fresh hashes. Anchor the head externally,
+/// or use an [`AuditKey`] held away from the log (then forging a record
+/// needs the key, and the `close` record cannot be forged either).
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use lockbox::access::Layered;
+/// use lockbox::audit::{Audit, AuditKey, JsonLinesSink, LogVerifier};
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("audit.jsonl");
+/// let key = AuditKey::generate()?; // keep it away from the log's host
+/// let log = Arc::new(JsonLinesSink::builder(&path).hmac_key(key.clone()).build()?);
+/// let kek = Layered::new(lockbox::LocalKek::generate()?, Audit::new(log.clone()));
+/// lockbox::seal(&kek, b"x", &lockbox::EncryptionContext::new())?;
+/// let head = log.head()?.unwrap(); // anchor it elsewhere
+/// let report = LogVerifier::new().key(&key).expect_head(head).verify_file(&path)?;
+/// assert_eq!(report.records, 2); // open, wrap
+/// # Ok(()) }
+/// ```
+///
+/// # Writing
 ///
 /// By default records are handed to a writer thread through a bounded
 /// queue (4096 records): `record` costs the conversion to an owned
@@ -813,9 +832,9 @@ impl From<io::Error> for LogError {
 
 /// Checks a [`JsonLinesSink`] log: every record's digest (or MAC, given
 /// the key), the chain's links and sequence, and optionally an externally
-/// kept head and a clean close. See the [module documentation](self).
+/// kept head and a clean close. See [`JsonLinesSink`] for what it catches.
 ///
-/// The whole log is checked in one pass, keeping 80 bytes per record.
+/// The whole log is checked in one pass, keeping about 90 bytes per record.
 #[derive(Debug, Default)]
 pub struct LogVerifier<'k> {
     key: Option<&'k AuditKey>,
