@@ -892,3 +892,82 @@ fn keyring_behind_grant_and_audit_sync_and_async() {
     let wrap = ring_records.iter().find(|r| r.operation == "keyring.wrap").unwrap();
     assert!(wrap.context.iter().all(|(_, v)| v.is_none()) && wrap.context.len() == 3);
 }
+
+/// The tracing sink: one `tracing` event per audit event, at INFO for
+/// successes and WARN for refusals, with the record's fields.
+#[cfg(feature = "tracing")]
+#[test]
+fn tracing_sink_emits_one_event_per_audit_event() {
+    use std::sync::Mutex;
+    use tracing::field::{Field, Visit};
+    use tracing::span::{Attributes, Id, Record};
+    use tracing::{Event, Level, Metadata, Subscriber};
+
+    #[derive(Default)]
+    struct Capture(Mutex<Vec<(Level, String, String)>>);
+    struct Fields(String, String);
+    impl Visit for Fields {
+        fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+            match field.name() {
+                "outcome" => self.0 = format!("{value:?}"),
+                "record" => self.1 = format!("{value:?}"),
+                _ => {}
+            }
+        }
+        fn record_str(&mut self, field: &Field, value: &str) {
+            if field.name() == "outcome" {
+                self.0 = value.to_string();
+            }
+        }
+    }
+    impl Subscriber for &'static Capture {
+        fn enabled(&self, m: &Metadata<'_>) -> bool {
+            m.target() == "lockbox::audit"
+        }
+        fn new_span(&self, _: &Attributes<'_>) -> Id {
+            Id::from_u64(1)
+        }
+        fn record(&self, _: &Id, _: &Record<'_>) {}
+        fn record_follows_from(&self, _: &Id, _: &Id) {}
+        fn event(&self, e: &Event<'_>) {
+            let mut f = Fields(String::new(), String::new());
+            e.record(&mut f);
+            self.0.lock().unwrap().push((*e.metadata().level(), f.0, f.1));
+        }
+        fn enter(&self, _: &Id) {}
+        fn exit(&self, _: &Id) {}
+    }
+
+    let capture: &'static Capture = Box::leak(Box::default());
+    let k = kek();
+    let globex = lockbox::seal(&*k, b"x", &ctx("globex")).unwrap();
+    let grant = Grant::builder("acme", Operations::ALL)
+        .require("tenant", "acme")
+        .build()
+        .unwrap();
+    let p = Layered::new(
+        Layered::new(k, grant),
+        Audit::new(Arc::new(lockbox::audit::TracingSink::new())),
+    );
+    tracing::subscriber::with_default(capture, || {
+        let env = lockbox::seal(&p, b"x", &ctx("acme")).unwrap();
+        lockbox::open(&p, &env, &ctx("acme")).unwrap();
+        assert!(lockbox::open(&p, &globex, &ctx("globex")).is_err());
+    });
+    let events = capture.0.lock().unwrap();
+    let summary: Vec<_> = events.iter().map(|(l, o, _)| (*l, o.as_str())).collect();
+    assert_eq!(
+        summary,
+        [
+            (Level::INFO, "success"),
+            (Level::INFO, "success"),
+            (Level::WARN, "denied")
+        ]
+    );
+    assert!(
+        events[2].2.contains("\"violation\":\"context.value\""),
+        "{}",
+        events[2].2
+    );
+    assert!(!events.iter().any(|(_, _, r)| r.contains("u-secret-17")));
+}
