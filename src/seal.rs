@@ -301,8 +301,11 @@ impl<'p> AsyncSealer<'p> {
     /// Seals `plaintext` and appends the envelope to `out`; see [`Sealer::seal_to`].
     pub async fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         let at = out.len();
-        let prepared = self.prepare(context, len_u64(plaintext.len()), os_random).await;
-        let r = prepared.and_then(|p| p.seal_to(plaintext, out));
+        let r = self
+            .then(context, len_u64(plaintext.len()), os_random, |p| {
+                p.seal_to(plaintext, out)
+            })
+            .await;
         self.audited(Seal, context, Some(plaintext.len()), out.get(at..), r)
     }
 
@@ -315,15 +318,18 @@ impl<'p> AsyncSealer<'p> {
         context: &EncryptionContext,
     ) -> Result<Vec<u8>, Error> {
         let random = |b: &mut [u8]| rng_random(rng, b);
-        let prepared = self.prepare(context, len_u64(plaintext.len()), random).await;
-        self.audited_vec(context, plaintext.len(), prepared.and_then(|p| p.seal(plaintext)))
+        let r = self
+            .then(context, len_u64(plaintext.len()), random, |p| p.seal(plaintext))
+            .await;
+        self.audited_vec(context, plaintext.len(), r)
     }
 
     /// Seals in place; see [`Sealer::seal_in_place`].
     pub async fn seal_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
         let len = buf.len();
-        let prepared = self.prepare(context, len_u64(len), os_random).await;
-        let r = prepared.and_then(|p| p.seal_in_place(buf));
+        let r = self
+            .then(context, len_u64(len), os_random, |p| p.seal_in_place(buf))
+            .await;
         let sealed = r.is_ok().then_some(buf.as_slice());
         self.audited(Seal, context, Some(len), sealed, r)
     }
@@ -332,7 +338,7 @@ impl<'p> AsyncSealer<'p> {
     /// [`Sealer::seal_header`].
     #[cfg(feature = "std")]
     pub async fn seal_header(&self, context: &EncryptionContext) -> Result<SealedHeader, Error> {
-        let r = self.prepare(context, None, os_random).await.and_then(SealedHeader::new);
+        let r = self.then(context, None, os_random, SealedHeader::new).await;
         self.audited_header(context, r)
     }
 
@@ -343,8 +349,24 @@ impl<'p> AsyncSealer<'p> {
         rng: &mut R,
         context: &EncryptionContext,
     ) -> Result<SealedHeader, Error> {
-        let r = self.prepare(context, None, |b| rng_random(rng, b)).await;
-        self.audited_header(context, r.and_then(SealedHeader::new))
+        let r = self
+            .then(context, None, |b| rng_random(rng, b), SealedHeader::new)
+            .await;
+        self.audited_header(context, r)
+    }
+
+    /// The key phase, then `finish` on its result: the body every seal had
+    /// before the audit, kept as it was (the layout of these futures is
+    /// what the zeroization check measures; see `prepare`).
+    async fn then<'c, T>(
+        &self,
+        context: &'c EncryptionContext,
+        plaintext_len: Option<u64>,
+        random: impl FnMut(&mut [u8]) -> Result<(), Error> + Send,
+        finish: impl FnOnce(Prepared<'c>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let prepared = self.prepare(context, plaintext_len, random).await?;
+        finish(prepared)
     }
 
     /// The key phase, awaited; see [`Sealer`]'s. The data key lives in the
@@ -356,11 +378,35 @@ impl<'p> AsyncSealer<'p> {
         random: impl FnMut(&mut [u8]) -> Result<(), Error> + Send,
     ) -> Result<Prepared<'c>, Error> {
         let mut plan = SealPlan::new(&self.opts, context, &self.providers, plaintext_len)?;
-        plan.generated(plan.first().generate_data_key_async(plan.request()).await?, random)?;
+        {
+            // The awaited answer lands in this future's state (the await's
+            // destination lives across its suspension): read the key where
+            // it lies and let it drop (zeroized) there, never move it out,
+            // which would leave a copy in the state's freed memory.
+            let generated = plan.first().generate_data_key_async(plan.request()).await;
+            let offered = match generated {
+                Err(e) => return Err(Error::Provider(e)),
+                Ok(ref g) => g.as_ref().map(|(key, w)| (copy_key(key), w.clone())),
+            };
+            plan.generated(offered, random)?;
+        }
         while let Some(p) = plan.next_wrapper() {
             plan.wrapped(p.wrap_async(plan.dek(), plan.binding()).await?);
         }
         plan.finish()
+    }
+}
+
+/// A copy of `key` (built in place).
+fn copy_key(key: &crate::keys::DataKey) -> crate::keys::DataKey {
+    use secrecy::ExposeSecret;
+    let copied = crate::keys::DataKey::try_init_with(|b| {
+        b.copy_from_slice(key.expose_secret());
+        Ok::<(), core::convert::Infallible>(())
+    });
+    match copied {
+        Ok(k) => k,
+        Err(never) => match never {},
     }
 }
 
