@@ -279,7 +279,16 @@ impl<'p> AsyncOpener<'p> {
     async fn unlock_cipher(&self, h: Header<'_>, context: &EncryptionContext) -> Result<PayloadCipher, Error> {
         let mut u = Unlock::new(h, context, &self.providers, &self.opts, false)?;
         while let Some((w, p)) = u.next() {
-            if let Some(cipher) = u.offer(p.unwrap_async(w, u.binding()).await)? {
+            // The awaited key lands in this future's state: copy it out and
+            // let it drop (zeroized) where it lies, never move it out.
+            let offered = {
+                let unwrapped = p.unwrap_async(w, u.binding()).await;
+                match unwrapped {
+                    Ok(ref k) => Ok(crate::seal::copy_key(k)),
+                    Err(e) => Err(e),
+                }
+            };
+            if let Some(cipher) = u.offer(offered)? {
                 return Ok(cipher);
             }
         }

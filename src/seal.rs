@@ -397,8 +397,9 @@ impl<'p> AsyncSealer<'p> {
     }
 }
 
-/// A copy of `key` (built in place).
-fn copy_key(key: &crate::keys::DataKey) -> crate::keys::DataKey {
+/// A copy of `key` (built in place), for a key that must stay where an
+/// `.await` left it (and be zeroized there).
+pub(crate) fn copy_key(key: &crate::keys::DataKey) -> crate::keys::DataKey {
     use secrecy::ExposeSecret;
     let copied = crate::keys::DataKey::try_init_with(|b| {
         b.copy_from_slice(key.expose_secret());
