@@ -8,6 +8,9 @@
 //!   the key where it lives, or [`data_key_from_bytes`]);
 //! - importing or escrowing a local KEK that was generated elsewhere
 //!   ([`local_kek_from_bytes`], [`local_kek_to_base64`]);
+//! - sharing an [`AuditKey`] with a log verifier in another process
+//!   ([`audit_key_from_bytes`], [`audit_key_to_base64`]; `AuditKey::from_env`
+//!   reads the base64 form);
 //! - test vectors and interoperability tests.
 //!
 //! Keys built here are only as good as their bytes: never derive them from a
@@ -15,6 +18,7 @@
 
 use secrecy::{SecretBox, SecretString};
 
+use crate::audit::AuditKey;
 use crate::keys::{DATA_KEY_LEN, DataKey};
 use crate::local::{LOCAL_KEK_LEN, LocalKek};
 
@@ -63,4 +67,15 @@ pub fn local_kek_to_base64(kek: &LocalKek) -> SecretString {
 /// A local KEK from standard base64 (44 characters; surrounding whitespace is ignored).
 pub fn local_kek_from_base64(text: &str) -> Result<LocalKek, crate::Error> {
     LocalKek::from_base64(text)
+}
+
+/// An audit key from raw bytes.
+pub fn audit_key_from_bytes(bytes: SecretBox<[u8; 32]>) -> AuditKey {
+    AuditKey::from_boxed(bytes)
+}
+
+/// An audit key in standard base64, the form `AuditKey::from_env` reads.
+pub fn audit_key_to_base64(key: &AuditKey) -> SecretString {
+    use base64ct::{Base64, Encoding};
+    SecretString::from(zeroize::Zeroizing::new(Base64::encode_string(key.bytes())).as_str())
 }

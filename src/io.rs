@@ -75,6 +75,11 @@ impl RawHeader {
     }
 
     /// The parsed (unauthenticated) header.
+    /// The header's bytes as read.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     pub(crate) fn header(&self, limits: &Limits) -> Result<Header<'_>, Error> {
         match format::parse_prefix(&self.bytes, limits)? {
             Parsed::Complete(h) => Ok(h),

@@ -84,6 +84,7 @@
 //! - `tokio`: [`tokio::Encryptor`] / [`tokio::Decryptor`] over tokio's
 //!   `AsyncWrite` / `AsyncRead` / `AsyncSeek` (the io traits only; lockbox
 //!   starts no runtime).
+//! - `tracing`: [`audit::TracingSink`], audit events as `tracing` events.
 //! - `aws-lc`: AES-256-GCM and ChaCha20-Poly1305 on AWS-LC ([`Backend`]),
 //!   byte-identical envelopes, several times faster AES-GCM; needs a C
 //!   compiler.
@@ -115,6 +116,21 @@
 //! provider streams to `std::io` or tokio. The composites work with both:
 //! [`cache::CachingProvider`] / [`cache::AsyncCachingProvider`], and keyrings
 //! under a blocking or an async master (`save` / `save_async`, ...).
+//!
+//! ## Access control and audit
+//!
+//! [`access`] gives out less than a whole provider: capability handles that
+//! can only seal, only open or only rewrap ([`access::SealOnly`], ...), and
+//! grants constrained by encryption context, operation, validity window and
+//! number of uses ([`access::Grant`]). [`audit`] records every provider call
+//! and every seal and open, failures and refusals included, to a sink: in
+//! memory, `tracing`, or a hash-chained JSON-lines file with a verifier.
+//! [`revocation::report`] lists the envelopes a key version still protects.
+//! See `examples/access_control.rs`.
+//!
+//! [`AsyncSealer`] and [`AsyncOpener`] take
+//! [`AsyncKeyEncryptionProvider`]s (network key stores) and produce the same
+//! envelopes as [`Sealer`] and [`Opener`]; lockbox never calls `block_on`.
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -126,6 +142,8 @@ extern crate alloc;
 #[macro_use]
 extern crate std;
 
+pub mod access;
+pub mod audit;
 #[cfg(feature = "std")]
 pub mod cache;
 mod context;
@@ -146,6 +164,7 @@ mod local;
 mod open;
 mod options;
 pub mod provider;
+pub mod revocation;
 mod rewrap;
 mod seal;
 mod suite;

@@ -5,6 +5,10 @@
 use alloc::vec::Vec;
 use core::fmt;
 
+use crate::audit::EnvelopeAudit;
+use crate::audit::EnvelopeOperation::Open;
+#[cfg(feature = "std")]
+use crate::audit::EnvelopeOperation::OpenStream;
 use crate::context::EncryptionContext;
 use crate::crypto::PayloadCipher;
 use crate::engine::open::{OpenOptions, Unlock, full_context, open_in_place, open_payload};
@@ -43,6 +47,7 @@ pub fn open(
 pub struct Opener<'p> {
     providers: Vec<&'p dyn KeyEncryptionProvider>,
     opts: OpenOptions,
+    audit: EnvelopeAudit<'p>,
 }
 
 /// Opens envelopes, unwrapping with [`AsyncKeyEncryptionProvider`]s (key
@@ -55,6 +60,7 @@ pub struct Opener<'p> {
 pub struct AsyncOpener<'p> {
     providers: Vec<&'p dyn AsyncKeyEncryptionProvider>,
     opts: OpenOptions,
+    audit: EnvelopeAudit<'p>,
 }
 
 /// The options of both openers, written once.
@@ -75,6 +81,7 @@ macro_rules! opener_options {
                 Self {
                     providers: alloc::vec![provider],
                     opts: OpenOptions::default(),
+                    audit: EnvelopeAudit::default(),
                 }
             }
 
@@ -102,6 +109,7 @@ macro_rules! opener_options {
 
         crate::options::shared_options!($opener, opts);
         crate::options::thread_option!($opener, opts);
+        crate::options::audit_option!($opener, audit);
     };
 }
 
@@ -126,8 +134,12 @@ impl<'p> Opener<'p> {
     /// Opens `envelope` and appends the plaintext to `out`. On error `out` is
     /// unchanged (anything written is zeroized first).
     pub fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
-        let (h, payload, segs) = parse(envelope, &self.opts)?;
-        open_payload(&self.unlock_cipher(h, context)?, segs, payload, self.opts.threads, out)
+        let (probe, at) = (self.audit.probe(envelope, context, &self.opts.limits), out.len());
+        let r = parse(envelope, &self.opts).and_then(|(h, payload, segs)| {
+            open_payload(&self.unlock_cipher(h, context)?, segs, payload, self.opts.threads, out)
+        });
+        self.audit.opened(probe, Open, out.len().checked_sub(at), &r);
+        r
     }
 
     /// Opens `envelope` and also returns the whole authenticated context: the
@@ -139,22 +151,28 @@ impl<'p> Opener<'p> {
         envelope: &[u8],
         context: &EncryptionContext,
     ) -> Result<(Vec<u8>, EncryptionContext), Error> {
-        let (h, payload, segs) = parse(envelope, &self.opts)?;
-        let cipher = self.unlock_cipher(h, context)?;
-        let mut out = Vec::new();
-        open_payload(&cipher, segs, payload, self.opts.threads, &mut out)?;
-        Ok((out, full_context(h.context(), context)?))
+        let probe = self.audit.probe(envelope, context, &self.opts.limits);
+        let r = parse(envelope, &self.opts).and_then(|(h, payload, segs)| {
+            let cipher = self.unlock_cipher(h, context)?;
+            let mut out = Vec::new();
+            open_payload(&cipher, segs, payload, self.opts.threads, &mut out)?;
+            Ok((out, full_context(h.context(), context)?))
+        });
+        self.audit
+            .opened(probe, Open, r.as_ref().map_or(None, |(p, _)| Some(p.len())), &r);
+        r
     }
 
     /// Opens in place: `buf` holds the envelope before and the plaintext
     /// after. On error `buf` still holds the envelope, byte for byte: segments
     /// already decrypted are encrypted back (no plaintext is left behind).
     pub fn open_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
-        let (cipher, segs, header_len) = {
-            let (h, _, segs) = parse(buf, &self.opts)?;
-            (self.unlock_cipher(h, context)?, segs, h.len())
-        };
-        open_in_place(cipher, segs, header_len, buf)
+        let probe = self.audit.probe(buf, context, &self.opts.limits);
+        let unlocked =
+            parse(buf, &self.opts).and_then(|(h, _, segs)| Ok((self.unlock_cipher(h, context)?, segs, h.len())));
+        let r = unlocked.and_then(|(cipher, segs, header_len)| open_in_place(cipher, segs, header_len, buf));
+        self.audit.opened(probe, Open, Some(buf.len()), &r);
+        r
     }
 
     /// Authenticates a header read from a stream and unwraps its payload key:
@@ -163,8 +181,13 @@ impl<'p> Opener<'p> {
     /// both for a `std::io` reader.
     #[cfg(feature = "std")]
     pub fn unlock(&self, raw: crate::RawHeader, context: &EncryptionContext) -> Result<crate::UnlockedHeader, Error> {
-        let cipher = self.unlock_cipher(raw.header(&self.opts.limits)?, context)?;
-        crate::UnlockedHeader::new(raw, cipher, context, &self.opts)
+        let probe = self.audit.probe(raw.bytes(), context, &self.opts.limits);
+        let cipher = raw
+            .header(&self.opts.limits)
+            .and_then(|h| self.unlock_cipher(h, context));
+        let r = cipher.and_then(|cipher| crate::UnlockedHeader::new(raw, cipher, context, &self.opts));
+        self.audit.opened(probe, OpenStream, None, &r);
+        r
     }
 
     /// The key phase: see [`Unlock`].
@@ -189,6 +212,18 @@ impl<'p> AsyncOpener<'p> {
 
     /// Opens `envelope` and appends the plaintext to `out`; see [`Opener::open_to`].
     pub async fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
+        let (probe, at) = (self.audit.probe(envelope, context, &self.opts.limits), out.len());
+        let r = self.open_to_inner(envelope, context, out).await;
+        self.audit.opened(probe, Open, out.len().checked_sub(at), &r);
+        r
+    }
+
+    async fn open_to_inner(
+        &self,
+        envelope: &[u8],
+        context: &EncryptionContext,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
         let (h, payload, segs) = parse(envelope, &self.opts)?;
         let cipher = self.unlock_cipher(h, context).await?;
         open_payload(&cipher, segs, payload, self.opts.threads, out)
@@ -209,6 +244,13 @@ impl<'p> AsyncOpener<'p> {
 
     /// Opens in place; see [`Opener::open_in_place`].
     pub async fn open_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
+        let probe = self.audit.probe(buf, context, &self.opts.limits);
+        let r = self.open_in_place_inner(buf, context).await;
+        self.audit.opened(probe, Open, Some(buf.len()), &r);
+        r
+    }
+
+    async fn open_in_place_inner(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
         let (h, _, segs) = parse(buf, &self.opts)?;
         let header_len = h.len();
         let cipher = self.unlock_cipher(h, context).await?;
@@ -223,15 +265,30 @@ impl<'p> AsyncOpener<'p> {
         raw: crate::RawHeader,
         context: &EncryptionContext,
     ) -> Result<crate::UnlockedHeader, Error> {
-        let cipher = self.unlock_cipher(raw.header(&self.opts.limits)?, context).await?;
-        crate::UnlockedHeader::new(raw, cipher, context, &self.opts)
+        let probe = self.audit.probe(raw.bytes(), context, &self.opts.limits);
+        let r = match raw.header(&self.opts.limits) {
+            Ok(h) => self.unlock_cipher(h, context).await,
+            Err(e) => Err(e),
+        };
+        let r = r.and_then(|cipher| crate::UnlockedHeader::new(raw, cipher, context, &self.opts));
+        self.audit.opened(probe, OpenStream, None, &r);
+        r
     }
 
     /// The key phase, awaited: see [`Unlock`].
     async fn unlock_cipher(&self, h: Header<'_>, context: &EncryptionContext) -> Result<PayloadCipher, Error> {
         let mut u = Unlock::new(h, context, &self.providers, &self.opts, false)?;
         while let Some((w, p)) = u.next() {
-            if let Some(cipher) = u.offer(p.unwrap_async(w, u.binding()).await)? {
+            // The awaited key lands in this future's state: copy it out and
+            // let it drop (zeroized) where it lies, never move it out.
+            let offered = {
+                let unwrapped = p.unwrap_async(w, u.binding()).await;
+                match unwrapped {
+                    Ok(ref k) => Ok(crate::seal::copy_key(k)),
+                    Err(e) => Err(e),
+                }
+            };
+            if let Some(cipher) = u.offer(offered)? {
                 return Ok(cipher);
             }
         }

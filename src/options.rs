@@ -1,5 +1,6 @@
 //! The options sealers, openers and rewrappers share, written once: the AEAD
-//! backend, the limits and (sealers and openers) the number of threads.
+//! backend, the limits and (sealers and openers) the number of threads and
+//! the envelope audit.
 
 /// Adds `backend` and `limits` setters to `$ty`, whose options live in
 /// `self.$($field).+` (a struct with `backend` and `limits` fields).
@@ -51,4 +52,23 @@ macro_rules! thread_option {
     };
 }
 
-pub(crate) use {shared_options, thread_option};
+/// Adds an `audit` setter to `$ty`, whose envelope audit lives in
+/// `self.$field` (an [`EnvelopeAudit`](crate::audit::EnvelopeAudit)).
+macro_rules! audit_option {
+    ($ty:ident, $field:ident) => {
+        impl<'p> $ty<'p> {
+            /// Records an [`EnvelopeEvent`](crate::audit::EnvelopeEvent) of
+            /// every seal or open (message id, sizes, wrapped keys, context
+            /// keys, outcome; never keys or plaintext) to `audit`'s sink,
+            /// best-effort. Put an [`Audit`](crate::audit::Audit) layer on
+            /// the providers too for per-call events that fail closed.
+            #[must_use]
+            pub fn audit(mut self, audit: &'p $crate::audit::Audit) -> Self {
+                self.$field = $crate::audit::EnvelopeAudit(Some(audit));
+                self
+            }
+        }
+    };
+}
+
+pub(crate) use {audit_option, shared_options, thread_option};

@@ -9,6 +9,10 @@ use core::fmt;
 
 use rand_core::TryCryptoRng;
 
+use crate::audit::EnvelopeAudit;
+use crate::audit::EnvelopeOperation::Seal;
+#[cfg(feature = "std")]
+use crate::audit::EnvelopeOperation::SealStream;
 use crate::context::EncryptionContext;
 #[cfg(feature = "std")]
 use crate::crypto::PayloadCipher;
@@ -62,6 +66,7 @@ pub struct Sealer<'p> {
     /// The first wraps (or generates) the data key; the others wrap it too.
     providers: Vec<&'p dyn KeyEncryptionProvider>,
     opts: SealOptions,
+    audit: EnvelopeAudit<'p>,
 }
 
 /// Seals envelopes with chosen options, wrapping each data key with
@@ -95,6 +100,7 @@ pub struct AsyncSealer<'p> {
     /// The first wraps (or generates) the data key; the others wrap it too.
     providers: Vec<&'p dyn AsyncKeyEncryptionProvider>,
     opts: SealOptions,
+    audit: EnvelopeAudit<'p>,
 }
 
 /// The options of both sealers, written once.
@@ -116,6 +122,7 @@ macro_rules! sealer_options {
                 Self {
                     providers: alloc::vec![provider],
                     opts: SealOptions::default(),
+                    audit: EnvelopeAudit::default(),
                 }
             }
 
@@ -128,6 +135,46 @@ macro_rules! sealer_options {
             pub fn also_wrap_with(mut self, provider: &'p dyn $provider) -> Self {
                 self.providers.push(provider);
                 self
+            }
+
+            /// Reports a seal to the audit, if any, and hands `r` back.
+            fn audited<T>(
+                &self,
+                op: crate::audit::EnvelopeOperation,
+                context: &EncryptionContext,
+                plaintext_len: Option<usize>,
+                envelope: Option<&[u8]>,
+                r: Result<T, Error>,
+            ) -> Result<T, Error> {
+                let how = (self.opts.suite, &self.opts.limits);
+                (self.audit).sealed(op, how, context, plaintext_len, envelope.unwrap_or_default(), &r);
+                r
+            }
+
+            /// [`audited`](Self::audited) for a seal into a new buffer.
+            fn audited_vec(
+                &self,
+                context: &EncryptionContext,
+                len: usize,
+                r: Result<Vec<u8>, Error>,
+            ) -> Result<Vec<u8>, Error> {
+                let how = (self.opts.suite, &self.opts.limits);
+                let sealed = r.as_deref().unwrap_or_default();
+                (self.audit).sealed(Seal, how, context, Some(len), sealed, &r);
+                r
+            }
+
+            /// [`audited`](Self::audited) for a stream's header.
+            #[cfg(feature = "std")]
+            fn audited_header(
+                &self,
+                context: &EncryptionContext,
+                r: Result<SealedHeader, Error>,
+            ) -> Result<SealedHeader, Error> {
+                let how = (self.opts.suite, &self.opts.limits);
+                let header = r.as_ref().map(|h| h.header()).unwrap_or_default();
+                (self.audit).sealed(SealStream, how, context, None, header, &r);
+                r
             }
 
             /// Sets the algorithm suite (default AES-256-GCM).
@@ -147,6 +194,7 @@ macro_rules! sealer_options {
 
         crate::options::shared_options!($sealer, opts);
         crate::options::thread_option!($sealer, opts);
+        crate::options::audit_option!($sealer, audit);
     };
 }
 
@@ -170,8 +218,9 @@ impl<'p> Sealer<'p> {
     /// Seals `plaintext` and appends the envelope to `out` (no allocation if
     /// `out` has the capacity). On error `out` is unchanged.
     pub fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
-        self.prepare(context, len_u64(plaintext.len()), os_random)?
-            .seal_to(plaintext, out)
+        let at = out.len();
+        let r = (self.prepare(context, len_u64(plaintext.len()), os_random)).and_then(|p| p.seal_to(plaintext, out));
+        self.audited(Seal, context, Some(plaintext.len()), out.get(at..), r)
     }
 
     /// Seals `plaintext`, drawing the data key and message id from `rng`
@@ -183,8 +232,9 @@ impl<'p> Sealer<'p> {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Vec<u8>, Error> {
-        self.prepare(context, len_u64(plaintext.len()), |b| rng_random(rng, b))?
-            .seal(plaintext)
+        let r =
+            (self.prepare(context, len_u64(plaintext.len()), |b| rng_random(rng, b))).and_then(|p| p.seal(plaintext));
+        self.audited_vec(context, plaintext.len(), r)
     }
 
     /// Seals in place: `buf` holds the plaintext before and the envelope after.
@@ -193,7 +243,10 @@ impl<'p> Sealer<'p> {
     /// to avoid a copy; if it lacks the capacity, the plaintext is moved to a
     /// new allocation and the old one is zeroized before it is freed.
     pub fn seal_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
-        self.prepare(context, len_u64(buf.len()), os_random)?.seal_in_place(buf)
+        let len = buf.len();
+        let r = (self.prepare(context, len_u64(len), os_random)).and_then(|p| p.seal_in_place(buf));
+        let sealed = r.is_ok().then_some(buf.as_slice());
+        self.audited(Seal, context, Some(len), sealed, r)
     }
 
     /// Wraps a data key and builds a header for a stream of unknown length:
@@ -202,7 +255,8 @@ impl<'p> Sealer<'p> {
     /// does both for a `std::io` writer.
     #[cfg(feature = "std")]
     pub fn seal_header(&self, context: &EncryptionContext) -> Result<SealedHeader, Error> {
-        SealedHeader::new(self.prepare(context, None, os_random)?)
+        let r = self.prepare(context, None, os_random).and_then(SealedHeader::new);
+        self.audited_header(context, r)
     }
 
     /// [`seal_header`](Self::seal_header) drawing the data key and message id
@@ -213,7 +267,10 @@ impl<'p> Sealer<'p> {
         rng: &mut R,
         context: &EncryptionContext,
     ) -> Result<SealedHeader, Error> {
-        SealedHeader::new(self.prepare(context, None, |b| rng_random(rng, b))?)
+        let r = self
+            .prepare(context, None, |b| rng_random(rng, b))
+            .and_then(SealedHeader::new);
+        self.audited_header(context, r)
     }
 
     /// The key phase: the first provider generates or wraps the data key,
@@ -243,8 +300,13 @@ impl<'p> AsyncSealer<'p> {
 
     /// Seals `plaintext` and appends the envelope to `out`; see [`Sealer::seal_to`].
     pub async fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
-        let prepared = self.prepare(context, len_u64(plaintext.len()), os_random).await?;
-        prepared.seal_to(plaintext, out)
+        let at = out.len();
+        let r = self
+            .then(context, len_u64(plaintext.len()), os_random, |p| {
+                p.seal_to(plaintext, out)
+            })
+            .await;
+        self.audited(Seal, context, Some(plaintext.len()), out.get(at..), r)
     }
 
     /// Seals `plaintext` with `rng`'s randomness; see [`Sealer::seal_with_rng`].
@@ -256,21 +318,28 @@ impl<'p> AsyncSealer<'p> {
         context: &EncryptionContext,
     ) -> Result<Vec<u8>, Error> {
         let random = |b: &mut [u8]| rng_random(rng, b);
-        let prepared = self.prepare(context, len_u64(plaintext.len()), random).await?;
-        prepared.seal(plaintext)
+        let r = self
+            .then(context, len_u64(plaintext.len()), random, |p| p.seal(plaintext))
+            .await;
+        self.audited_vec(context, plaintext.len(), r)
     }
 
     /// Seals in place; see [`Sealer::seal_in_place`].
     pub async fn seal_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
-        let prepared = self.prepare(context, len_u64(buf.len()), os_random).await?;
-        prepared.seal_in_place(buf)
+        let len = buf.len();
+        let r = self
+            .then(context, len_u64(len), os_random, |p| p.seal_in_place(buf))
+            .await;
+        let sealed = r.is_ok().then_some(buf.as_slice());
+        self.audited(Seal, context, Some(len), sealed, r)
     }
 
     /// Wraps a data key and builds a header for a stream; see
     /// [`Sealer::seal_header`].
     #[cfg(feature = "std")]
     pub async fn seal_header(&self, context: &EncryptionContext) -> Result<SealedHeader, Error> {
-        SealedHeader::new(self.prepare(context, None, os_random).await?)
+        let r = self.then(context, None, os_random, SealedHeader::new).await;
+        self.audited_header(context, r)
     }
 
     /// [`seal_header`](Self::seal_header) with `rng`'s randomness.
@@ -280,7 +349,24 @@ impl<'p> AsyncSealer<'p> {
         rng: &mut R,
         context: &EncryptionContext,
     ) -> Result<SealedHeader, Error> {
-        SealedHeader::new(self.prepare(context, None, |b| rng_random(rng, b)).await?)
+        let r = self
+            .then(context, None, |b| rng_random(rng, b), SealedHeader::new)
+            .await;
+        self.audited_header(context, r)
+    }
+
+    /// The key phase, then `finish` on its result: the body every seal had
+    /// before the audit, kept as it was (the layout of these futures is
+    /// what the zeroization check measures; see `prepare`).
+    async fn then<'c, T>(
+        &self,
+        context: &'c EncryptionContext,
+        plaintext_len: Option<u64>,
+        random: impl FnMut(&mut [u8]) -> Result<(), Error> + Send,
+        finish: impl FnOnce(Prepared<'c>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let prepared = self.prepare(context, plaintext_len, random).await?;
+        finish(prepared)
     }
 
     /// The key phase, awaited; see [`Sealer`]'s. The data key lives in the
@@ -292,11 +378,36 @@ impl<'p> AsyncSealer<'p> {
         random: impl FnMut(&mut [u8]) -> Result<(), Error> + Send,
     ) -> Result<Prepared<'c>, Error> {
         let mut plan = SealPlan::new(&self.opts, context, &self.providers, plaintext_len)?;
-        plan.generated(plan.first().generate_data_key_async(plan.request()).await?, random)?;
+        {
+            // The awaited answer lands in this future's state (the await's
+            // destination lives across its suspension): read the key where
+            // it lies and let it drop (zeroized) there, never move it out,
+            // which would leave a copy in the state's freed memory.
+            let generated = plan.first().generate_data_key_async(plan.request()).await;
+            let offered = match generated {
+                Err(e) => return Err(Error::Provider(e)),
+                Ok(ref g) => g.as_ref().map(|(key, w)| (copy_key(key), w.clone())),
+            };
+            plan.generated(offered, random)?;
+        }
         while let Some(p) = plan.next_wrapper() {
             plan.wrapped(p.wrap_async(plan.dek(), plan.binding()).await?);
         }
         plan.finish()
+    }
+}
+
+/// A copy of `key` (built in place), for a key that must stay where an
+/// `.await` left it (and be zeroized there).
+pub(crate) fn copy_key(key: &crate::keys::DataKey) -> crate::keys::DataKey {
+    use secrecy::ExposeSecret;
+    let copied = crate::keys::DataKey::try_init_with(|b| {
+        b.copy_from_slice(key.expose_secret());
+        Ok::<(), core::convert::Infallible>(())
+    });
+    match copied {
+        Ok(k) => k,
+        Err(never) => match never {},
     }
 }
 

@@ -17,8 +17,8 @@ use std::sync::{Arc, Mutex};
 
 use keyring_common::{t, version_keys};
 use lockbox::keyring::{
-    AuditAction, AuditEvent, AuditSink, KEYRING_PROVIDER_ID, KeyState, KeyStateKind, Keyring, KeyringError,
-    LifecycleOp, RotationPolicy, UnixTime,
+    AuditEvent, AuditSink, KEYRING_PROVIDER_ID, KeyState, KeyStateKind, Keyring, KeyringAction as AuditAction,
+    KeyringError, LifecycleOp, RotationPolicy, UnixTime,
 };
 use lockbox::{
     BindingBuf, EncryptionContext, Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, ProviderError,
@@ -674,11 +674,13 @@ struct Recorder {
 }
 
 impl AuditSink for Recorder {
-    fn record(&self, e: &AuditEvent<'_>) {
+    fn record(&self, e: &AuditEvent<'_>) -> Result<(), lockbox::audit::AuditError> {
+        let AuditEvent::Keyring(e) = e else { return Ok(()) };
         self.events
             .lock()
             .unwrap()
             .push((e.action, e.version, e.succeeded(), format!("{e:?}"), format!("{e}")));
+        Ok(())
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use keyring_common::async_only::{AsyncOnly, block_on};
 use keyring_common::{decode_file, t};
-use lockbox::keyring::{AuditAction, AuditEvent, AuditSink, Keyring, KeyringError, RotationPolicy};
+use lockbox::keyring::{AuditEvent, AuditSink, Keyring, KeyringAction as AuditAction, KeyringError, RotationPolicy};
 use lockbox::{EncryptionContext, Error, KeyId, KeyVersion, LocalKek};
 
 fn ctx() -> EncryptionContext {
@@ -56,8 +56,11 @@ fn rejected(e: Error, path: &Path) -> Error {
 struct Recorder(Mutex<Vec<AuditAction>>);
 
 impl AuditSink for Recorder {
-    fn record(&self, e: &AuditEvent<'_>) {
-        self.0.lock().unwrap().push(e.action);
+    fn record(&self, e: &AuditEvent<'_>) -> Result<(), lockbox::audit::AuditError> {
+        if let AuditEvent::Keyring(e) = e {
+            self.0.lock().unwrap().push(e.action);
+        }
+        Ok(())
     }
 }
 

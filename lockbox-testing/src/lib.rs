@@ -38,6 +38,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Access control
+//!
+//! [`check_access`] (blocking providers, sync drivers) and
+//! [`check_access_async`] (any provider, async drivers) put the provider
+//! behind a [`Grant`](lockbox::access::Grant) and an
+//! [`Audit`](lockbox::audit::Audit) layer and behind capability handles, and
+//! check refusals, use counts, the audit records of successes, refusals and
+//! the provider's own failures, and handle round trips.
+//!
 //! # One suite, two entry points
 //!
 //! The suite is written once, as an async driver over
@@ -60,6 +69,10 @@
 //!   This polling is test support; lockbox itself never blocks on a future.
 
 #![forbid(unsafe_code)]
+
+mod access;
+
+pub use access::{ACCESS, check_access, check_access_async};
 
 use std::fmt;
 use std::future::Future;

@@ -114,7 +114,8 @@
 //! ```
 //!
 //! Every lifecycle event, wrap, unwrap and failure goes to an [`AuditSink`]
-//! (with ids, versions, times and envelope context, never key bytes).
+//! as a [`KeyringEvent`] (with ids, versions, times and the envelope
+//! context's keys and digest, never key bytes or context values).
 //!
 //! # Example
 //!
@@ -136,7 +137,6 @@
 //! # Ok(()) }
 //! ```
 
-mod audit;
 pub(crate) mod codec;
 mod error;
 #[cfg(feature = "std")]
@@ -148,7 +148,10 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use core::fmt;
 
-pub use audit::{AuditAction, AuditEvent, AuditSink, NoAudit};
+use crate::audit::KeyringAction as AuditAction;
+/// The audit hook is the crate-wide one ([`crate::audit`]); a keyring's
+/// events are its [`KeyringEvent`] family.
+pub use crate::audit::{AuditEvent, AuditSink, KeyringAction, KeyringEvent, NoAudit};
 pub use error::KeyringError;
 pub use provider::MigrationProvider;
 
@@ -533,10 +536,11 @@ impl Keyring {
     }
 
     fn emit(&self, action: AuditAction, version: Option<u32>, now: Option<UnixTime>, error: Option<&KeyringError>) {
-        let mut ev = AuditEvent::new(&self.table.id, action, version.map(KeyVersion));
+        let mut ev = KeyringEvent::new(&self.table.id, action, version.map(KeyVersion));
         ev.time = now;
         ev.error = error;
-        self.audit.record(&ev);
+        // Lifecycle events cannot be undone: recorded best-effort.
+        let _ = self.audit.record(&AuditEvent::Keyring(ev));
     }
 
     /// Reports `r` to the audit sink and converts its error.

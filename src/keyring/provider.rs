@@ -6,7 +6,9 @@ use alloc::sync::Arc;
 use core::fmt;
 
 use super::kek::VersionKey;
-use super::{AuditAction, AuditEvent, AuditSink, KEYRING_PROVIDER_ID, KeyState, Keyring, KeyringError, Table};
+use super::{
+    AuditAction, AuditEvent, AuditSink, KEYRING_PROVIDER_ID, KeyState, Keyring, KeyringError, KeyringEvent, Table,
+};
 use crate::context::Binding;
 use crate::error::{ProviderError, ProviderErrorKind};
 use crate::keys::{DataKey, KeyVersion, WrappedKey, WrappedKeyRef};
@@ -131,10 +133,9 @@ impl View<'_> {
         binding: Binding<'_>,
         r: &Result<T, (ProviderErrorKind, KeyringError)>,
     ) {
-        let mut ev = AuditEvent::new(&self.table.id, action, Some(KeyVersion(version)));
-        ev.binding = Some(binding);
+        let mut ev = KeyringEvent::new(&self.table.id, action, Some(KeyVersion(version))).with_binding(binding);
         ev.error = r.as_ref().err().map(|(_, e)| e);
-        self.audit.record(&ev);
+        let _ = self.audit.record(&AuditEvent::Keyring(ev));
     }
 
     fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {

@@ -33,6 +33,8 @@
 //!   `AsyncCachingProvider` over an async-only provider whose futures really
 //!   suspend (h2), including a key the cache draws itself and holds across
 //!   the wrap's `.await`.
+//! - i1: grant and audit layers (`AsyncLayered`) and an `OpenOnly` handle over
+//!   an async-only provider hand data keys through without a copy left.
 //!
 //! # Limits
 //!
@@ -59,10 +61,10 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::convert::Infallible;
 use std::fmt;
+use std::future::Future;
 use std::hint::black_box;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::task::Poll;
 
@@ -70,9 +72,9 @@ use lockbox::keyring::{Keyring, RotationPolicy, UnixTime};
 use lockbox::rand_core::{TryCryptoRng, TryRng};
 use lockbox::secrecy::{ExposeSecret, SecretBox};
 use lockbox::{
-    AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, Binding, BoxFuture, DataKey, DataKeyRequest, EncryptionContext,
-    Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, Opener, ProviderError, ProviderIdentity, Reencryptor,
-    Rewrapper, Sealer, SegmentSize, WrappedKey, WrappedKeyRef, hazmat,
+    AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, Binding, BindingBuf, BoxFuture, DataKey, DataKeyRequest,
+    EncryptionContext, Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, Opener, ProviderError,
+    ProviderIdentity, Reencryptor, Rewrapper, Sealer, SegmentSize, WrappedKey, WrappedKeyRef, hazmat,
 };
 
 // ---------------------------------------------------------------------------
@@ -729,11 +731,7 @@ fn envelope_dek_async(boxed: bool) -> Result<(), String> {
             sealer = sealer.also_wrap_with(&*second);
         }
         let seal = sealer.seal_with_rng(&mut rng, msg, &ctx);
-        let env = if boxed {
-            ready(Box::pin(seal))?
-        } else {
-            ready(seal)?
-        };
+        let env = if boxed { ready(Box::pin(seal))? } else { ready(seal)? };
         let env = lb(env, "async seal_with_rng")?;
         drawn = rng.drawn;
         let opener = lockbox::AsyncOpener::new(&*probe);
@@ -787,7 +785,10 @@ fn async_rewrap_leaves_nothing() -> Result<(), String> {
         let fresh = lb(ready(Box::pin(re.reencrypt(&env, &ctx)))?, "async reencrypt")?;
         let (_, bad) = sealed_and_tampered(&kek, &pt)?;
         let r = ready(Box::pin(rw.rewrap(&bad, &ctx)))?;
-        ensure(matches!(r, Err(Error::Authentication)), &format!("async rewrap of tampered gave {r:?}"))?;
+        ensure(
+            matches!(r, Err(Error::Authentication)),
+            &format!("async rewrap of tampered gave {r:?}"),
+        )?;
         black_box((&out, &header, &fresh));
     }
     expect_no_plaintext("async rewrap", &patterns)
@@ -1000,13 +1001,19 @@ fn rewrap_leaves_nothing() -> Result<(), String> {
         let mut streamed = Vec::new();
         rw.rewrap_stream(&env[..], &mut streamed, &ctx)
             .map_err(|e| format!("rewrap_stream: {e}"))?;
-        ensure(out.len() == env.len() && streamed.len() == env.len(), "rewrap changed the length")?;
+        ensure(
+            out.len() == env.len() && streamed.len() == env.len(),
+            "rewrap changed the length",
+        )?;
         ensure(header.replaced_len() == header.header().len(), "header length changed")?;
         // A tampered payload fails verification after earlier segments were
         // decrypted into the scratch buffer.
         let (_, bad) = sealed_and_tampered(&kek, &pt)?;
         let r = rw.rewrap(&bad, &ctx);
-        ensure(matches!(r, Err(Error::Authentication)), &format!("rewrap of tampered gave {r:?}"))?;
+        ensure(
+            matches!(r, Err(Error::Authentication)),
+            &format!("rewrap of tampered gave {r:?}"),
+        )?;
         black_box((&out, &streamed, &header));
     }
     expect_no_plaintext("rewrap", &patterns)
@@ -1028,8 +1035,14 @@ fn reencrypt_leaves_nothing() -> Result<(), String> {
             .reencrypt_stream(&env[..], Vec::new(), &ctx)
             .map_err(|e| format!("reencrypt_stream: {e}"))?;
         let r = re.reencrypt(&bad, &ctx);
-        ensure(matches!(r, Err(Error::Authentication)), &format!("reencrypt of tampered gave {r:?}"))?;
-        ensure(re.reencrypt_stream(&bad[..], Vec::new(), &ctx).is_err(), "streamed tampered re-encrypt succeeded")?;
+        ensure(
+            matches!(r, Err(Error::Authentication)),
+            &format!("reencrypt of tampered gave {r:?}"),
+        )?;
+        ensure(
+            re.reencrypt_stream(&bad[..], Vec::new(), &ctx).is_err(),
+            "streamed tampered re-encrypt succeeded",
+        )?;
         ensure(out.len() == streamed.len(), "one-shot and streamed lengths differ")?;
         black_box((&out, &streamed));
     }
@@ -1068,7 +1081,10 @@ impl KeyEncryptionProvider for PatternKeys {
         self.kek.unwrap(wrapped, binding)
     }
 
-    fn generate_data_key(&self, request: lockbox::DataKeyRequest<'_>) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
+    fn generate_data_key(
+        &self,
+        request: lockbox::DataKeyRequest<'_>,
+    ) -> Result<Option<(DataKey, WrappedKey)>, ProviderError> {
         let binding = request.binding();
         let seed = self.next_seed.fetch_add(1, Ordering::Relaxed);
         let dek = hazmat::data_key_from_bytes(pattern(u64::try_from(seed).unwrap_or(0)));
@@ -1204,7 +1220,11 @@ impl ProviderIdentity for AsyncOnly {
 }
 
 impl AsyncKeyEncryptionProvider for AsyncOnly {
-    fn wrap_async<'a>(&'a self, dek: &'a DataKey, binding: Binding<'a>) -> BoxFuture<'a, Result<WrappedKey, ProviderError>> {
+    fn wrap_async<'a>(
+        &'a self,
+        dek: &'a DataKey,
+        binding: Binding<'a>,
+    ) -> BoxFuture<'a, Result<WrappedKey, ProviderError>> {
         once_pending(move || {
             if !self.generate {
                 let p = register(dek.expose_secret());
@@ -1299,7 +1319,10 @@ fn async_cache_evictions() -> Result<(), String> {
         let sealer = AsyncSealer::new(&*provider);
         let a = lb(run(sealer.seal(b"message a", &c1))?, "seal a")?;
         let b = lb(run(sealer.seal(b"message b", &c1))?, "seal b")?;
-        ensure(provider.stats().seal_hits == 1, "the second seal did not reuse the cached key")?;
+        ensure(
+            provider.stats().seal_hits == 1,
+            "the second seal did not reuse the cached key",
+        )?;
         ensure(
             lb(Opener::new(&probe).open(&b, &c1), "probe open")? == b"message b",
             "probe open",
@@ -1315,7 +1338,10 @@ fn async_cache_evictions() -> Result<(), String> {
             ensure(lb(run(opener.open(&a, &c1))?, "open a")? == b"message a", "open a")?;
         }
         let st = provider.stats();
-        ensure(st.open_misses == 1 && st.open_hits == 1, "the unwrapped key was not cached")?;
+        ensure(
+            st.open_misses == 1 && st.open_hits == 1,
+            "the unwrapped key was not cached",
+        )?;
         ensure(cache.evictions() == 2, "e2's entry was not evicted")?;
         expect_clean("data key e2 after its seal entry was evicted", p2)?;
         cache.clear();
@@ -1328,9 +1354,15 @@ fn async_cache_evictions() -> Result<(), String> {
             "build",
         )?);
         let d = lb(run(AsyncSealer::new(&*drawing).seal(b"message d", &c1))?, "seal d")?;
-        drawn = drawing.inner().last_wrapped().ok_or("the cache did not wrap a key it drew")?;
+        drawn = drawing
+            .inner()
+            .last_wrapped()
+            .ok_or("the cache did not wrap a key it drew")?;
         ensure(cache.len() == 1, "the drawn key was not cached")?;
-        expect_clean("a data key the cache drew, after the seal (only the entry holds it)", drawn)?;
+        expect_clean(
+            "a data key the cache drew, after the seal (only the entry holds it)",
+            drawn,
+        )?;
         ensure(
             lb(run(AsyncOpener::new(&*drawing).open(&d, &c1))?, "open d")? == b"message d",
             "open d",
@@ -1346,6 +1378,55 @@ fn async_cache_evictions() -> Result<(), String> {
     expect_clean("data key e2 after the cache was dropped", p2)?;
     expect_clean("data key e3, cached when the cache was dropped", p3)?;
     expect_clean("a data key the cache drew, after the cache was dropped", drawn)?;
+    expect_clean("KEK bytes", pk)
+}
+
+/// i1: a grant and an audit layer (`AsyncLayered`) over an async-only
+/// provider that generates data keys, sealing and opening with `AsyncSealer`
+/// and `AsyncOpener`, every future suspended at the provider call, plus a
+/// direct unwrap through an `OpenOnly` handle: the layers hand keys through
+/// without keeping a copy in their futures' state.
+fn access_layers() -> Result<(), String> {
+    use lockbox::access::{AsyncLayered, Grant, OpenOnly, Operations};
+    use lockbox::audit::{Audit, MemorySink};
+    let kek_bytes: [u8; 32] = pattern(0xF0);
+    let pk = register(&kek_bytes);
+    let p1 = register(&pattern::<32>(0xF1));
+    let p2 = register(&pattern::<32>(0xF2));
+    {
+        let log = std::sync::Arc::new(MemorySink::new());
+        let grant = lb(
+            Grant::builder("g", Operations::ALL)
+                .require("purpose", "zeroize-check")
+                .build(),
+            "grant",
+        )?;
+        let provider = Box::new(AsyncLayered::new(
+            AsyncLayered::new(AsyncOnly::new(kek_bytes, true, 0xF1), grant),
+            Audit::new(log.clone()),
+        ));
+        let c = ctx()?;
+        let sealer = AsyncSealer::new(&*provider);
+        let a = lb(run(sealer.seal(b"message a", &c))?, "seal a")?;
+        let b = lb(run(sealer.seal(b"message b", &c))?, "seal b")?;
+        let opener = AsyncOpener::new(&*provider);
+        ensure(lb(run(opener.open(&a, &c))?, "open a")? == b"message a", "open a")?;
+        ensure(lb(run(opener.open(&b, &c))?, "open b")? == b"message b", "open b")?;
+        let handle = OpenOnly::new(AsyncOnly::new(kek_bytes, true, 0));
+        let info = lb(lockbox::inspect(&a), "inspect")?;
+        let w = info.wrapped_keys().first().ok_or("no wrapped key")?;
+        let binding = BindingBuf::new(info.suite(), &c);
+        let dek = lb(
+            run(handle.unwrap_async(w.as_ref(), binding.as_binding()))?.map_err(Error::from),
+            "unwrap",
+        )?;
+        ensure(pattern_is(p1, dek.expose_secret()), "the handle unwrapped another key")?;
+        drop(dek);
+        ensure(log.len() == 4, "the audit did not record every call")?;
+        black_box((&provider, &handle));
+    }
+    expect_clean("data key f1 after sealing, opening and unwrapping through layers", p1)?;
+    expect_clean("data key f2 after sealing and opening through layers", p2)?;
     expect_clean("KEK bytes", pk)
 }
 
@@ -1368,11 +1449,17 @@ fn keyring_async_master() -> Result<(), String> {
         let loaded = lb(run(Keyring::from_sealed_bytes_async(&file, &master))?, "open")?;
         lb(run(ring.save_async(&path, &master))?, "save")?;
         let mut other = lb(run(Keyring::load_async(&path, &master))?, "load")?;
-        lb(run(other.update_async(&path, &master, |r| r.add_version(UnixTime(3))))?, "update")?;
+        lb(
+            run(other.update_async(&path, &master, |r| r.add_version(UnixTime(3))))?,
+            "update",
+        )?;
         lb(run(ring.reload_if_changed_async(&path, &master))?, "reload")?;
         let env = lb(lockbox::seal(&loaded, b"x", &c), "seal")?;
         lb(lockbox::open(&ring, &env, &c), "open")?;
-        lb(lockbox::open(&other.migration_provider(), &env, &c), "open via migration")?;
+        lb(
+            lockbox::open(&other.migration_provider(), &env, &c),
+            "open via migration",
+        )?;
         black_box((&ring, &loaded, &other));
         patterns
     };
@@ -1414,7 +1501,10 @@ impl Runner {
 /// 54 + 1, each 22 + 32 bytes, the key last). The opened contents are wiped
 /// before they are freed.
 fn version_key(master: &LocalKek, file: &[u8], index: usize) -> Result<[u8; 32], String> {
-    let mut body = lb(lockbox::open(master, file, &EncryptionContext::new()), "open keyring file")?;
+    let mut body = lb(
+        lockbox::open(master, file, &EncryptionContext::new()),
+        "open keyring file",
+    )?;
     let at = 55 + index * 54 + 22;
     let key: Result<[u8; 32], String> = body
         .get(at..at + 32)
@@ -1444,7 +1534,10 @@ fn keyring_destroy() -> Result<(), String> {
         let file = lb(ring.to_sealed_bytes(&master), "save")?;
         let p = register(&version_key(&master, &file, 0)?);
         lb(lockbox::open(&ring, &env, &c), "open under v1")?;
-        lb(ring.schedule_destruction(KeyVersion(1), UnixTime(3), UnixTime(3)), "schedule")?;
+        lb(
+            ring.schedule_destruction(KeyVersion(1), UnixTime(3), UnixTime(3)),
+            "schedule",
+        )?;
         lb(ring.destroy(KeyVersion(1), UnixTime(3)), "destroy")?;
         expect_clean("destroyed version's key (right after destroy)", p)?;
         ensure(lockbox::open(&ring, &env, &c).is_err(), "destroyed version still opens")?;
@@ -1470,7 +1563,10 @@ fn keyring_save_load() -> Result<(), String> {
         let loaded = lb(Keyring::from_sealed_bytes(&file, &master), "load")?;
         let env = lb(lockbox::seal(&loaded, b"x", &c), "seal")?;
         lb(lockbox::open(&ring, &env, &c), "open")?;
-        lb(lockbox::open(&loaded.migration_provider(), &env, &c), "open via migration")?;
+        lb(
+            lockbox::open(&loaded.migration_provider(), &env, &c),
+            "open via migration",
+        )?;
         black_box((&ring, &loaded));
         patterns
     };
@@ -1525,10 +1621,9 @@ fn main() {
         "b3 envelope DEK after AsyncSealer::seal_with_rng and AsyncOpener::open: no DEK bytes",
         || envelope_dek_async(false),
     );
-    r.run(
-        "b4 as b3, futures boxed, two providers: no DEK bytes",
-        || envelope_dek_async(true),
-    );
+    r.run("b4 as b3, futures boxed, two providers: no DEK bytes", || {
+        envelope_dek_async(true)
+    });
     r.run(
         "d1 open_to, last segment tampered: Err, Vec == prefix, no plaintext",
         failed_open_to,
@@ -1574,6 +1669,10 @@ fn main() {
     r.run(
         "h2 async data-key cache over an async-only provider: no DEK bytes, drawn keys included",
         async_cache_evictions,
+    );
+    r.run(
+        "i1 grant and audit layers and an open-only handle over an async-only provider: no DEK bytes",
+        access_layers,
     );
 
     println!("{} passed, {} failed", r.passed, r.failed);

@@ -1,57 +1,18 @@
-//! The audit hook: every lifecycle event, wrap and unwrap of a keyring.
+//! The keyring's family of audit events: every lifecycle event, wrap and
+//! unwrap of a [`Keyring`](crate::keyring::Keyring), failures included.
 
 use core::fmt;
 
-use super::{KeyringError, UnixTime};
+use super::{ContextValues, ContextView};
 use crate::context::Binding;
+use crate::keyring::{KeyringError, UnixTime};
 use crate::keys::{KeyId, KeyVersion};
 
-/// Receives a keyring's audit events. Implement it to forward events to a log,
-/// a SIEM or a metrics system; install it with
-/// [`Keyring::set_audit_sink`](super::Keyring::set_audit_sink). The default is
-/// [`NoAudit`].
-///
-/// `record` is called synchronously, from whichever thread performs the
-/// operation (wraps and unwraps included), so keep it fast and never block on
-/// the network inside it. Events never contain key bytes.
-///
-/// ```
-/// use std::sync::{Arc, Mutex};
-/// use lockbox::keyring::{AuditEvent, AuditSink, Keyring, UnixTime};
-///
-/// #[derive(Default)]
-/// struct Log(Mutex<Vec<String>>);
-/// impl AuditSink for Log {
-///     fn record(&self, event: &AuditEvent<'_>) {
-///         self.0.lock().unwrap().push(format!("{event}"));
-///     }
-/// }
-///
-/// # fn main() -> Result<(), lockbox::Error> {
-/// let log = Arc::new(Log::default());
-/// let mut ring = Keyring::generate(lockbox::KeyId::new("payments")?, UnixTime(1_700_000_000))?;
-/// ring.set_audit_sink(log.clone());
-/// ring.rotate(UnixTime(1_700_000_100))?;
-/// assert!(log.0.lock().unwrap().iter().any(|e| e.contains("promote")));
-/// # Ok(()) }
-/// ```
-pub trait AuditSink: Send + Sync + 'static {
-    /// Records one event.
-    fn record(&self, event: &AuditEvent<'_>);
-}
-
-/// The default [`AuditSink`]: drops every event.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoAudit;
-
-impl AuditSink for NoAudit {
-    fn record(&self, _event: &AuditEvent<'_>) {}
-}
-
-/// What happened, in an [`AuditEvent`].
+/// What happened to a keyring, in a [`KeyringEvent`] (the keyring's audit
+/// actions; `keyring::AuditAction` before the audit model was unified).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum AuditAction {
+pub enum KeyringAction {
     /// Key material for a new version was drawn from the OS CSPRNG.
     Generate,
     /// A version was added to the keyring (staged: enabled but not primary).
@@ -89,7 +50,7 @@ pub enum AuditAction {
     Wrap,
     /// A data key was unwrapped for an ordinary open.
     Unwrap,
-    /// A data key was unwrapped through the [`MigrationProvider`](super::MigrationProvider)
+    /// A data key was unwrapped through the [`MigrationProvider`](crate::keyring::MigrationProvider)
     /// (rewrap / re-encrypt), possibly under a compromised version.
     MigrationUnwrap,
     /// A wrapped key was re-wrapped under the primary (the event's version)
@@ -110,7 +71,34 @@ pub enum AuditAction {
     },
 }
 
-impl fmt::Display for AuditAction {
+impl KeyringAction {
+    /// A stable short name (`generate`, `promote`, `unwrap`, ...), as
+    /// written in audit records after `keyring.`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Generate => "generate",
+            Self::Add => "add",
+            Self::Promote { .. } => "promote",
+            Self::Enable => "enable",
+            Self::DecryptOnly => "decrypt_only",
+            Self::Disable => "disable",
+            Self::ScheduleDestruction { .. } => "schedule_destruction",
+            Self::CancelDestruction => "cancel_destruction",
+            Self::Destroy => "destroy",
+            Self::Compromise => "compromise",
+            Self::SetMinimumDecryptionVersion => "set_minimum_decryption_version",
+            Self::Trim { .. } => "trim",
+            Self::Wrap => "wrap",
+            Self::Unwrap => "unwrap",
+            Self::MigrationUnwrap => "migration_unwrap",
+            Self::Rewrap { .. } => "rewrap",
+            Self::Save { .. } => "save",
+            Self::Load { .. } => "load",
+        }
+    }
+}
+
+impl fmt::Display for KeyringAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Generate => f.write_str("generate"),
@@ -135,35 +123,47 @@ impl fmt::Display for AuditAction {
     }
 }
 
-/// One audit event: which keyring, what, which version, when, under which
+/// One keyring event: which keyring, what, which version, when, under which
 /// envelope context, and the error if it failed. Never holds key bytes.
+///
+/// Its context shows the keys and the binding's digest, never a value (a
+/// keyring's audit has no value policy; put an [`Audit`](super::Audit)
+/// layer in front of the keyring to record allowed values).
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
-pub struct AuditEvent<'a> {
+pub struct KeyringEvent<'a> {
     /// The keyring's id.
     pub keyring: &'a KeyId,
     /// What happened (or was attempted, when `error` is set).
-    pub action: AuditAction,
+    pub action: KeyringAction,
     /// The version concerned, if any.
     pub version: Option<KeyVersion>,
     /// The caller-supplied time of a lifecycle operation (wraps and unwraps have none).
     pub time: Option<UnixTime>,
-    /// For wraps and unwraps: the envelope's binding (suite and context).
-    pub binding: Option<Binding<'a>>,
+    /// For wraps and unwraps: the envelope's context (keys and digest).
+    pub context: Option<ContextView<'a>>,
     /// Set when the operation failed.
     pub error: Option<&'a KeyringError>,
 }
 
-impl<'a> AuditEvent<'a> {
-    pub(crate) fn new(keyring: &'a KeyId, action: AuditAction, version: Option<KeyVersion>) -> Self {
+/// Keyring events record context keys only.
+static KEYS_ONLY: ContextValues = ContextValues::none();
+
+impl<'a> KeyringEvent<'a> {
+    pub(crate) fn new(keyring: &'a KeyId, action: KeyringAction, version: Option<KeyVersion>) -> Self {
         Self {
             keyring,
             action,
             version,
             time: None,
-            binding: None,
+            context: None,
             error: None,
         }
+    }
+
+    pub(crate) fn with_binding(mut self, binding: Binding<'a>) -> Self {
+        self.context = Some(ContextView::new(binding, &KEYS_ONLY, None));
+        self
     }
 
     /// Whether the operation succeeded.
@@ -172,7 +172,7 @@ impl<'a> AuditEvent<'a> {
     }
 }
 
-impl fmt::Display for AuditEvent<'_> {
+impl fmt::Display for KeyringEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "keyring {}: {}", self.keyring, self.action)?;
         if let Some(v) = self.version {
@@ -181,8 +181,8 @@ impl fmt::Display for AuditEvent<'_> {
         if let Some(t) = self.time {
             write!(f, " at {t}")?;
         }
-        if let Some(b) = self.binding {
-            write!(f, " context {b:?}")?;
+        if let Some(c) = &self.context {
+            write!(f, " context {c:?}")?;
         }
         match self.error {
             Some(e) => write!(f, " FAILED: {e}"),
