@@ -65,6 +65,15 @@ impl DataKey {
         &mut self.bytes
     }
 
+    /// A copy, built in place (`DataKey` is not `Clone`): for the few places
+    /// that must keep a key where it lies (a cache entry; the value an
+    /// `.await` left in a future's state, which is zeroized there).
+    pub(crate) fn duplicate(&self) -> Self {
+        let mut key = Self::zeroed();
+        key.bytes.copy_from_slice(&self.bytes);
+        key
+    }
+
     /// A key filled in place by `init`; if `init` fails, the partly filled
     /// key is zeroized and the error returned. See
     /// [`hazmat::data_key_with`](crate::hazmat::data_key_with).

@@ -284,7 +284,7 @@ impl<'p> AsyncOpener<'p> {
             let offered = {
                 let unwrapped = p.unwrap_async(w, u.binding()).await;
                 match unwrapped {
-                    Ok(ref k) => Ok(crate::seal::copy_key(k)),
+                    Ok(ref k) => Ok(k.duplicate()),
                     Err(e) => Err(e),
                 }
             };

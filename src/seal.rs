@@ -355,9 +355,8 @@ impl<'p> AsyncSealer<'p> {
         self.audited_header(context, r)
     }
 
-    /// The key phase, then `finish` on its result: the body every seal had
-    /// before the audit, kept as it was (the layout of these futures is
-    /// what the zeroization check measures; see `prepare`).
+    /// The key phase, then `finish` on the prepared seal: the body the
+    /// async seals share under their audit hook.
     async fn then<'c, T>(
         &self,
         context: &'c EncryptionContext,
@@ -386,7 +385,7 @@ impl<'p> AsyncSealer<'p> {
             let generated = plan.first().generate_data_key_async(plan.request()).await;
             let offered = match generated {
                 Err(e) => return Err(Error::Provider(e)),
-                Ok(ref g) => g.as_ref().map(|(key, w)| (copy_key(key), w.clone())),
+                Ok(ref g) => g.as_ref().map(|(key, w)| (key.duplicate(), w.clone())),
             };
             plan.generated(offered, random)?;
         }
@@ -394,20 +393,6 @@ impl<'p> AsyncSealer<'p> {
             plan.wrapped(p.wrap_async(plan.dek(), plan.binding()).await?);
         }
         plan.finish()
-    }
-}
-
-/// A copy of `key` (built in place), for a key that must stay where an
-/// `.await` left it (and be zeroized there).
-pub(crate) fn copy_key(key: &crate::keys::DataKey) -> crate::keys::DataKey {
-    use secrecy::ExposeSecret;
-    let copied = crate::keys::DataKey::try_init_with(|b| {
-        b.copy_from_slice(key.expose_secret());
-        Ok::<(), core::convert::Infallible>(())
-    });
-    match copied {
-        Ok(k) => k,
-        Err(never) => match never {},
     }
 }
 

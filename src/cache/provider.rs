@@ -11,7 +11,6 @@ use core::marker::PhantomData;
 use core::time::Duration;
 
 use super::logic::{Core, Lookup, Settings, new_key};
-use super::store::copy_key;
 use super::{CacheStats, DataKeyCache};
 use crate::context::Binding;
 use crate::error::{Error, ProviderError};
@@ -247,7 +246,7 @@ impl<P: AsyncKeyEncryptionProvider> AsyncCachingProvider<P> {
         }
         let dek = new_key(self.inner.provider_id())?;
         let wrapped = self.inner.wrap_async(&dek, request.binding()).await?;
-        Ok((copy_key(&dek), wrapped))
+        Ok((dek.duplicate(), wrapped))
     }
 }
 

@@ -196,7 +196,7 @@ impl DataKeyCache {
                 entry.messages = entry.messages.saturating_add(1);
                 entry.bytes = entry.bytes.saturating_add(len);
                 entry.last_used = tick;
-                Some((copy_key(&entry.dek), WrappedKey::clone(wrapped)))
+                Some((entry.dek.duplicate(), WrappedKey::clone(wrapped)))
             }
             _ => {
                 st.entries.remove(key);
@@ -217,7 +217,7 @@ impl DataKeyCache {
         let entry = st.entries.get_mut(key)?;
         if entry.wrapped.is_none() && entry.fresh(now, limits.tighter(entry.limits)) {
             entry.last_used = tick;
-            return Some(copy_key(&entry.dek));
+            return Some(entry.dek.duplicate());
         }
         st.entries.remove(key);
         drop(st);
@@ -312,13 +312,6 @@ impl fmt::Debug for DataKeyCache {
 /// `d` in nanoseconds, saturating.
 pub(super) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// A copy of `dek` built in place (no temporary holds the bytes).
-pub(super) fn copy_key(dek: &DataKey) -> DataKey {
-    let mut k = DataKey::zeroed();
-    k.bytes_mut().copy_from_slice(dek.expose_secret());
-    k
 }
 
 /// A boxed copy of `dek`, filled after boxing so the bytes go straight to the heap.

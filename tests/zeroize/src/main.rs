@@ -370,8 +370,14 @@ fn base64_key(key: &[u8; 32]) -> [u8; 44] {
     out
 }
 
-fn kek_from(bytes: [u8; 32]) -> LocalKek {
-    hazmat::local_kek_from_bytes(SecretBox::new(Box::new(bytes)))
+/// A local KEK from a pattern. Takes a reference and copies it in its own
+/// frame: a by-value array would be copied into a temporary in the caller's
+/// frame, and once that temporary is dead its slot may be reused for a future
+/// that is later boxed, carrying the stale key bytes into the heap (a false
+/// hit in scenarios that box futures).
+#[inline(never)]
+fn kek_from(bytes: &[u8; 32]) -> LocalKek {
+    hazmat::local_kek_from_bytes(SecretBox::new(Box::new(*bytes)))
 }
 
 fn ctx() -> Result<EncryptionContext, String> {
@@ -526,7 +532,7 @@ fn kek_from_bytes() -> Result<(), String> {
     let key: [u8; 32] = pattern(0xA1);
     let p = register(&key);
     {
-        let kek = Box::new(kek_from(key));
+        let kek = Box::new(kek_from(&key));
         ensure(hazmat::local_kek_bytes(&kek) == &key, "KEK does not hold the pattern")?;
         round_trip(&kek)?;
         black_box(&kek);
@@ -541,7 +547,7 @@ fn kek_base64_export() -> Result<(), String> {
     let pk = register(&key);
     let pt = register(&text);
     {
-        let kek = Box::new(kek_from(key));
+        let kek = Box::new(kek_from(&key));
         let exported = hazmat::local_kek_to_base64(&kek);
         ensure(
             exported.expose_secret().as_bytes() == text,
@@ -584,7 +590,7 @@ fn kek_write_new_file() -> Result<(), String> {
     let dir = TempDir::new("a4")?;
     let path = dir.path().join("kek.b64");
     {
-        let kek = kek_from(key);
+        let kek = kek_from(&key);
         lb(kek.write_new_file(&path), "write_new_file")?;
     }
     // Read back into a stack buffer (no heap copy of our own).
@@ -651,7 +657,7 @@ fn envelope_dek() -> Result<(), String> {
     let drawn;
     {
         let probe = Box::new(Probe {
-            inner: kek_from(kek_bytes),
+            inner: kek_from(&kek_bytes),
             expected_dek: pd,
             saw_expected: AtomicBool::new(false),
         });
@@ -715,7 +721,7 @@ fn envelope_dek_async(boxed: bool) -> Result<(), String> {
     let drawn;
     {
         let probe = Box::new(Probe {
-            inner: kek_from(kek_bytes),
+            inner: kek_from(&kek_bytes),
             expected_dek: pd,
             saw_expected: AtomicBool::new(false),
         });
@@ -725,7 +731,7 @@ fn envelope_dek_async(boxed: bool) -> Result<(), String> {
         let mut rng = FixedRng { head, drawn: 0 };
         let ctx = ctx()?;
         let msg = b"sealed under a known data key, asynchronously";
-        let second = Box::new(kek_from(pattern(0xB8)));
+        let second = Box::new(kek_from(&pattern(0xB8)));
         let mut sealer = lockbox::AsyncSealer::new(&probe.inner).segment_size(SegmentSize::MIN);
         if boxed {
             sealer = sealer.also_wrap_with(&*second);
@@ -760,9 +766,9 @@ fn async_rewrap_leaves_nothing() -> Result<(), String> {
     let mut patterns = register_plaintext(&pt);
     patterns.push(register(&dek));
     {
-        let kek = kek_from(pattern(0xA3));
-        let new = kek_from(pattern(0xA4));
-        let other = kek_from(pattern(0xA5));
+        let kek = kek_from(&pattern(0xA3));
+        let new = kek_from(&pattern(0xA4));
+        let other = kek_from(&pattern(0xA5));
         let ctx = ctx()?;
         let mut head = [0u8; 64];
         head[..32].copy_from_slice(&dek);
@@ -871,7 +877,7 @@ fn control_plaintext_detected() -> Result<(), String> {
     let pt: [u8; PT_LEN] = pattern(0xD0);
     let patterns = register_plaintext(&pt);
     {
-        let kek = kek_from(pattern(0xD1));
+        let kek = kek_from(&pattern(0xD1));
         let (env, _) = sealed_and_tampered(&kek, &pt)?;
         let mut out = Vec::with_capacity(1024);
         out.extend_from_slice(PREFIX);
@@ -897,7 +903,7 @@ fn failed_open_to() -> Result<(), String> {
     let pt: [u8; PT_LEN] = pattern(0xD2);
     let patterns = register_plaintext(&pt);
     {
-        let kek = kek_from(pattern(0xD3));
+        let kek = kek_from(&pattern(0xD3));
         let (_, bad) = sealed_and_tampered(&kek, &pt)?;
         let mut out = Vec::with_capacity(1024);
         out.extend_from_slice(PREFIX);
@@ -918,7 +924,7 @@ fn seal_in_place_growth() -> Result<(), String> {
     let pt: [u8; PT_LEN] = pattern(0xE1);
     let patterns = register_plaintext(&pt);
     {
-        let kek = kek_from(pattern(0xE2));
+        let kek = kek_from(&pattern(0xE2));
         let mut buf = Vec::with_capacity(PT_LEN);
         buf.extend_from_slice(&pt);
         lb(
@@ -938,7 +944,7 @@ fn failed_open_in_place() -> Result<(), String> {
     let pt: [u8; PT_LEN] = pattern(0xD4);
     let patterns = register_plaintext(&pt);
     {
-        let kek = kek_from(pattern(0xD5));
+        let kek = kek_from(&pattern(0xD5));
         let (_, bad) = sealed_and_tampered(&kek, &pt)?;
         let mut buf = bad.clone();
         let r = Opener::new(&kek).open_in_place(&mut buf, &ctx()?);
@@ -957,7 +963,7 @@ fn failed_open() -> Result<(), String> {
     let pt: [u8; PT_LEN] = pattern(0xD6);
     let patterns = register_plaintext(&pt);
     {
-        let kek = kek_from(pattern(0xD7));
+        let kek = kek_from(&pattern(0xD7));
         let (env, bad) = sealed_and_tampered(&kek, &pt)?;
         let ctx = ctx()?;
         let r = lockbox::open(&kek, &bad, &ctx);
@@ -982,8 +988,8 @@ fn rewrap_leaves_nothing() -> Result<(), String> {
     let mut patterns = register_plaintext(&pt);
     patterns.push(register(&dek));
     {
-        let kek = kek_from(pattern(0xF3));
-        let new = kek_from(pattern(0xF4));
+        let kek = kek_from(&pattern(0xF3));
+        let new = kek_from(&pattern(0xF4));
         let ctx = ctx()?;
         let mut head = [0u8; 64];
         head[..32].copy_from_slice(&dek);
@@ -1025,8 +1031,8 @@ fn reencrypt_leaves_nothing() -> Result<(), String> {
     let pt: [u8; PT_LEN] = pattern(0xF6);
     let patterns = register_plaintext(&pt);
     {
-        let kek = kek_from(pattern(0xF7));
-        let new = kek_from(pattern(0xF8));
+        let kek = kek_from(&pattern(0xF7));
+        let new = kek_from(&pattern(0xF8));
         let ctx = ctx()?;
         let (env, bad) = sealed_and_tampered(&kek, &pt)?;
         let re = Reencryptor::new(Opener::new(&kek), Sealer::new(&new).segment_size(SegmentSize::MIN));
@@ -1111,7 +1117,7 @@ fn cache_evictions() -> Result<(), String> {
         let provider = Box::new(lb(
             CachingProvider::builder(
                 PatternKeys {
-                    kek: kek_from(kek_bytes),
+                    kek: kek_from(&kek_bytes),
                     next_seed: AtomicUsize::new(0xF1),
                 },
                 &cache,
@@ -1121,7 +1127,7 @@ fn cache_evictions() -> Result<(), String> {
             "build",
         )?);
         let probe = Probe {
-            inner: kek_from(kek_bytes),
+            inner: kek_from(&kek_bytes),
             expected_dek: p1,
             saw_expected: AtomicBool::new(false),
         };
@@ -1195,7 +1201,8 @@ impl fmt::Debug for AsyncOnly {
 }
 
 impl AsyncOnly {
-    fn new(kek_bytes: [u8; 32], generate: bool, first_seed: usize) -> Self {
+    #[inline(never)]
+    fn new(kek_bytes: &[u8; 32], generate: bool, first_seed: usize) -> Self {
         Self {
             kek: kek_from(kek_bytes),
             generate,
@@ -1276,10 +1283,32 @@ fn once_pending<'a, T: Send + 'a>(f: impl FnOnce() -> T + Send + 'a) -> BoxFutur
     }))
 }
 
-/// Runs a future to completion, boxed (on the heap, as a spawned task is),
-/// polling it until it is ready.
-fn run<T>(f: impl Future<Output = T>) -> Result<T, String> {
-    let mut f = Box::pin(f);
+/// Runs the future `make` builds to completion, boxed (on the heap, as a
+/// spawned task is), polling it until it is ready.
+///
+/// Boxing copies the whole future, including the parts not yet initialized,
+/// which hold whatever the stack held there before. The harness itself moves
+/// keys by value on the stack (`LocalKek` values, key arrays), so stale stack
+/// bytes could carry a key into the box: a false hit. So the future is built
+/// in a frame on freshly zeroed stack: `scrub_stack` zeroes the stack below
+/// this frame, then `build_and_run`, whose frame lies in that region, builds
+/// and boxes the future.
+#[inline(never)]
+fn run<T, F: Future<Output = T>>(make: impl FnOnce() -> F) -> Result<T, String> {
+    scrub_stack();
+    build_and_run(make)
+}
+
+/// Zeroes 256 KiB of stack below the caller's frame.
+#[inline(never)]
+fn scrub_stack() {
+    let zeros = [0u8; 256 * 1024];
+    black_box(&zeros);
+}
+
+#[inline(never)]
+fn build_and_run<T, F: Future<Output = T>>(make: impl FnOnce() -> F) -> Result<T, String> {
+    let mut f = Box::pin(make());
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     for _ in 0..10_000 {
         if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
@@ -1307,18 +1336,18 @@ fn async_cache_evictions() -> Result<(), String> {
         let cache = lb(DataKeyCache::new(1), "cache")?;
         let age = std::time::Duration::from_secs(3600);
         let provider = Box::new(lb(
-            AsyncCachingProvider::builder(AsyncOnly::new(kek_bytes, true, 0xE1), &cache, age).build(),
+            AsyncCachingProvider::builder(AsyncOnly::new(&kek_bytes, true, 0xE1), &cache, age).build(),
             "build",
         )?);
         let probe = Probe {
-            inner: kek_from(kek_bytes),
+            inner: kek_from(&kek_bytes),
             expected_dek: p1,
             saw_expected: AtomicBool::new(false),
         };
         let (c1, c2) = (ctx()?, lb(ctx()?.with("other", "context"), "context")?);
         let sealer = AsyncSealer::new(&*provider);
-        let a = lb(run(sealer.seal(b"message a", &c1))?, "seal a")?;
-        let b = lb(run(sealer.seal(b"message b", &c1))?, "seal b")?;
+        let a = lb(run(|| sealer.seal(b"message a", &c1))?, "seal a")?;
+        let b = lb(run(|| sealer.seal(b"message b", &c1))?, "seal b")?;
         ensure(
             provider.stats().seal_hits == 1,
             "the second seal did not reuse the cached key",
@@ -1329,13 +1358,13 @@ fn async_cache_evictions() -> Result<(), String> {
         )?;
         ensure(probe.saw_expected.load(Ordering::Relaxed), "the cached DEK is not e1")?;
         // Capacity 1: sealing under another context evicts e1's entry.
-        lb(run(sealer.seal(b"message c", &c2))?, "seal c")?;
+        lb(run(|| sealer.seal(b"message c", &c2))?, "seal c")?;
         ensure(cache.evictions() == 1 && cache.len() == 1, "e1's entry was not evicted")?;
         expect_clean("data key e1 after its seal entry was evicted", p1)?;
         // Open side: e1 comes back as an open entry (evicting e2's), then is cleared.
         let opener = AsyncOpener::new(&*provider);
         for _ in 0..2 {
-            ensure(lb(run(opener.open(&a, &c1))?, "open a")? == b"message a", "open a")?;
+            ensure(lb(run(|| opener.open(&a, &c1))?, "open a")? == b"message a", "open a")?;
         }
         let st = provider.stats();
         ensure(
@@ -1350,10 +1379,11 @@ fn async_cache_evictions() -> Result<(), String> {
         // No provider-side generation: the cache draws the key and wraps it
         // across an await.
         let drawing = Box::new(lb(
-            AsyncCachingProvider::builder(AsyncOnly::new(kek_bytes, false, 0), &cache, age).build(),
+            AsyncCachingProvider::builder(AsyncOnly::new(&kek_bytes, false, 0), &cache, age).build(),
             "build",
         )?);
-        let d = lb(run(AsyncSealer::new(&*drawing).seal(b"message d", &c1))?, "seal d")?;
+        let drawing_sealer = AsyncSealer::new(&*drawing);
+        let d = lb(run(|| drawing_sealer.seal(b"message d", &c1))?, "seal d")?;
         drawn = drawing
             .inner()
             .last_wrapped()
@@ -1363,16 +1393,19 @@ fn async_cache_evictions() -> Result<(), String> {
             "a data key the cache drew, after the seal (only the entry holds it)",
             drawn,
         )?;
+        let drawing_opener = AsyncOpener::new(&*drawing);
         ensure(
-            lb(run(AsyncOpener::new(&*drawing).open(&d, &c1))?, "open d")? == b"message d",
+            lb(run(|| drawing_opener.open(&d, &c1))?, "open d")? == b"message d",
             "open d",
         )?;
         cache.clear();
         expect_clean("a data key the cache drew, after its entry was cleared", drawn)?;
         // Fill it again (with e3), then drop the providers and the cache with the entry in.
-        lb(run(sealer.seal(b"message e", &c1))?, "seal e")?;
+        lb(run(|| sealer.seal(b"message e", &c1))?, "seal e")?;
         ensure(cache.len() == 1, "no entry to drop")?;
         black_box((&provider, &drawing));
+        // Live to here, so its stack slot is never reused for a future.
+        black_box(&kek_bytes);
     }
     expect_clean("data key e1 after the cache was dropped", p1)?;
     expect_clean("data key e2 after the cache was dropped", p2)?;
@@ -1402,28 +1435,29 @@ fn access_layers() -> Result<(), String> {
             "grant",
         )?;
         let provider = Box::new(AsyncLayered::new(
-            AsyncLayered::new(AsyncOnly::new(kek_bytes, true, 0xF1), grant),
+            AsyncLayered::new(AsyncOnly::new(&kek_bytes, true, 0xF1), grant),
             Audit::new(log.clone()),
         ));
         let c = ctx()?;
         let sealer = AsyncSealer::new(&*provider);
-        let a = lb(run(sealer.seal(b"message a", &c))?, "seal a")?;
-        let b = lb(run(sealer.seal(b"message b", &c))?, "seal b")?;
+        let a = lb(run(|| sealer.seal(b"message a", &c))?, "seal a")?;
+        let b = lb(run(|| sealer.seal(b"message b", &c))?, "seal b")?;
         let opener = AsyncOpener::new(&*provider);
-        ensure(lb(run(opener.open(&a, &c))?, "open a")? == b"message a", "open a")?;
-        ensure(lb(run(opener.open(&b, &c))?, "open b")? == b"message b", "open b")?;
-        let handle = OpenOnly::new(AsyncOnly::new(kek_bytes, true, 0));
+        ensure(lb(run(|| opener.open(&a, &c))?, "open a")? == b"message a", "open a")?;
+        ensure(lb(run(|| opener.open(&b, &c))?, "open b")? == b"message b", "open b")?;
+        let handle = OpenOnly::new(AsyncOnly::new(&kek_bytes, true, 0));
         let info = lb(lockbox::inspect(&a), "inspect")?;
         let w = info.wrapped_keys().first().ok_or("no wrapped key")?;
         let binding = BindingBuf::new(info.suite(), &c);
         let dek = lb(
-            run(handle.unwrap_async(w.as_ref(), binding.as_binding()))?.map_err(Error::from),
+            run(|| handle.unwrap_async(w.as_ref(), binding.as_binding()))?.map_err(Error::from),
             "unwrap",
         )?;
         ensure(pattern_is(p1, dek.expose_secret()), "the handle unwrapped another key")?;
         drop(dek);
         ensure(log.len() == 4, "the audit did not record every call")?;
         black_box((&provider, &handle));
+        black_box(&kek_bytes);
     }
     expect_clean("data key f1 after sealing, opening and unwrapping through layers", p1)?;
     expect_clean("data key f2 after sealing and opening through layers", p2)?;
@@ -1434,26 +1468,26 @@ fn access_layers() -> Result<(), String> {
 /// saved, loaded, updated and reloaded as a file, used, dropped; every
 /// future boxed and suspended at each master call. No version key left.
 fn keyring_async_master() -> Result<(), String> {
-    let master = AsyncOnly::new(pattern(0x6C), false, 0);
+    let master = AsyncOnly::new(&pattern(0x6C), false, 0);
     let c = ctx()?;
     let dir = TempDir::new("g3")?;
     let path = dir.path().join("ring");
     let patterns = {
         let mut ring = small_keyring()?;
         lb(ring.rotate(UnixTime(2)), "rotate")?;
-        let file = lb(run(ring.to_sealed_bytes_async(&master))?, "seal")?;
+        let file = lb(run(|| ring.to_sealed_bytes_async(&master))?, "seal")?;
         let patterns = [
             register(&version_key(&master.kek, &file, 0)?),
             register(&version_key(&master.kek, &file, 1)?),
         ];
-        let loaded = lb(run(Keyring::from_sealed_bytes_async(&file, &master))?, "open")?;
-        lb(run(ring.save_async(&path, &master))?, "save")?;
-        let mut other = lb(run(Keyring::load_async(&path, &master))?, "load")?;
+        let loaded = lb(run(|| Keyring::from_sealed_bytes_async(&file, &master))?, "open")?;
+        lb(run(|| ring.save_async(&path, &master))?, "save")?;
+        let mut other = lb(run(|| Keyring::load_async(&path, &master))?, "load")?;
         lb(
-            run(other.update_async(&path, &master, |r| r.add_version(UnixTime(3))))?,
+            run(|| other.update_async(&path, &master, |r| r.add_version(UnixTime(3))))?,
             "update",
         )?;
-        lb(run(ring.reload_if_changed_async(&path, &master))?, "reload")?;
+        lb(run(|| ring.reload_if_changed_async(&path, &master))?, "reload")?;
         let env = lb(lockbox::seal(&loaded, b"x", &c), "seal")?;
         lb(lockbox::open(&ring, &env, &c), "open")?;
         lb(
@@ -1525,7 +1559,7 @@ fn small_keyring() -> Result<Keyring, String> {
 
 /// g1: a version destroyed after use: its key is gone from the heap at once.
 fn keyring_destroy() -> Result<(), String> {
-    let master = kek_from(pattern(0x6A));
+    let master = kek_from(&pattern(0x6A));
     let c = ctx()?;
     let p = {
         let mut ring = small_keyring()?;
@@ -1549,7 +1583,7 @@ fn keyring_destroy() -> Result<(), String> {
 
 /// g2: a keyring saved, loaded, used and dropped: no version key left behind.
 fn keyring_save_load() -> Result<(), String> {
-    let master = kek_from(pattern(0x6B));
+    let master = kek_from(&pattern(0x6B));
     let c = ctx()?;
     let patterns = {
         let mut ring = small_keyring()?;
