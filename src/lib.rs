@@ -122,6 +122,8 @@ mod context;
 mod crypto;
 mod engine;
 mod error;
+#[cfg(feature = "std")]
+pub(crate) mod files;
 mod format;
 #[cfg(fuzzing)]
 #[doc(hidden)]
@@ -144,7 +146,7 @@ mod suite;
 pub mod tokio;
 
 pub use context::{ContextEntry, EncryptionContext, Storage};
-pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};
+pub use error::{BoxError, Error, FileProblem, LimitKind, ProviderError, ProviderErrorKind};
 pub use format::binding::{Binding, BindingBuf};
 pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use inspect::{EnvelopeInfo, ciphertext_range, inspect, inspect_with_limits};

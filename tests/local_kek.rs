@@ -51,9 +51,15 @@ fn key_files_are_owner_only() {
     for mode in [0o640, 0o604, 0o660, 0o644] {
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
         match LocalKek::from_file(&path) {
-            Err(Error::KeyLoad { what, .. }) => {
-                assert!(what.contains("chmod 600"), "{what}");
-                assert!(what.contains(&format!("{mode:03o}")), "{what}");
+            Err(
+                e @ Error::UnsafeFile {
+                    problem: lockbox::FileProblem::AccessibleByOthers { .. },
+                    ..
+                },
+            ) => {
+                let shown = e.to_string();
+                assert!(shown.contains("chmod 600"), "{shown}");
+                assert!(shown.contains(&format!("{mode:03o}")), "{shown}");
             }
             r => panic!("mode {mode:o} accepted: {r:?}"),
         }
@@ -110,7 +116,12 @@ fn bad_key_files_are_refused_with_clear_errors() {
         r => panic!("{r:?}"),
     }
     match LocalKek::from_file(dir.path()) {
-        Err(Error::KeyLoad { what, .. }) => assert!(what.contains("not a regular file"), "{what}"),
+        Err(
+            e @ Error::UnsafeFile {
+                problem: lockbox::FileProblem::NotRegular,
+                ..
+            },
+        ) => assert!(e.to_string().contains("not a regular file"), "{e}"),
         r => panic!("{r:?}"),
     }
 }

@@ -305,7 +305,7 @@ fn context_value<'a>(ctx: &'a EncryptionContext, key: &str) -> Result<&'a str, E
 /// once the bytes are on disk.
 pub(crate) struct Sealed {
     pub(crate) bytes: Vec<u8>,
-    generation: u64,
+    pub(crate) generation: u64,
 }
 
 /// The opened contents and context of a keyring file, before validation.
