@@ -15,12 +15,14 @@
     clippy::print_stdout
 )]
 
+#[path = "support/child.rs"]
+mod child;
 mod keyring_common;
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use keyring_common::{t, version_keys};
@@ -124,8 +126,7 @@ fn no_file_lockbox_wrote_keeps_a_destroyed_key_after_kills_during_saves() {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     let (mut seen, mut max_present) = (BTreeSet::new(), 0usize);
     for _ in 0..KILLS {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_role", "--nocapture", "--test-threads=1"])
+        let mut child = child::test_binary("child_role")
             .env(CHILD_ENV, "churn")
             .env(DIR_ENV, dir.path())
             .stdout(Stdio::null())

@@ -20,8 +20,10 @@
     clippy::print_stdout
 )]
 
+#[path = "support/child.rs"]
+mod child;
+
 use std::io::{self, Read, Write};
-use std::process::Command;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::Instant;
 
@@ -304,11 +306,7 @@ fn child(mode: &str) {
 
 /// Runs `test` (this file's test of that name) in a child process in `mode`.
 fn run_child(test: &str, mode: &str) -> Report {
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(CHILD_VAR, mode)
-        .output()
-        .unwrap();
+    let out = child::test_binary(test).env(CHILD_VAR, mode).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
