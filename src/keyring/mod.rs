@@ -68,7 +68,7 @@
 //! (a restored backup) is refused by every load, reload, save and update
 //! ([`KeyringError::Rollback`]; across restarts, with
 //! [`Keyring::raise_generation_floor`]), and files that are links, FIFOs,
-//! another user's or writable by others are refused ([`Error::UnsafeFile`](crate::Error::UnsafeFile)). Several processes sharing a file
+//! another user's or writable by others are refused ([`Error::UnsafeFile`]). Several processes sharing a file
 //! change it with [`Keyring::update`] (read-modify-write under the lock) and
 //! pick up each other's changes with [`Keyring::reload_if_changed`]. Without
 //! `std`, [`Keyring::to_sealed_bytes`] and [`Keyring::from_sealed_bytes`] give
