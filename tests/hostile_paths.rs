@@ -66,7 +66,13 @@ fn within_deadline<T: Send + 'static>(fifo: &Path, f: impl FnOnce() -> T + Send 
 }
 
 fn mkfifo(path: &Path) {
-    let st = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+    // A clean environment (PATH only): no key variable reaches the child.
+    let mut cmd = std::process::Command::new("mkfifo");
+    cmd.env_clear();
+    if let Some(p) = std::env::var_os("PATH") {
+        cmd.env("PATH", p);
+    }
+    let st = cmd.arg(path).status().unwrap();
     assert!(st.success());
 }
 
