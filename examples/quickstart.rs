@@ -60,15 +60,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    // 5. Open with the required entry.
-    let open_context = EncryptionContext::new().with_required("tenant", "acme-corp")?;
+    // 5. Open with the whole context: opening is exact, so the stored entry is
+    //    named too (how entries are labelled does not matter), and the
+    //    required one must be supplied again.
+    let open_context = EncryptionContext::new()
+        .with("purpose", "quickstart")?
+        .with_required("tenant", "acme-corp")?;
     assert_eq!(open_context.storage("tenant"), Some(Storage::Required));
     let opened = lockbox::open(&kek, &envelope, &open_context)?;
     assert_eq!(opened, plaintext);
     println!("opened     {:?}", String::from_utf8_lossy(&opened));
 
     // 6. What does not open.
-    let wrong_tenant = EncryptionContext::new().with_required("tenant", "evil-corp")?;
+    let wrong_tenant = EncryptionContext::new()
+        .with("purpose", "quickstart")?
+        .with_required("tenant", "evil-corp")?;
     let refused = lockbox::open(&kek, &envelope, &wrong_tenant);
     println!("refused    wrong tenant: {}", describe(refused));
     let refused = lockbox::open(&kek, &envelope, &EncryptionContext::new());

@@ -31,6 +31,22 @@ esac
 export LOCKBOX_SERVICES_DIR="$services_dir"
 export LOCKBOX_SERVICES_ENV="$LOCKBOX_SERVICES_DIR/env.sh"
 
+# The services started here never inherit a key: drop every environment
+# variable holding a local KEK in the form LocalKek::from_env reads (standard
+# base64 of 32 bytes: 43 characters and one '=', surrounding whitespace
+# allowed) before anything is started.
+svc_drop_kek_variables() {
+  local name value trimmed
+  while IFS= read -r name; do
+    value="${!name-}"
+    trimmed="$(printf '%s' "$value" | tr -d ' \t\n\r\f')"
+    if [[ "$trimmed" =~ ^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$ ]]; then
+      unset "$name"
+    fi
+  done < <(compgen -e)
+}
+svc_drop_kek_variables
+
 # --- helpers for scripts/services.d/*.sh ------------------------------------
 
 svc_log() { printf '[services] %s\n' "$*" >&2; }

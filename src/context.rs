@@ -40,8 +40,11 @@ struct Entry {
 /// [required](Storage::Required): authenticated but never written, so the
 /// caller must supply it again to open.
 ///
-/// Keys are 1 to 65 535 bytes without control characters, values 0 to 65 535
-/// bytes of any UTF-8; the canonical encoding
+/// Keys are 1 to 65 535 bytes without control characters (Unicode Cc) or
+/// format characters (Cf: invisible characters such as U+200B and
+/// bidirectional controls such as U+202E, which would let two different keys
+/// look alike), values 0 to 65 535 bytes of any UTF-8; keys are compared
+/// byte for byte, never normalized (`FORMAT.md` §1). The canonical encoding
 /// (`FORMAT.md`) sorts entries by key bytes, so insertion order never matters.
 /// The sealer's [`Limits`](crate::Limits) cap the total (default 64 entries,
 /// 16 KiB).
@@ -81,9 +84,9 @@ impl EncryptionContext {
     }
 
     fn put(&mut self, key: &str, value: &str, storage: Storage) -> Result<(), Error> {
-        if key.is_empty() || key.chars().any(char::is_control) {
+        if key.is_empty() || key.chars().any(crate::format::forbidden_in_context_key) {
             return Err(Error::InvalidArgument {
-                what: "encryption context keys must be non-empty and free of control characters",
+                what: "encryption context keys must be non-empty and free of control and format characters (Unicode Cc, Cf)",
             });
         }
         if key.len() > MAX_CONTEXT_FIELD_LEN || value.len() > MAX_CONTEXT_FIELD_LEN {
@@ -215,6 +218,9 @@ mod tests {
         assert!(c.insert("", "v").is_err());
         assert!(c.insert("a\nb", "v").is_err());
         assert!(c.insert("nul\0", "v").is_err());
+        assert!(c.insert("zero\u{200B}width", "v").is_err());
+        assert!(c.insert("\u{202E}rtl", "v").is_err());
+        c.insert("k", "values may hold \u{200B} and \u{202E}").unwrap();
         c.insert("k", "multi\nline values are fine").unwrap();
         assert!(c.remove("k"));
         assert!(c.insert(&"k".repeat(65536), "v").is_err());

@@ -114,6 +114,22 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// lockbox refused a file because of what it is, who owns it or who may
+    /// access it, checked on the opened handle: a key file, a keyring file or
+    /// its lock file that is a symbolic link, a FIFO or another non-regular
+    /// file, owned by another user, or open to group or others. The
+    /// [`FileProblem`] says which; nothing was read from or written to it.
+    #[error("refusing {what} {path}: {problem}")]
+    #[non_exhaustive]
+    UnsafeFile {
+        /// What the file is for ("key file", "keyring file", "lock file").
+        what: &'static str,
+        /// The path as given.
+        path: String,
+        /// What is wrong with it.
+        problem: FileProblem,
+    },
+
     /// A keyring operation failed: an illegal lifecycle transition, a version
     /// that may not be used, or a keyring file that is rejected, from another
     /// keyring, or changed since it was loaded. The
@@ -138,6 +154,46 @@ impl Error {
             source,
         }
     }
+}
+
+/// Why a file was refused ([`Error::UnsafeFile`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum FileProblem {
+    /// The path names a symbolic link. lockbox opens these files without
+    /// following a link in the last path component (a planted link would
+    /// redirect the read or the write elsewhere); pass the path the link
+    /// points to (`std::fs::canonicalize`) if the link is yours.
+    #[error("it is a symbolic link (not followed; pass the path it points to if the link is yours)")]
+    Symlink,
+    /// The path names a FIFO (named pipe): reading it could block forever.
+    #[error("it is a FIFO (named pipe), not a regular file")]
+    Fifo,
+    /// The path names a directory, a socket or a device.
+    #[error("it is not a regular file")]
+    NotRegular,
+    /// The file belongs to another user than the process's effective user (or
+    /// root), who could change it at will.
+    #[error("it is owned by user id {owner}, not by this process's user id {user} or root")]
+    OtherOwner {
+        /// The file's owner.
+        owner: u32,
+        /// The process's effective user id.
+        user: u32,
+    },
+    /// A secret (a key file) that group or others may read or write.
+    #[error("group or others may access it (mode {mode:03o}); run `chmod 600` on it")]
+    AccessibleByOthers {
+        /// The file's permission bits.
+        mode: u32,
+    },
+    /// A file that group or others may write (a keyring or lock file: they
+    /// could put an older keyring back).
+    #[error("group or others may write it (mode {mode:03o}); run `chmod go-w` on it")]
+    WritableByOthers {
+        /// The file's permission bits.
+        mode: u32,
+    },
 }
 
 /// Which limit an [`Error::LimitExceeded`] refers to.

@@ -15,7 +15,9 @@
 //! - **Key commitment**: an envelope opens under exactly one data key.
 //! - **Context binding**: the [`EncryptionContext`] is authenticated by the
 //!   envelope *and* bound into every wrapped data key, so neither opens under
-//!   another context.
+//!   another context. Opening is **exact** by default: the caller names the
+//!   envelope's whole context ([`Opener::lenient_context`] opts out and
+//!   returns the context to check).
 //! - **Every byte that routes decryption is authenticated**: version, suite,
 //!   segment size, message id, context and wrapped keys (the header tag).
 //! - **Strict, bounded parsing** with configurable [`Limits`]; bad input is a
@@ -60,6 +62,29 @@
 //!
 //! [`Sealer`] and [`Opener`] choose the suite, segment size and limits, and
 //! offer in-place variants that reuse the caller's buffer.
+//!
+//! ## What an envelope proves, and what it does not
+//!
+//! An envelope that opens has not changed since it was sealed with its data
+//! key, and one of your providers unwrapped that key under your context
+//! (`FORMAT.md` §13.1). It does **not** authenticate the sender:
+//!
+//! - any holder of one KEK of a multi-key envelope (a recovery key, another
+//!   region) can create envelopes that the other key holders accept; there is
+//!   no signature (the AWS Encryption SDK adds one in its signing suites, and
+//!   age documents the same property). Sign outside lockbox, or give each
+//!   sender its own KEK, when readers must know who sealed;
+//! - a leaked data key plus its wrapped key lets anyone seal new envelopes
+//!   under that context: re-encrypt after a data-key leak;
+//! - the values of [required](Storage::Required) context entries are
+//!   authenticated only through the wrapped keys, so a sealer with wrap access
+//!   can make one envelope open under two different required values (stored
+//!   values have one); a future format version may authenticate them in the
+//!   header;
+//! - the errors tell "no wrapped key unwrapped under your context and
+//!   providers" ([`Error::NoProviderCouldUnwrap`], also for a wrong required
+//!   value) from "a key unwrapped, but the envelope is not what it claims"
+//!   ([`Error::Authentication`]).
 //!
 //! ## Keyrings, rotation and the key lifecycle
 //!
@@ -150,6 +175,8 @@ mod context;
 mod crypto;
 mod engine;
 mod error;
+#[cfg(feature = "std")]
+pub(crate) mod files;
 mod format;
 #[cfg(fuzzing)]
 #[doc(hidden)]
@@ -173,7 +200,7 @@ mod suite;
 pub mod tokio;
 
 pub use context::{ContextEntry, EncryptionContext, Storage};
-pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};
+pub use error::{BoxError, Error, FileProblem, LimitKind, ProviderError, ProviderErrorKind};
 pub use format::binding::{Binding, BindingBuf};
 pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use inspect::{EnvelopeInfo, ciphertext_range, inspect};

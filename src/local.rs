@@ -15,8 +15,6 @@ use zeroize::Zeroizing;
 use crate::context::Binding;
 use crate::crypto::kek_wrap::{KEK_LEN, Kek};
 use crate::error::{Error, ProviderError, ProviderErrorKind};
-#[cfg(feature = "std")]
-use crate::keys::os_random;
 use crate::keys::{DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef, rng_random};
 use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
 
@@ -140,7 +138,8 @@ fn unreachable_key_id() -> KeyId {
 #[cfg(feature = "std")]
 mod io {
     use super::*;
-    use std::fs::{self, File, OpenOptions};
+    use crate::files::{self, KEY_FILE};
+    use std::fs;
     use std::io::{Read, Write};
     use std::path::Path;
 
@@ -155,32 +154,24 @@ mod io {
         /// Loads a key file: standard base64 of 32 bytes, optionally followed by
         /// a newline (the form [`write_new_file`](Self::write_new_file) writes).
         ///
-        /// On Unix the file must not be readable or writable by group or others
-        /// (mode `0600` or stricter); otherwise this fails with
-        /// [`Error::KeyLoad`] and a message saying how to fix it.
+        /// The file is opened without following a symbolic link and without
+        /// blocking, and checked on the opened handle (`FORMAT.md` §10): it
+        /// must be a regular file (not a link, a FIFO, a device or a
+        /// directory) and, on Unix, owned by the process's effective user (or
+        /// root) and neither readable nor writable by group or others (mode
+        /// `0600` or stricter). Otherwise this fails with
+        /// [`Error::UnsafeFile`] and a [`FileProblem`](crate::FileProblem)
+        /// saying which (and how to fix it). A key file that is a link you
+        /// made (a Kubernetes secret volume, say) loads through its target:
+        /// `LocalKek::from_file(std::fs::canonicalize(path)?)`.
         pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
             let path = path.as_ref();
             let shown = path.display();
-            let file = File::open(path).map_err(|e| load_err(format!("cannot open key file {shown}"), Some(e)))?;
-            let meta = file
-                .metadata()
-                .map_err(|e| load_err(format!("cannot stat key file {shown}"), Some(e)))?;
-            if !meta.is_file() {
-                return Err(load_err(format!("key file {shown} is not a regular file"), None));
-            }
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(load_err(
-                        format!(
-                            "key file {shown} is accessible by group or others (mode {mode:03o}); run `chmod 600` on it"
-                        ),
-                        None,
-                    ));
-                }
-            }
+            let file = files::open_existing(path, &KEY_FILE).map_err(|e| {
+                e.into_error(path, &KEY_FILE, |e| {
+                    load_err(format!("cannot open key file {shown}"), Some(e))
+                })
+            })?;
             // Sized for the largest accepted file up front: growing the buffer
             // would free a block with key text in it.
             let mut text = Zeroizing::new(Vec::with_capacity(
@@ -203,8 +194,36 @@ mod io {
         }
 
         /// Loads a key from the environment variable `name`, holding standard
-        /// base64 of 32 bytes. The variable stays in the process environment;
-        /// clear it at start-up if child processes must not inherit it.
+        /// base64 of 32 bytes.
+        ///
+        /// **The variable stays in the process environment**: every child
+        /// process inherits it and it shows in crash dumps and
+        /// `/proc/<pid>/environ`. lockbox cannot remove it for you: removing
+        /// an environment variable (`std::env::remove_var`) is `unsafe` in
+        /// Rust 2024 (it races with any other thread reading the
+        /// environment), and this crate forbids unsafe code. lockbox itself
+        /// starts no process. The safe pattern, in your binary:
+        ///
+        /// ```no_run
+        /// fn main() -> Result<(), lockbox::Error> {
+        ///     // First thing in main, before any thread starts (no runtime,
+        ///     // no logger thread yet): read the key, then remove the variable.
+        ///     let kek = lockbox::LocalKek::from_env("APP_KEK")?;
+        ///     // SAFETY: no other thread exists yet, so nothing reads the
+        ///     // environment concurrently.
+        ///     unsafe { std::env::remove_var("APP_KEK") };
+        ///     // ... start the runtime, threads and child processes after.
+        ///     # let _ = kek;
+        ///     Ok(())
+        /// }
+        /// ```
+        ///
+        /// If you cannot do that (a library, or threads started before `main`),
+        /// keep the variable away from children you start
+        /// (`std::process::Command::env_remove("APP_KEK")`, or `env_clear`),
+        /// or better, do not pass the key in the environment at all: use a
+        /// key file ([`from_file`](Self::from_file), owner-only) or a secret
+        /// manager or KMS provider.
         pub fn from_env(name: &str) -> Result<Self, Error> {
             let value = std::env::var_os(name)
                 .ok_or_else(|| load_err(format!("environment variable {name} is not set"), None))?;
@@ -224,37 +243,19 @@ mod io {
         /// Writes the key to a new file at `path`, readable only by its owner
         /// (mode `0600` on Unix), atomically: the key is written and synced to a
         /// temporary file in the same directory, which is then linked into
-        /// place. An existing file is never overwritten (losing a KEK loses
-        /// every envelope it wrapped), and a crash leaves either no key file or
-        /// a complete one; a crash before the temporary file is removed can
-        /// leave it behind (`.<name>.tmp-<random>`, mode `0600`, holding the
-        /// key): remove it. Needs a file system with hard links.
+        /// place. An existing file (or link) is never overwritten (losing a KEK
+        /// loses every envelope it wrapped), and a crash leaves either no key
+        /// file or a complete one; a crash before the temporary file is removed
+        /// can leave it behind (`.<name>.tmp-<16 hex digits>`, mode `0600`,
+        /// holding the key): remove it. Needs a file system with hard links.
         pub fn write_new_file(&self, path: impl AsRef<Path>) -> Result<(), Error> {
             let path = path.as_ref();
             let shown = path.display();
-            let dir = match path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            let name = path
-                .file_name()
-                .ok_or_else(|| load_err(format!("{shown} is not a file path"), None))?;
-            let mut suffix = [0u8; 8];
-            os_random(&mut suffix)?;
-            let mut tmp_name = std::ffi::OsString::from(".");
-            tmp_name.push(name);
-            tmp_name.push(format!(".tmp-{:016x}", u64::from_be_bytes(suffix)));
-            let tmp = dir.join(tmp_name);
-
-            let mut opts = OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
+            let dir = files::parent(path);
+            let tmp =
+                files::temporary_path(path)?.ok_or_else(|| load_err(format!("{shown} is not a file path"), None))?;
             let result = (|| {
-                let mut f = opts.open(&tmp).map_err(|e| {
+                let mut f = files::create_new_private(&tmp).map_err(|e| {
                     load_err(
                         format!("cannot create temporary key file in {}", dir.display()),
                         Some(e),
@@ -277,11 +278,7 @@ mod io {
             })();
             let _ = fs::remove_file(&tmp);
             result?;
-            #[cfg(unix)]
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| load_err(format!("cannot sync directory {}", dir.display()), Some(e)))?;
-            Ok(())
+            files::sync_dir(dir).map_err(|e| load_err(format!("cannot sync directory {}", dir.display()), Some(e)))
         }
     }
 }

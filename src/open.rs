@@ -18,11 +18,16 @@ use crate::provider::{AsyncKeyEncryptionProvider, KeyEncryptionProvider};
 
 /// Opens an envelope with one provider and the default limits.
 ///
-/// `context` must hold every [required](crate::Storage::Required) entry the
-/// envelope was sealed with; stored entries may be given too, and must then
-/// match. Stored entries left out are **not** checked: any envelope the
-/// provider can open passes, whatever else its context says. When that
-/// matters, use [`Opener::strict_context`] or [`Opener::open_with_context`].
+/// `context` must be the envelope's whole context: every entry it was sealed
+/// with, stored or [required](crate::Storage::Required), with its value, and
+/// nothing else (how the caller labels its entries does not matter). An
+/// envelope whose context has an entry the caller did not name fails with
+/// [`Error::MissingContext`], one the caller named with another value or
+/// that the envelope lacks with [`Error::ContextMismatch`]: a record sealed
+/// for another tenant is not accepted because the entries the caller checks
+/// happen to match. To accept stored entries the caller does not know in
+/// advance, use [`Opener::lenient_context`] with
+/// [`Opener::open_with_context`], which returns them for the caller to check.
 /// Plaintext is returned only if everything authenticated: on any failure
 /// nothing is released. See [`Opener`], and [`AsyncOpener`] for providers
 /// reached over a network.
@@ -38,8 +43,9 @@ pub fn open(
 /// [`KeyEncryptionProvider`]s.
 ///
 /// Opening checks, in order: the header's structure and limits; the caller's
-/// context against the header (missing or mismatched entries are reported by
-/// key); unwrapping the data key with the first matching wrapped key that a
+/// context against the header, exactly by default (missing or mismatched
+/// entries are reported by key; see [`lenient_context`](Self::lenient_context));
+/// unwrapping the data key with the first matching wrapped key that a
 /// provider can open; the key commitment (constant time); the header tag; then
 /// each segment's tag before that segment is decrypted. Plaintext is released
 /// only when every check passed.
@@ -97,12 +103,40 @@ macro_rules! opener_options {
             /// Requires the caller's context to name every entry of the
             /// envelope's context, stored ones included (with their values),
             /// so an envelope with any entry the caller did not expect fails
-            /// with [`Error::MissingContext`]. Without it, stored entries the
-            /// caller leaves out are accepted as the envelope has them: use
-            /// `open_with_context` to see them.
+            /// with [`Error::MissingContext`]. **This is the default**; the
+            /// method undoes [`lenient_context`](Self::lenient_context).
             #[must_use]
             pub fn strict_context(mut self) -> Self {
                 self.opts.strict_context = true;
+                self
+            }
+
+            /// Accepts stored context entries the caller leaves out, as the
+            /// envelope has them (required entries must still be supplied,
+            /// and every entry supplied must match). Whatever else the
+            /// envelope's context says is then **not checked**: use
+            /// `open_with_context` (or the stream header's `context()`) and
+            /// check it before using the data, or a record sealed for another
+            /// tenant may pass because the entries you named match.
+            ///
+            /// ```
+            /// # fn main() -> Result<(), lockbox::Error> {
+            /// use lockbox::{EncryptionContext, LocalKek, Opener};
+            /// let kek = LocalKek::generate()?;
+            /// let sealed = EncryptionContext::new().with("record", "42")?.with("tenant", "globex")?;
+            /// let env = lockbox::seal(&kek, b"data", &sealed)?;
+            /// let mine = EncryptionContext::new().with("record", "42")?;
+            /// // Exact by default: the tenant entry was not named.
+            /// assert!(lockbox::open(&kek, &env, &mine).is_err());
+            /// // Lenient, and the whole context comes back to be checked.
+            /// let (data, context) = Opener::new(&kek).lenient_context().open_with_context(&env, &mine)?;
+            /// assert_eq!(context.get("tenant"), Some("globex")); // not "acme": refuse it
+            /// # let _ = data;
+            /// # Ok(()) }
+            /// ```
+            #[must_use]
+            pub fn lenient_context(mut self) -> Self {
+                self.opts.strict_context = false;
                 self
             }
         }
@@ -144,8 +178,8 @@ impl<'p> Opener<'p> {
 
     /// Opens `envelope` and also returns the whole authenticated context: the
     /// envelope's stored entries and the required ones the caller supplied.
-    /// Decide on the data only after checking it (or use
-    /// [`strict_context`](Self::strict_context)).
+    /// With [`lenient_context`](Self::lenient_context), decide on the data
+    /// only after checking it.
     pub fn open_with_context(
         &self,
         envelope: &[u8],

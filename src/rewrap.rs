@@ -49,8 +49,9 @@ pub enum Keep {
 /// header order, the unwrap providers that match it, in the order given; the
 /// first data key that passes the key commitment is used, and the envelope's
 /// header tag must verify with it before anything is wrapped. The caller's
-/// context is reconciled as by [`Opener`] (required entries must be supplied)
-/// and the new wrapped keys are bound to the same binding. Required values
+/// context is reconciled as by [`Opener`] (exactly, by default: every entry,
+/// stored or required, must be supplied; see `lenient_context`) and the new
+/// wrapped keys are bound to the same binding. Required values
 /// are not in the header: a wrong one is caught because the unwrap is bound to
 /// it and fails, so a rewrap can only be as strict as the unwrap providers'
 /// binding (every provider must authenticate it; `LocalKek` does).
@@ -255,9 +256,21 @@ macro_rules! rewrapper_options {
 
             /// Requires the caller's context to name every entry of the
             /// envelope's context, as an opener's `strict_context` does.
+            /// **This is the default**; the method undoes `lenient_context`.
             #[must_use]
             pub fn strict_context(mut self) -> Self {
                 self.options.open.strict_context = true;
+                self
+            }
+
+            /// Accepts stored context entries the caller leaves out, as an
+            /// opener's `lenient_context` does (for a migration that moves
+            /// every envelope whatever its stored context): the new envelope
+            /// keeps the whole context, and required entries must still be
+            /// supplied.
+            #[must_use]
+            pub fn lenient_context(mut self) -> Self {
+                self.options.open.strict_context = false;
                 self
             }
 

@@ -34,8 +34,19 @@ fn ctx() -> EncryptionContext {
         .unwrap()
 }
 
-/// What a caller supplies to open `ctx()`: the required entry only.
+/// What a caller supplies to open `ctx()`: its whole context (opening is
+/// exact by default), labelled differently (labels do not matter).
 fn open_ctx() -> EncryptionContext {
+    EncryptionContext::new()
+        .with_required("purpose", "test")
+        .unwrap()
+        .with_required("tenant", "acme")
+        .unwrap()
+}
+
+/// The required entry only: what a lenient opener needs.
+#[allow(dead_code)]
+fn required_only() -> EncryptionContext {
     EncryptionContext::new().with_required("tenant", "acme").unwrap()
 }
 
@@ -207,8 +218,21 @@ fn context_errors_are_specific() {
     let kek = LocalKek::generate().unwrap();
     let env = lockbox::seal(&kek, b"x", &ctx()).unwrap();
 
-    // Missing required entry.
+    // Missing entries: the first in key order is named (exact by default).
     match lockbox::open(&kek, &env, &EncryptionContext::new()) {
+        Err(Error::MissingContext { key, .. }) => assert_eq!(key, "purpose"),
+        r => panic!("{r:?}"),
+    }
+    let purpose_only = EncryptionContext::new().with("purpose", "test").unwrap();
+    match lockbox::open(&kek, &env, &purpose_only) {
+        Err(Error::MissingContext { key, .. }) => assert_eq!(key, "tenant"),
+        r => panic!("{r:?}"),
+    }
+    // Lenient: a required entry is still required.
+    match Opener::new(&kek)
+        .lenient_context()
+        .open(&env, &EncryptionContext::new())
+    {
         Err(Error::MissingContext { key, .. }) => assert_eq!(key, "tenant"),
         r => panic!("{r:?}"),
     }
@@ -226,7 +250,7 @@ fn context_errors_are_specific() {
     }
     // A wrong required value: the wrapped key is bound to the context, so the
     // unwrap fails authentication.
-    let wrong_required = EncryptionContext::new().with_required("tenant", "evil").unwrap();
+    let wrong_required = purpose_only.with_required("tenant", "evil").unwrap();
     match lockbox::open(&kek, &env, &wrong_required) {
         Err(Error::NoProviderCouldUnwrap {
             attempts: 1,
@@ -779,13 +803,21 @@ fn strict_context_requires_every_stored_entry() {
     let kek = LocalKek::generate().unwrap();
     let evil = EncryptionContext::new().with("tenant", "evil").unwrap();
     let env = lockbox::seal(&kek, b"evil data", &evil).unwrap();
-    // Lenient (default): stored entries the caller leaves out are not checked.
+    // Lenient (opt-in): stored entries the caller leaves out are not checked.
     assert_eq!(
-        lockbox::open(&kek, &env, &EncryptionContext::new()).unwrap(),
+        Opener::new(&kek)
+            .lenient_context()
+            .open(&env, &EncryptionContext::new())
+            .unwrap(),
         b"evil data"
     );
-    // Strict: the caller must name them, with their values.
-    let strict = Opener::new(&kek).strict_context();
+    // Strict (the default, and `strict_context`): the caller must name them,
+    // with their values.
+    match lockbox::open(&kek, &env, &EncryptionContext::new()) {
+        Err(Error::MissingContext { key, .. }) => assert_eq!(key, "tenant"),
+        r => panic!("{r:?}"),
+    }
+    let strict = Opener::new(&kek).lenient_context().strict_context();
     match strict.open(&env, &EncryptionContext::new()) {
         Err(Error::MissingContext { key, .. }) => assert_eq!(key, "tenant"),
         r => panic!("{r:?}"),

@@ -38,7 +38,19 @@ fn ctx() -> EncryptionContext {
         .unwrap()
 }
 
+/// What a caller supplies to open `ctx()`: its whole context (opening is
+/// exact by default), labelled differently (labels do not matter).
 fn open_ctx() -> EncryptionContext {
+    EncryptionContext::new()
+        .with_required("purpose", "test")
+        .unwrap()
+        .with_required("tenant", "acme")
+        .unwrap()
+}
+
+/// The required entry only: what a lenient opener needs.
+#[allow(dead_code)]
+fn required_only() -> EncryptionContext {
     EncryptionContext::new().with_required("tenant", "acme").unwrap()
 }
 
@@ -357,7 +369,7 @@ fn provider_side_generation_is_used() {
 fn a_wrong_context_is_an_authentication_failure_with_the_provider_error_as_source() {
     let p = Remote::new();
     let env = block_on(AsyncSealer::new(&p).seal(b"x", &ctx())).unwrap();
-    let wrong = EncryptionContext::new().with_required("tenant", "evil").unwrap();
+    let wrong = open_ctx().with_required("tenant", "evil").unwrap();
     let mut out = b"keep".to_vec();
     match block_on(AsyncOpener::new(&p).open_to(&env, &wrong, &mut out)) {
         Err(Error::NoProviderCouldUnwrap {
@@ -374,12 +386,17 @@ fn a_wrong_context_is_an_authentication_failure_with_the_provider_error_as_sourc
 fn context_errors_are_specific() {
     let p = Remote::new();
     let env = block_on(AsyncSealer::new(&p).seal(b"x", &ctx())).unwrap();
-    let e = block_on(AsyncOpener::new(&p).open(&env, &EncryptionContext::new())).unwrap_err();
+    let e = block_on(
+        AsyncOpener::new(&p)
+            .lenient_context()
+            .open(&env, &EncryptionContext::new()),
+    )
+    .unwrap_err();
     assert!(
         matches!(&e, Error::MissingContext { key, .. } if key == "tenant"),
         "{e:?}"
     );
-    let e = block_on(AsyncOpener::new(&p).strict_context().open(&env, &open_ctx())).unwrap_err();
+    let e = block_on(AsyncOpener::new(&p).open(&env, &required_only())).unwrap_err();
     assert!(
         matches!(&e, Error::MissingContext { key, .. } if key == "purpose"),
         "{e:?}"
@@ -639,7 +656,7 @@ mod streams {
     fn stream_errors_carry_the_lockbox_error() {
         let p = Remote::new();
         let env = block_on(stream_seal(&AsyncSealer::new(&p), b"streamed", &ctx()));
-        let wrong = EncryptionContext::new().with_required("tenant", "evil").unwrap();
+        let wrong = open_ctx().with_required("tenant", "evil").unwrap();
         let e = block_on(stream_open(&AsyncOpener::new(&p), &env, &wrong)).unwrap_err();
         assert!(
             matches!(lockbox_error(&e), Error::NoProviderCouldUnwrap { attempts: 1, .. }),

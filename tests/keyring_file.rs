@@ -13,11 +13,13 @@
     clippy::print_stdout
 )]
 
+#[path = "support/child.rs"]
+mod child;
 mod keyring_common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use keyring_common::{decode_file, t, version_keys};
@@ -491,8 +493,7 @@ fn child_process_role() {
 }
 
 fn spawn_child(dir: &Path, role: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process_role", "--nocapture", "--test-threads=1"])
+    child::test_binary("child_process_role")
         .env(CHILD_ENV, role)
         .env(DIR_ENV, dir)
         .stdout(Stdio::null())

@@ -11,6 +11,9 @@
 
 use std::fs;
 
+#[path = "support/child.rs"]
+mod child;
+
 use lockbox::secrecy::{ExposeSecret, SecretBox};
 use lockbox::{
     BindingBuf, EncryptionContext, Error, KeyEncryptionProvider, LocalKek, ProviderErrorKind, ProviderIdentity, Suite,
@@ -51,9 +54,15 @@ fn key_files_are_owner_only() {
     for mode in [0o640, 0o604, 0o660, 0o644] {
         fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
         match LocalKek::from_file(&path) {
-            Err(Error::KeyLoad { what, .. }) => {
-                assert!(what.contains("chmod 600"), "{what}");
-                assert!(what.contains(&format!("{mode:03o}")), "{what}");
+            Err(
+                e @ Error::UnsafeFile {
+                    problem: lockbox::FileProblem::AccessibleByOthers { .. },
+                    ..
+                },
+            ) => {
+                let shown = e.to_string();
+                assert!(shown.contains("chmod 600"), "{shown}");
+                assert!(shown.contains(&format!("{mode:03o}")), "{shown}");
             }
             r => panic!("mode {mode:o} accepted: {r:?}"),
         }
@@ -110,7 +119,12 @@ fn bad_key_files_are_refused_with_clear_errors() {
         r => panic!("{r:?}"),
     }
     match LocalKek::from_file(dir.path()) {
-        Err(Error::KeyLoad { what, .. }) => assert!(what.contains("not a regular file"), "{what}"),
+        Err(
+            e @ Error::UnsafeFile {
+                problem: lockbox::FileProblem::NotRegular,
+                ..
+            },
+        ) => assert!(e.to_string().contains("not a regular file"), "{e}"),
         r => panic!("{r:?}"),
     }
 }
@@ -146,12 +160,7 @@ fn environment_variable_round_trip_in_a_child_process() {
     }
     let kek = fixed_kek(3);
     let b64 = lockbox::hazmat::local_kek_to_base64(&kek);
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "environment_variable_round_trip_in_a_child_process",
-            "--nocapture",
-        ])
+    let out = child::test_binary("environment_variable_round_trip_in_a_child_process")
         .env("LOCKBOX_TEST_CHILD_EXPECTED_ID", kek.key_id().as_str())
         .env("LOCKBOX_TEST_KEK", b64.expose_secret())
         .env("LOCKBOX_TEST_BAD_KEK", "c2hvcnQ=")
@@ -216,4 +225,46 @@ fn the_wrap_is_bound_to_suite_and_context() {
         fixed_kek(2).unwrap(w.as_ref(), b.as_binding()).unwrap_err().kind(),
         ProviderErrorKind::KeyNotFound
     );
+}
+
+#[test]
+fn no_process_the_tests_start_inherits_a_kek_variable() {
+    // `LocalKek::from_env` cannot remove the variable (that is `unsafe`), so
+    // a process holding a KEK in its environment passes it to every child it
+    // starts unless the child's environment is cleaned. The tests start their
+    // children through `child::test_binary`, which removes every variable
+    // holding a KEK: here a child that read its KEK from the environment
+    // starts a grandchild the same way, and the grandchild finds none.
+    const ROLE: &str = "LOCKBOX_TEST_KEK_LEAK_ROLE";
+    const NAME: &str = "no_process_the_tests_start_inherits_a_kek_variable";
+    match std::env::var(ROLE).as_deref() {
+        Ok("grandchild") => {
+            let found = child::kek_variables();
+            assert!(found.is_empty(), "a KEK reached a grandchild in {found:?}");
+            return;
+        }
+        Ok("child") => {
+            LocalKek::from_env("LOCKBOX_TEST_KEK").unwrap();
+            LocalKek::from_env("APP_KEK").unwrap();
+            let out = child::test_binary(NAME).env(ROLE, "grandchild").output().unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{stdout}");
+            assert!(stdout.contains("1 passed"), "{stdout}");
+            return;
+        }
+        _ => {}
+    }
+    let b64 = lockbox::hazmat::local_kek_to_base64(&fixed_kek(5));
+    let out = child::test_binary(NAME)
+        .env(ROLE, "child")
+        .env("LOCKBOX_TEST_KEK", b64.expose_secret())
+        .env("APP_KEK", format!("  {}\n", b64.expose_secret()))
+        .env("NOT_A_KEK", "c2hvcnQ=")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1 passed"), "{stdout}");
+    assert!(child::holds_a_kek(std::ffi::OsStr::new(b64.expose_secret())));
+    assert!(!child::holds_a_kek(std::ffi::OsStr::new("c2hvcnQ=")));
 }

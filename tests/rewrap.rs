@@ -35,8 +35,19 @@ fn ctx() -> EncryptionContext {
         .unwrap()
 }
 
-/// What a caller supplies to open `ctx()`: the required entry only.
+/// What a caller supplies to open `ctx()`: its whole context (opening is
+/// exact by default), labelled differently (labels do not matter).
 fn open_ctx() -> EncryptionContext {
+    EncryptionContext::new()
+        .with_required("purpose", "test")
+        .unwrap()
+        .with_required("tenant", "acme")
+        .unwrap()
+}
+
+/// The required entry only: what a lenient opener needs.
+#[allow(dead_code)]
+fn required_only() -> EncryptionContext {
     EncryptionContext::new().with_required("tenant", "acme").unwrap()
 }
 
@@ -346,7 +357,7 @@ fn the_wrong_unwrap_provider_gets_a_specific_error() {
         .unwrap();
     assert_eq!(lockbox::open(&other, &out, &open_ctx()).unwrap(), b"x");
     // The right key but the wrong required value: the unwrap fails to authenticate.
-    let wrong = EncryptionContext::new().with_required("tenant", "evil").unwrap();
+    let wrong = open_ctx().with_required("tenant", "evil").unwrap();
     match Rewrapper::new(&kek).rewrap(&env, &wrong) {
         Err(Error::NoProviderCouldUnwrap {
             attempts: 1,
@@ -363,6 +374,10 @@ fn context_is_reconciled_as_when_opening() {
     let env = small(&kek).seal(b"x", &ctx()).unwrap();
     assert!(matches!(
         Rewrapper::new(&kek).rewrap(&env, &EncryptionContext::new()),
+        Err(Error::MissingContext { key, .. }) if key == "purpose"
+    ));
+    assert!(matches!(
+        Rewrapper::new(&kek).lenient_context().rewrap(&env, &EncryptionContext::new()),
         Err(Error::MissingContext { key, .. }) if key == "tenant"
     ));
     let mismatch = open_ctx().with("purpose", "other").unwrap();
@@ -376,14 +391,24 @@ fn context_is_reconciled_as_when_opening() {
         Err(Error::ContextMismatch { key, .. }) if key == "unknown"
     ));
     assert!(matches!(
-        Rewrapper::new(&kek).strict_context().rewrap(&env, &open_ctx()),
+        Rewrapper::new(&kek).lenient_context().strict_context().rewrap(&env, &required_only()),
         Err(Error::MissingContext { key, .. }) if key == "purpose"
     ));
-    let out = Rewrapper::new(&kek).strict_context().rewrap(&env, &ctx()).unwrap();
+    let lenient = Rewrapper::new(&kek)
+        .lenient_context()
+        .rewrap(&env, &required_only())
+        .unwrap();
+    assert_eq!(lockbox::open(&kek, &lenient, &ctx()).unwrap(), b"x");
+    let out = Rewrapper::new(&kek).rewrap(&env, &ctx()).unwrap();
     // The new wrapped key is bound to the same context: the required value
     // is still needed, and a wrong one still fails.
-    assert!(lockbox::open(&kek, &out, &EncryptionContext::new()).is_err());
-    let evil = EncryptionContext::new().with_required("tenant", "evil").unwrap();
+    assert!(
+        Opener::new(&kek)
+            .lenient_context()
+            .open(&out, &EncryptionContext::new())
+            .is_err()
+    );
+    let evil = open_ctx().with_required("tenant", "evil").unwrap();
     assert!(lockbox::open(&kek, &out, &evil).is_err());
     assert_eq!(lockbox::open(&kek, &out, &open_ctx()).unwrap(), b"x");
 }
@@ -1052,7 +1077,7 @@ fn several_providers_any_one_opens_in_a_deterministic_order() {
     assert_eq!(key_ids(&out), ["three", "one"]);
 
     // A failing entry earlier in the header is passed over to the next.
-    let wrong = EncryptionContext::new().with_required("tenant", "evil").unwrap();
+    let wrong = open_ctx().with_required("tenant", "evil").unwrap();
     log.lock().unwrap().clear();
     assert!(Opener::new(&p3).also_try(&p1).open(&env, &wrong).is_err());
     assert_eq!(*log.lock().unwrap(), ["unwrap one", "unwrap three"]);
@@ -1407,11 +1432,11 @@ fn async_rewrap_has_the_same_errors() {
         .is_ok()
     );
     assert!(matches!(
-        block_on(rw.rewrap(&env, &EncryptionContext::new())),
+        block_on(rw.clone().lenient_context().rewrap(&env, &EncryptionContext::new())),
         Err(Error::MissingContext { .. })
     ));
     assert!(matches!(
-        block_on(rw.clone().strict_context().rewrap(&env, &open_ctx())),
+        block_on(rw.clone().rewrap(&env, &required_only())),
         Err(Error::MissingContext { .. })
     ));
     assert!(matches!(

@@ -2,6 +2,8 @@
 //! shared by source with the provider crates' tests).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
+#[path = "support/child.rs"]
+mod child;
 #[path = "support/services.rs"]
 mod services;
 
@@ -24,9 +26,8 @@ fn service_env_probe() {
 
 /// Runs the probe with `service` (the service variable) and `require`.
 fn probe(service: Option<&str>, require: Option<&str>) -> (bool, String) {
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "service_env_probe", "--nocapture", "--test-threads=1"])
-        .env(PROBE_VAR, "1")
+    let mut cmd = child::test_binary("service_env_probe");
+    cmd.env(PROBE_VAR, "1")
         .env_remove("LOCKBOX_TEST_SERVICES_SERVICE")
         .env_remove(services::REQUIRE_SERVICES_VAR);
     if let Some(v) = service {

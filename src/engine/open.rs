@@ -37,6 +37,8 @@ use super::parallel;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OpenOptions {
     pub(crate) limits: Limits,
+    /// Exact context (the default): every header entry must be supplied.
+    /// `false` only through the openers' and rewrappers' `lenient_context`.
     pub(crate) strict_context: bool,
     pub(crate) backend: Backend,
     pub(crate) threads: usize,
@@ -46,7 +48,7 @@ impl Default for OpenOptions {
     fn default() -> Self {
         Self {
             limits: Limits::default(),
-            strict_context: false,
+            strict_context: true,
             backend: Backend::default(),
             threads: 1,
         }

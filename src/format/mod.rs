@@ -64,6 +64,47 @@ pub(crate) fn valid_provider_id(s: &str) -> bool {
     (1..=MAX_PROVIDER_ID_LEN).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic())
 }
 
+/// The Unicode format characters (general category Cf) of Unicode 16.0, as
+/// inclusive ranges: invisible characters (U+200B ZERO WIDTH SPACE, U+FEFF,
+/// U+00AD SOFT HYPHEN, tags) and bidirectional controls (U+202A–U+202E,
+/// U+2066–U+2069, U+200E/U+200F, U+061C). Frozen by `FORMAT.md` §1: a later
+/// Unicode version adding Cf characters does not change this list.
+const FORMAT_CHARS: [(u32, u32); 21] = [
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+/// Whether `c` is a format character (`FORMAT.md` §1).
+pub(crate) fn is_format_char(c: char) -> bool {
+    let c = u32::from(c);
+    FORMAT_CHARS.iter().any(|&(lo, hi)| (lo..=hi).contains(&c))
+}
+
+/// What a context key may not contain: control characters (Cc) and format
+/// characters (Cf), so that no two different keys look alike when shown.
+pub(crate) fn forbidden_in_context_key(c: char) -> bool {
+    c.is_control() || is_format_char(c)
+}
+
 /// Key ids are UTF-8 without control characters.
 pub(crate) fn valid_key_id(s: &str) -> bool {
     (1..=MAX_KEY_ID_LEN).contains(&s.len()) && !s.chars().any(char::is_control)

@@ -63,6 +63,9 @@ fn read_context_entry<'a>(r: &mut Reader<'a>, base: usize) -> Result<ContextFiel
     if key.chars().any(char::is_control) {
         return Err(bad(key_at, "control character in context key"));
     }
+    if key.chars().any(super::is_format_char) {
+        return Err(bad(key_at, "format character (Unicode Cf) in context key"));
+    }
     let value = if kind == KIND_STORED {
         let vlen = usize::from(r.u16()?);
         let val_at = base.saturating_add(r.pos());

@@ -305,7 +305,7 @@ fn context_value<'a>(ctx: &'a EncryptionContext, key: &str) -> Result<&'a str, E
 /// once the bytes are on disk.
 pub(crate) struct Sealed {
     pub(crate) bytes: Vec<u8>,
-    generation: u64,
+    pub(crate) generation: u64,
 }
 
 /// The opened contents and context of a keyring file, before validation.
@@ -374,15 +374,22 @@ impl Keyring {
     /// fails with [`Error::Authentication`] (or a structural error); contents
     /// that do not follow `KEYRING.md` fail with [`KeyringError::Malformed`].
     pub fn from_sealed_bytes(bytes: &[u8], master: &dyn KeyEncryptionProvider) -> Result<Self, Error> {
+        // Lenient on purpose: the file context is read here and checked in
+        // full by `from_opened` (exactly its three entries).
         let none = EncryptionContext::new();
-        Self::from_opened(Opener::new(master).open_with_context(bytes, &none)?)
+        Self::from_opened(Opener::new(master).lenient_context().open_with_context(bytes, &none)?)
     }
 
     /// [`from_sealed_bytes`](Self::from_sealed_bytes) under an async master:
     /// the same checks and errors.
     pub async fn from_sealed_bytes_async(bytes: &[u8], master: &dyn AsyncKeyEncryptionProvider) -> Result<Self, Error> {
         let none = EncryptionContext::new();
-        Self::from_opened(AsyncOpener::new(master).open_with_context(bytes, &none).await?)
+        Self::from_opened(
+            AsyncOpener::new(master)
+                .lenient_context()
+                .open_with_context(bytes, &none)
+                .await?,
+        )
     }
 
     /// Validates opened contents against their file context (`KEYRING.md`
@@ -392,9 +399,10 @@ impl Keyring {
         match context_value(&ctx, CTX_FORMAT)? {
             "1" => {}
             other => {
+                // Only a canonical decimal number is a format version (KEYRING.md §2).
                 return Err(Error::Keyring(match other.parse::<u8>() {
-                    Ok(v) => KeyringError::UnsupportedFormat(v),
-                    Err(_) => malformed(0, "keyring file format in the context is not a number"),
+                    Ok(v) if v.to_string() == other => KeyringError::UnsupportedFormat(v),
+                    _ => malformed(0, "keyring file format in the context is not a decimal number"),
                 }));
             }
         }

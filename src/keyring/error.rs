@@ -162,6 +162,23 @@ pub enum KeyringError {
         found: u64,
     },
 
+    /// The keyring file holds an older generation than this process has
+    /// seen for it (or than the copy being saved or reloaded): a restored
+    /// backup or a rolled-back deploy would resurrect destroyed or
+    /// compromised versions, so it is neither adopted nor built on, and
+    /// nothing is written (`KEYRING.md` §3.4). If the older keyring is
+    /// wanted on purpose, restore it with
+    /// [`Keyring::advance_generation`](super::Keyring::advance_generation).
+    #[error("keyring file was rolled back: it is at generation {found}, below generation {highest_seen} seen before")]
+    Rollback {
+        /// The highest generation seen (this process's floor for the file,
+        /// or the copy's own generation).
+        highest_seen: u64,
+        /// The generation in the file (or of the copy being saved, when the
+        /// file is gone).
+        found: u64,
+    },
+
     /// The keyring file could not be opened as a keyring: it was modified,
     /// truncated or corrupted, sealed under another master key, or its
     /// contents are malformed. `source` is the specific error

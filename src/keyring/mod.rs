@@ -64,7 +64,11 @@
 //! the directory) and guarded against lost updates by an exclusive lock on
 //! `<file>.lock` plus a compare-and-swap on the file's generation number.
 //! [`Keyring::load`] never writes, so a tampered file stays as it is and fails
-//! with [`KeyringError::FileRejected`]. Several processes sharing a file
+//! with [`KeyringError::FileRejected`]. A file put back to an older generation
+//! (a restored backup) is refused by every load, reload, save and update
+//! ([`KeyringError::Rollback`]; across restarts, with
+//! [`Keyring::raise_generation_floor`]), and files that are links, FIFOs,
+//! another user's or writable by others are refused ([`Error::UnsafeFile`]). Several processes sharing a file
 //! change it with [`Keyring::update`] (read-modify-write under the lock) and
 //! pick up each other's changes with [`Keyring::reload_if_changed`]. Without
 //! `std`, [`Keyring::to_sealed_bytes`] and [`Keyring::from_sealed_bytes`] give
@@ -516,6 +520,18 @@ impl Keyring {
     /// The generation this copy was loaded or last saved at (0: never saved).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Raises this copy's generation to `at_least` (never lowers it), so
+    /// that its next save is numbered above every generation the file has
+    /// had: for restoring an older keyring (a backup) **on purpose**, which
+    /// a save would otherwise refuse as a rollback. Pass the live file's
+    /// generation (or its floor, `Keyring::generation_floor`); then the save
+    /// writes `at_least + 1`, and no generation number ever names two
+    /// different keyrings (`KEYRING.md` §3.4). A restore brings back every
+    /// version the backup holds, destroyed ones included.
+    pub fn advance_generation(&mut self, at_least: u64) {
+        self.generation = self.generation.max(at_least);
     }
 
     /// One version's metadata. Fails with [`KeyringError::UnknownVersion`] or

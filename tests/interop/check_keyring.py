@@ -84,7 +84,13 @@ def decode_contents(body: bytes) -> dict:
         if compromised and state == 0:
             raise Invalid("compromised and enabled")
         key = None if state == 4 else take(32)
-        versions[v] = {"created": created, "state": STATES[state], "compromised": compromised, "key": key}
+        versions[v] = {
+            "created": created,
+            "state": STATES[state],
+            "compromised": compromised,
+            "time": time,
+            "key": key,
+        }
         prev = v
     if pos != len(body):
         raise Invalid("trailing bytes")
@@ -125,6 +131,63 @@ class KeyringProvider:
             raise ProviderError("authentication") from None
 
 
+# KEYRING.md §6: the decoded contents of each frozen vector, every field.
+EXPECTED = {
+    "v1-keyring": {
+        "file_len": 564,
+        "contents_len": 249,
+        "suite_id": 1,
+        "segment_size": 65536,
+        "ring": {
+            "id": "vector-ring",
+            "generation": 1,
+            "primary": 4,
+            "minimum": 2,
+            "trimmed_below": 2,
+            "last": 5,
+            "rotation": 7_776_000,
+            "min_delay": 86_400,
+        },
+        # version: (created, state, compromised, time, key hex or None)
+        "versions": {
+            2: (1_700_000_100, "destroyed", False, 1_700_100_000, None),
+            3: (1_700_000_200, "decrypt-only", True, 0,
+                "f7bf33f29ebf0e9bc4d4abe5eb68fa6d8d12e4c2a64a7f14fbc2fefcd6813f46"),
+            4: (1_700_000_300, "enabled", False, 0,
+                "2387d4c341978b3e39fb8ed29bd4e3a67ad5324ef3c5fde831988740a3ad1135"),
+            5: (1_700_000_400, "enabled", False, 0,
+                "70e29667e4bae16400e61ad16aea40dc03451d536e89f23a8d46264e9f137da1"),
+        },
+    },
+}
+
+
+def compare(stem: str, file: bytes, body: bytes, header, ring: dict) -> str:
+    """Every decoded field against KEYRING.md §6; returns "" or what differs."""
+    want = EXPECTED.get(stem)
+    if want is None:
+        return f"no expected contents listed for {stem}"
+    got = {
+        "file_len": len(file),
+        "contents_len": len(body),
+        "suite_id": header.suite_id,
+        "segment_size": header.segment_size,
+    }
+    for k in ("file_len", "contents_len", "suite_id", "segment_size"):
+        if got[k] != want[k]:
+            return f"{k}: {got[k]} != {want[k]}"
+    for k, v in want["ring"].items():
+        if ring[k] != v:
+            return f"{k}: {ring[k]!r} != {v!r}"
+    versions = {
+        n: (e["created"], e["state"], e["compromised"], e["time"], e["key"].hex() if e["key"] else None)
+        for n, e in ring["versions"].items()
+    }
+    if versions != want["versions"]:
+        return f"versions: {versions} != {want['versions']}"
+    return ""
+
+
 def check(path: Path) -> tuple:
     vector = json.loads(path.read_text())
     master = LocalKek(bytes.fromhex(vector["master_key_hex"]))
@@ -139,6 +202,9 @@ def check(path: Path) -> tuple:
     }:
         return False, "file context entries"
     ring = decode_contents(body)
+    differs = compare(path.stem, file, body, header, ring)
+    if differs:
+        return False, f"decoded contents differ from KEYRING.md §6: {differs}"
     if context["lockbox.keyring.format"] != "1":
         return False, "format"
     if context["lockbox.keyring.id"] != ring["id"] or context["lockbox.keyring.generation"] != str(ring["generation"]):

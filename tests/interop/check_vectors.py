@@ -13,6 +13,8 @@ exits non-zero if any vector failed or none was found.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import sys
 from pathlib import Path
@@ -24,6 +26,8 @@ import lockbox_v1  # noqa: E402  (after the path tweak)
 from lockbox_v1 import Limits, LocalKek, LockboxError, open_envelope  # noqa: E402
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "vectors" / "v1"
+# Sealed by the reference local KEK: its wrap nonce is recomputed from §10.
+SYNTHETIC_NONCE_VECTOR = "105-synthetic-wrap-nonce"
 
 
 def load_context(pairs) -> dict:
@@ -34,6 +38,23 @@ def load_context(pairs) -> dict:
             raise ValueError(f"open_context supplies {key!r} twice")
         context[key] = value
     return context
+
+
+def check_synthetic_nonce(envelope: bytes, kek: LocalKek, context: dict) -> str:
+    """§10: the wrap nonce of a lockbox.local entry written by the reference
+    is the first 12 bytes of HMAC-SHA-256(K_n, DEK || binding), K_n =
+    HKDF-SHA-256(IKM = KEK, salt = none, info = "lockbox v1 local wrap nonce
+    key"). Readers must not depend on it; this checks the spec's worked value
+    (§14) and vector 105 against each other. Returns "" or what differs."""
+    header, _ = lockbox_v1.parse(envelope)
+    binding = lockbox_v1.reconcile_context(header, context)
+    entry = next(e for e in header.wrapped if kek.matches(e))
+    dek = kek.unwrap(entry, binding)
+    k_n = lockbox_v1.hkdf_sha256(b"", kek._key, b"lockbox v1 local wrap nonce key")  # salt = none: HashLen zeros, the same HMAC key
+    nonce = hmac.new(k_n, dek + binding, hashlib.sha256).digest()[:12]
+    if entry.wrapped[1:13] != nonce:
+        return f"wrap nonce {entry.wrapped[1:13].hex()} is not the synthetic nonce {nonce.hex()}"
+    return ""
 
 
 def check(path: Path) -> tuple:
@@ -70,6 +91,12 @@ def check(path: Path) -> tuple:
         return False, f"expected {expect}, but it OPENED ({len(plaintext)} bytes)"
     if plaintext != expected_plaintext:
         return False, f"opened to the wrong plaintext ({len(plaintext)} bytes, expected {len(expected_plaintext)})"
+    if path.stem == SYNTHETIC_NONCE_VECTOR:
+        full = dict(context, purpose="demo")
+        problem = check_synthetic_nonce(envelope, kek, full)
+        if problem:
+            return False, problem
+        return True, f"opened: {len(plaintext)} bytes; wrap nonce = the synthetic nonce of §10"
     return True, f"opened: {len(plaintext)} bytes"
 
 

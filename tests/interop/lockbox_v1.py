@@ -295,6 +295,24 @@ def _is_control(ch: str) -> bool:
     return cp <= 0x1F or 0x7F <= cp <= 0x9F
 
 
+# §1: the format characters (Cf), as listed there (frozen; not unicodedata,
+# whose Unicode version depends on the Python build).
+_FORMAT_RANGES = (
+    (0x00AD, 0x00AD), (0x0600, 0x0605), (0x061C, 0x061C), (0x06DD, 0x06DD),
+    (0x070F, 0x070F), (0x0890, 0x0891), (0x08E2, 0x08E2), (0x180E, 0x180E),
+    (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF), (0xFFF9, 0xFFFB), (0x110BD, 0x110BD), (0x110CD, 0x110CD),
+    (0x13430, 0x1343F), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A), (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+)
+
+
+def _is_format(ch: str) -> bool:
+    """A format character (§1): Unicode general category Cf, frozen list."""
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in _FORMAT_RANGES)
+
+
 def _utf8(raw: bytes, what: str) -> str:
     try:
         return raw.decode("utf-8", errors="strict")  # rejects overlongs, surrogates, > U+10FFFF
@@ -425,6 +443,8 @@ def _parse_v1(r: _Reader, window: bytes, limits: Limits) -> Header:
         key = _utf8(key_raw, "context key")
         if any(_is_control(ch) for ch in key):
             raise Malformed("control character in context key")
+        if any(_is_format(ch) for ch in key):
+            raise Malformed("format character in context key")
         value = None
         if kind == KIND_STORED:
             value_raw = r.take(r.u16())

@@ -47,7 +47,11 @@ pub(crate) struct RawKeyring {
 /// Opens a keyring file with the master and decodes its contents, following
 /// KEYRING.md alone.
 pub(crate) fn decode_file(file: &[u8], master: &dyn KeyEncryptionProvider) -> (Vec<u8>, RawKeyring) {
-    let body = lockbox::open(master, file, &EncryptionContext::new()).unwrap();
+    // Lenient: the file's context (KEYRING.md §2) is not known in advance.
+    let body = lockbox::Opener::new(master)
+        .lenient_context()
+        .open(file, &EncryptionContext::new())
+        .unwrap();
     let mut p = 0usize;
     let mut take = |n: usize| {
         let s = body[p..p + n].to_vec();

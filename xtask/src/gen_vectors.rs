@@ -59,8 +59,9 @@ use std::io::Write as _;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use lockbox::rand_core::{TryCryptoRng, TryRng};
 use lockbox::secrecy::{ExposeSecret, SecretBox};
-use lockbox::{EncryptionContext, Error, LimitKind, LocalKek, Sealer, SegmentSize, Storage, Suite};
+use lockbox::{EncryptionContext, Error, LimitKind, LocalKek, Opener, Sealer, SegmentSize, Storage, Suite};
 
 pub(crate) type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -569,7 +570,9 @@ fn check(v: &Vector) -> Result<(), String> {
         ctx.insert(k, val)
             .map_err(|e| format!("{}: bad open_context: {e}", v.name))?;
     }
-    let got = lockbox::open(&provider, &v.envelope, &ctx);
+    // The open settings the vectors assume (tests/vectors/README.md): default
+    // limits, lenient context (`open_context` may leave out stored entries).
+    let got = Opener::new(&provider).lenient_context().open(&v.envelope, &ctx);
     match (&v.expect, got) {
         (Expect::Success(pt), Ok(out)) if out == *pt => Ok(()),
         (Expect::Success(_), Ok(_)) => Err(format!("{}: opened to the wrong plaintext", v.name)),
@@ -725,6 +728,32 @@ const WORKED_EXAMPLE_HEX: &str = concat!(
 );
 /// The worked example's KEK: 32 bytes of 0x42.
 const WORKED_EXAMPLE_KEK: [u8; 32] = [0x42; 32];
+
+/// Counts up from its seed, one byte at a time: sealing draws the data key
+/// (`00 … 1f` from seed 0) and then the message id (`20 … 3f`) from it.
+struct CountingRng(u8);
+
+impl TryRng for CountingRng {
+    type Error = std::convert::Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_be_bytes(b))
+    }
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_be_bytes(b))
+    }
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+        for b in dst {
+            *b = self.0;
+            self.0 = self.0.wrapping_add(1);
+        }
+        Ok(())
+    }
+}
+impl TryCryptoRng for CountingRng {}
 
 /// The hex of FORMAT.md §14's "Full envelope" code block, whitespace removed.
 fn format_md_worked_example() -> Option<String> {
@@ -1649,7 +1678,11 @@ fn cases(g: &mut Gen) -> BoxResult<()> {
     for (k, v) in &worked_open {
         worked_ctx.insert(k, v)?;
     }
-    if lockbox::open(&kek(WORKED_EXAMPLE_KEK), &worked, &worked_ctx)? != worked_pt {
+    if Opener::new(&kek(WORKED_EXAMPLE_KEK))
+        .lenient_context()
+        .open(&worked, &worked_ctx)?
+        != worked_pt
+    {
         return Err("the FORMAT.md §14 envelope opens to the wrong plaintext".into());
     }
     g.positive_fixed(Vector {
@@ -1666,7 +1699,7 @@ fn cases(g: &mut Gen) -> BoxResult<()> {
         open_context: worked_open,
         suite: Suite::Aes256Gcm,
         segment_size: default,
-        sealed_context: worked_context,
+        sealed_context: worked_context.clone(),
         derived_from: None,
         envelope: worked,
     })?;
@@ -1724,6 +1757,94 @@ fn cases(g: &mut Gen) -> BoxResult<()> {
             l.tag.start
         ),
         splice(env, l.tag.start..l.tag.start, &[0xde, 0xad, 0xbe, 0xef]),
+    ))?;
+
+    // 105: the worked example's inputs sealed by the real local KEK, whose wrap
+    // nonce is synthetic (FORMAT.md §10, worked value in §14): the wrapped key
+    // and everything after it depend on it. Sealing is deterministic here (a
+    // counting RNG supplies the DEK and message id; the nonce is derived), so
+    // `tests/vectors.rs` seals it again and compares byte for byte.
+    let synthetic = Sealer::new(&kek(WORKED_EXAMPLE_KEK))
+        .segment_size(default)
+        .seal_with_rng(&mut CountingRng(0), b"hello, lockbox", &worked_context)?;
+    g.positive_fixed(Vector {
+        name: "105-synthetic-wrap-nonce".to_owned(),
+        description: "FORMAT.md §14's inputs (AES-256-GCM, 64 KiB segments, KEK = 32 bytes of 0x42, \
+            DEK 00 … 1f, message id 20 … 3f, stored purpose=\"demo\", required tenant=\"acme\", \
+            plaintext \"hello, lockbox\") sealed by the local KEK as specified, with the synthetic \
+            wrap nonce of FORMAT.md §10 instead of 100's fixed one: nonce = the first 12 bytes of \
+            HMAC-SHA-256(K_n, DEK || binding), K_n = HKDF-SHA-256(IKM = KEK, no salt, info = \
+            \"lockbox v1 local wrap nonce key\"); §14 lists K_n and the nonce. Bytes 0–153 equal \
+            100's; the wrap nonce, the wrapped DEK and tag, and the header tag differ. Sealing \
+            these inputs again gives these bytes exactly."
+            .to_owned(),
+        expect: Expect::Success(b"hello, lockbox".to_vec()),
+        kek: WORKED_EXAMPLE_KEK,
+        open_context: pairs(&[("tenant", "acme")]),
+        suite: Suite::Aes256Gcm,
+        segment_size: default,
+        sealed_context: worked_context.clone(),
+        derived_from: None,
+        envelope: synthetic,
+    })?;
+
+    // 106–107: format characters (Unicode Cf) in a context key (FORMAT.md §1,
+    // §2.2): the last three bytes of "purpose" become one 3-byte format
+    // character, so the key keeps its length and still sorts first.
+    let key0 = &l.ctx[0];
+    let key_start = key0.key_len_at + 2;
+    assert_eq!(&env[key_start..key_start + 7], b"purpose");
+    for (n, bytes, name, what) in [
+        (
+            106,
+            [0xe2, 0x80, 0x8b],
+            "zero-width-space",
+            "U+200B ZERO WIDTH SPACE, invisible",
+        ),
+        (
+            107,
+            [0xe2, 0x80, 0xae],
+            "right-to-left-override",
+            "U+202E RIGHT-TO-LEFT OVERRIDE, a bidirectional control",
+        ),
+    ] {
+        g.negative(base.negative(
+            &format!("{n:03}-context-key-format-character-{name}"),
+            malformed,
+            None,
+            &format!(
+                "Bytes {}–{} of the first context key (\"purpose\", the \"ose\") replaced with {:02x} {:02x} \
+                {:02x}: {what}. The key (\"purp\" and that character) keeps its length and order, but \
+                context keys may not contain format characters (Unicode Cf), so that no two keys look \
+                alike: malformed, before anything is unwrapped.",
+                key_start + 4,
+                key_start + 6,
+                bytes[0],
+                bytes[1],
+                bytes[2]
+            ),
+            splice(env, key_start + 4..key_start + 7, &bytes),
+        ))?;
+    }
+
+    // 108: a header that needs more bytes than the limit, in an input exactly as
+    // long as the limit: the input ended inside the header (malformed,
+    // truncated), unlike 094, whose input goes on past the limit.
+    let at_limit = splice(&big.envelope, bw.len_at..bw.len_at + 2, &[0xff, 0xff]);
+    let limit = lockbox::Limits::default().max_header_len();
+    assert!(at_limit.len() > limit);
+    g.negative(big.negative(
+        "108-header-needs-more-than-an-input-at-the-limit",
+        malformed,
+        None,
+        &format!(
+            "Derived from 025 like 094 (wrapped length at offset {} set to 65535, so the header \
+            would end past the default {limit}-byte header limit), then cut to exactly {limit} \
+            bytes: the input ends inside the header, at the limit and not past it, so it is a \
+            truncation (malformed), not the header-bytes limit (FORMAT.md §9.1 step 2).",
+            bw.len_at
+        ),
+        at_limit[..limit].to_vec(),
     ))?;
     Ok(())
 }

@@ -75,7 +75,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let opened = AsyncOpener::new(&kms).open(&envelope, &context).await?;
     println!("opened     {:?}", String::from_utf8_lossy(&opened));
 
-    let wrong = EncryptionContext::new().with_required("tenant", "evil-corp")?;
+    // The whole context (opening is exact), with another tenant.
+    let wrong = EncryptionContext::new()
+        .with("purpose", "aws-kms example")?
+        .with_required("tenant", "evil-corp")?;
     match AsyncOpener::new(&kms).open(&envelope, &wrong).await {
         Ok(_) => return Err("a wrong context opened the envelope".into()),
         Err(e) => println!("refused    wrong tenant: {e} ({})", source_kind(&e)),

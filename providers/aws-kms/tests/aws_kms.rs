@@ -172,7 +172,12 @@ fn wrong_context_is_refused() {
 
         // Through the envelope: the provider's error is the source.
         let sealed = AsyncSealer::new(&kms).seal(b"payload", &ctx).await.unwrap();
-        let wrong = EncryptionContext::new().with_required("tenant", "evil").unwrap();
+        // The whole context (opening is exact), with another tenant.
+        let wrong = EncryptionContext::new()
+            .with("purpose", "test")
+            .unwrap()
+            .with_required("tenant", "evil")
+            .unwrap();
         match AsyncOpener::new(&kms).open(&sealed, &wrong).await {
             Err(Error::NoProviderCouldUnwrap {
                 attempts: 1,

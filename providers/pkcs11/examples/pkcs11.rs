@@ -64,7 +64,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let plaintext = Opener::new(&kek).open(&envelope, &ctx)?;
     println!("opened     {:?}", String::from_utf8_lossy(&plaintext));
 
-    let wrong = EncryptionContext::new().with_required("tenant", "evil-corp")?;
+    // The whole context (opening is exact), with another tenant.
+    let wrong = EncryptionContext::new()
+        .with("purpose", "pkcs11-example")?
+        .with_required("tenant", "evil-corp")?;
     match Opener::new(&kek).open(&envelope, &wrong) {
         Ok(_) => return Err("the wrong context opened the envelope".into()),
         Err(e) => println!(

@@ -403,8 +403,7 @@ fn wrong_pin_probe() {
 #[test]
 fn a_wrong_pin_is_permission_denied() {
     let Some(_exclusive) = exclusive() else { return };
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "wrong_pin_probe", "--nocapture", "--test-threads=1"])
+    let out = probe_command("wrong_pin_probe")
         .env(PROBE_VAR, "wrong-pin")
         .output()
         .unwrap();
@@ -458,8 +457,7 @@ fn relogin_probe() {
 #[test]
 fn the_provider_logs_in_again_after_a_logout() {
     let Some(_exclusive) = exclusive() else { return };
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "relogin_probe", "--nocapture", "--test-threads=1"])
+    let out = probe_command("relogin_probe")
         .env(PROBE_VAR, "relogin")
         .output()
         .unwrap();
@@ -470,4 +468,21 @@ fn the_provider_logs_in_again_after_a_logout() {
     );
     assert!(out.status.success(), "{text}");
     assert!(text.contains("relogin probe passed"), "{text}");
+}
+
+/// This test binary, set to run exactly `test`, without any environment
+/// variable holding a local KEK (`LocalKek::from_env`'s form): a key in this
+/// process's environment never reaches a process the tests start.
+fn probe_command(test: &str) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--nocapture", "--test-threads=1"]);
+    for (name, value) in std::env::vars_os() {
+        if value
+            .to_str()
+            .is_some_and(|v| lockbox::hazmat::local_kek_from_base64(v).is_ok())
+        {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
 }

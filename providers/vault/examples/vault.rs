@@ -64,7 +64,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let opened = AsyncOpener::new(&transit).open(&envelope, &context).await?;
     println!("opened     {:?}", String::from_utf8_lossy(&opened));
 
-    let wrong = EncryptionContext::new().with_required("tenant", "evil-corp")?;
+    // The whole context (opening is exact), with another tenant.
+    let wrong = EncryptionContext::new()
+        .with("purpose", "vault example")?
+        .with_required("tenant", "evil-corp")?;
     match AsyncOpener::new(&transit).open(&envelope, &wrong).await {
         Ok(_) => return Err("a wrong context opened the envelope".into()),
         Err(e) => println!("refused    wrong tenant: {e}"),

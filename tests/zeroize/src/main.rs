@@ -1535,10 +1535,11 @@ impl Runner {
 /// 54 + 1, each 22 + 32 bytes, the key last). The opened contents are wiped
 /// before they are freed.
 fn version_key(master: &LocalKek, file: &[u8], index: usize) -> Result<[u8; 32], String> {
-    let mut body = lb(
-        lockbox::open(master, file, &EncryptionContext::new()),
-        "open keyring file",
-    )?;
+    // Lenient: the file's stored context (KEYRING.md §2) is not named here.
+    let opened = lockbox::Opener::new(master)
+        .lenient_context()
+        .open(file, &EncryptionContext::new());
+    let mut body = lb(opened, "open keyring file")?;
     let at = 55 + index * 54 + 22;
     let key: Result<[u8; 32], String> = body
         .get(at..at + 32)
