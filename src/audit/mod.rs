@@ -297,6 +297,7 @@ pub(crate) fn error_code(e: &Error) -> &'static str {
         Error::Random => "random",
         Error::InvalidArgument { .. } => "invalid_argument",
         Error::KeyLoad { .. } => "key_load",
+        Error::UnsafeFile { .. } => "unsafe_file",
         Error::Keyring(_) => "keyring",
     }
 }
