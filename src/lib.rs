@@ -135,16 +135,25 @@ mod keys;
 mod local;
 mod open;
 mod options;
+#[cfg(feature = "passphrase")]
+#[cfg_attr(docsrs, doc(cfg(feature = "passphrase")))]
+pub mod passphrase;
+mod pq;
 pub mod provider;
+#[cfg(feature = "recipients")]
+#[cfg_attr(docsrs, doc(cfg(feature = "recipients")))]
+pub mod recipient;
 mod rewrap;
 mod seal;
+#[cfg(feature = "std")]
+mod secret_file;
 mod suite;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 
 pub use context::{ContextEntry, EncryptionContext, Storage};
-pub use error::{BoxError, Error, LimitKind, ProviderError, ProviderErrorKind};
+pub use error::{BoxError, Error, KeyStringError, LimitKind, ProviderError, ProviderErrorKind};
 pub use format::binding::{Binding, BindingBuf};
 pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use inspect::{EnvelopeInfo, ciphertext_range, inspect, inspect_with_limits};
@@ -153,6 +162,7 @@ pub use io::{Decryptor, Encryptor, RawHeader, UnlockedHeader};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
 pub use local::{LOCAL_KEK_LEN, LOCAL_PROVIDER_ID, LocalKek};
 pub use open::{AsyncOpener, Opener, open};
+pub use pq::PostQuantum;
 pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, DataKeyRequest, KeyEncryptionProvider, ProviderIdentity};
 pub use rewrap::{AsyncReencryptor, AsyncRewrapper, Keep, NewHeader, Reencryptor, Rewrapper};
 #[cfg(feature = "std")]

@@ -2,8 +2,6 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
-#[cfg(feature = "std")]
-use alloc::vec::Vec;
 use core::fmt;
 
 use base64ct::{Base64, Encoding};
@@ -15,8 +13,6 @@ use zeroize::Zeroizing;
 use crate::context::Binding;
 use crate::crypto::kek_wrap::{KEK_LEN, Kek};
 use crate::error::{Error, ProviderError, ProviderErrorKind};
-#[cfg(feature = "std")]
-use crate::keys::os_random;
 use crate::keys::{DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef, rng_random};
 use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
 
@@ -140,15 +136,11 @@ fn unreachable_key_id() -> KeyId {
 #[cfg(feature = "std")]
 mod io {
     use super::*;
-    use std::fs::{self, File, OpenOptions};
-    use std::io::{Read, Write};
+    use crate::secret_file;
     use std::path::Path;
 
-    fn load_err(what: String, source: Option<std::io::Error>) -> Error {
-        Error::KeyLoad {
-            what,
-            source: source.map(crate::error::BoxError::from),
-        }
+    fn load_err(what: String) -> Error {
+        Error::KeyLoad { what, source: None }
     }
 
     impl LocalKek {
@@ -161,44 +153,13 @@ mod io {
         pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
             let path = path.as_ref();
             let shown = path.display();
-            let file = File::open(path).map_err(|e| load_err(format!("cannot open key file {shown}"), Some(e)))?;
-            let meta = file
-                .metadata()
-                .map_err(|e| load_err(format!("cannot stat key file {shown}"), Some(e)))?;
-            if !meta.is_file() {
-                return Err(load_err(format!("key file {shown} is not a regular file"), None));
-            }
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(load_err(
-                        format!(
-                            "key file {shown} is accessible by group or others (mode {mode:03o}); run `chmod 600` on it"
-                        ),
-                        None,
-                    ));
-                }
-            }
-            // Sized for the largest accepted file up front: growing the buffer
-            // would free a block with key text in it.
-            let mut text = Zeroizing::new(Vec::with_capacity(
-                usize::try_from(MAX_KEY_FILE_LEN).unwrap_or(1024).saturating_add(1),
-            ));
-            file.take(MAX_KEY_FILE_LEN.saturating_add(1))
-                .read_to_end(&mut text)
-                .map_err(|e| load_err(format!("cannot read key file {shown}"), Some(e)))?;
-            if u64::try_from(text.len()).unwrap_or(u64::MAX) > MAX_KEY_FILE_LEN {
-                return Err(load_err(format!("key file {shown} is too large to be a key"), None));
-            }
-            let text = core::str::from_utf8(&text)
-                .map_err(|_| load_err(format!("key file {shown} is not base64 text"), None))?;
+            let text = secret_file::read(path, "key file", MAX_KEY_FILE_LEN)?;
+            let text =
+                core::str::from_utf8(&text).map_err(|_| load_err(format!("key file {shown} is not base64 text")))?;
             Self::from_base64(text).map_err(|_| {
-                load_err(
-                    format!("key file {shown} does not hold standard base64 of exactly 32 bytes"),
-                    None,
-                )
+                load_err(format!(
+                    "key file {shown} does not hold standard base64 of exactly 32 bytes"
+                ))
             })
         }
 
@@ -207,17 +168,16 @@ mod io {
         /// clear it at start-up if child processes must not inherit it.
         pub fn from_env(name: &str) -> Result<Self, Error> {
             let value = std::env::var_os(name)
-                .ok_or_else(|| load_err(format!("environment variable {name} is not set"), None))?;
+                .ok_or_else(|| load_err(format!("environment variable {name} is not set")))?;
             let value = Zeroizing::new(
                 value
                     .into_string()
-                    .map_err(|_| load_err(format!("environment variable {name} is not valid UTF-8"), None))?,
+                    .map_err(|_| load_err(format!("environment variable {name} is not valid UTF-8")))?,
             );
             Self::from_base64(&value).map_err(|_| {
-                load_err(
-                    format!("environment variable {name} does not hold standard base64 of exactly 32 bytes"),
-                    None,
-                )
+                load_err(format!(
+                    "environment variable {name} does not hold standard base64 of exactly 32 bytes"
+                ))
             })
         }
 
@@ -230,58 +190,10 @@ mod io {
         /// leave it behind (`.<name>.tmp-<random>`, mode `0600`, holding the
         /// key): remove it. Needs a file system with hard links.
         pub fn write_new_file(&self, path: impl AsRef<Path>) -> Result<(), Error> {
-            let path = path.as_ref();
-            let shown = path.display();
-            let dir = match path.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d,
-                _ => Path::new("."),
-            };
-            let name = path
-                .file_name()
-                .ok_or_else(|| load_err(format!("{shown} is not a file path"), None))?;
-            let mut suffix = [0u8; 8];
-            os_random(&mut suffix)?;
-            let mut tmp_name = std::ffi::OsString::from(".");
-            tmp_name.push(name);
-            tmp_name.push(format!(".tmp-{:016x}", u64::from_be_bytes(suffix)));
-            let tmp = dir.join(tmp_name);
-
-            let mut opts = OpenOptions::new();
-            opts.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                opts.mode(0o600);
-            }
-            let result = (|| {
-                let mut f = opts.open(&tmp).map_err(|e| {
-                    load_err(
-                        format!("cannot create temporary key file in {}", dir.display()),
-                        Some(e),
-                    )
-                })?;
-                // The newline is written separately: appending it to the key
-                // text would reallocate it and leave a copy in freed memory.
-                let text = self.to_base64();
-                f.write_all(text.as_bytes())
-                    .and_then(|()| f.write_all(b"\n"))
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| load_err(format!("cannot write key file {shown}"), Some(e)))?;
-                fs::hard_link(&tmp, path).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        load_err(format!("refusing to overwrite existing key file {shown}"), Some(e))
-                    } else {
-                        load_err(format!("cannot move key file into place at {shown}"), Some(e))
-                    }
-                })
-            })();
-            let _ = fs::remove_file(&tmp);
-            result?;
-            #[cfg(unix)]
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| load_err(format!("cannot sync directory {}", dir.display()), Some(e)))?;
-            Ok(())
+            // The newline is written separately: appending it to the key
+            // text would reallocate it and leave a copy in freed memory.
+            let text = self.to_base64();
+            secret_file::write_new(path.as_ref(), "key file", &[text.as_bytes(), b"\n"])
         }
     }
 }
@@ -301,6 +213,11 @@ impl ProviderIdentity for LocalKek {
 
     fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
         wrapped.is_for(LOCAL_PROVIDER_ID, self.key_id.as_str())
+    }
+
+    /// AES-256-GCM under a 256-bit key: symmetric, post-quantum.
+    fn post_quantum(&self) -> crate::PostQuantum {
+        crate::PostQuantum::Yes
     }
 }
 
