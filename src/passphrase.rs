@@ -5,7 +5,7 @@
 //! wrap draws a fresh random 32-byte salt, derives a 256-bit key with
 //! Argon2id, and seals the data key with ChaCha20-Poly1305 bound to the
 //! envelope's context; the Argon2id parameters travel in the wrapped bytes
-//! (`FORMAT.md` §15.4), so they can be raised later without breaking old
+//! (`FORMAT.md` §15.3), so they can be raised later without breaking old
 //! envelopes.
 //!
 //! - **Strong defaults** ([`Argon2Params::DEFAULT`]): 256 MiB, 3 passes,
@@ -73,7 +73,7 @@ pub const PASSPHRASE_PROVIDER_ID: &str = "lockbox.passphrase";
 /// The label a [`Passphrase`] carries unless given another
 /// ([`Passphrase::with_label`]): its wraps' key id.
 pub const DEFAULT_LABEL: &str = "passphrase";
-/// Prefixed to every wrap's random salt before Argon2id (`FORMAT.md` §15.4).
+/// Prefixed to every wrap's random salt before Argon2id (`FORMAT.md` §15.3).
 const SALT_LABEL: &[u8] = b"lockbox v1 passphrase wrap";
 
 /// Argon2id parameters: memory in KiB, passes, lanes. Argon2 version 0x13,
