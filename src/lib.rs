@@ -86,6 +86,13 @@
 //! - `aws-lc`: AES-256-GCM and ChaCha20-Poly1305 on AWS-LC ([`Backend`]),
 //!   byte-identical envelopes, several times faster AES-GCM; needs a C
 //!   compiler.
+//! - `recipients`: public-key recipients and identities (`recipient`):
+//!   X-Wing (post-quantum, the default) and X25519 over HPKE; anyone holding
+//!   a recipient can seal to it (no sender authentication).
+//! - `passphrase`: passphrase wraps with Argon2id (`passphrase`).
+//!
+//! Sealers refuse to mix classical public-key wraps with post-quantum ones
+//! unless told to: see [`PostQuantum`].
 //!
 //! ## Providers in their own crates
 //!
