@@ -10,7 +10,9 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::as_conversions,
-    clippy::arithmetic_side_effects
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::print_stderr
 )]
 
 use std::hint::black_box;
@@ -35,7 +37,11 @@ fn limits() -> Limits {
 fn seal_to_many(c: &mut Criterion) {
     let ctx = EncryptionContext::new().with("bench", "recipients").unwrap();
     let mut g = c.benchmark_group("seal_32B");
-    for (name, kind) in [("x25519", Some(RecipientKind::X25519)), ("xwing", Some(RecipientKind::XWing)), ("local_kek", None)] {
+    for (name, kind) in [
+        ("x25519", Some(RecipientKind::X25519)),
+        ("xwing", Some(RecipientKind::XWing)),
+        ("local_kek", None),
+    ] {
         for n in COUNTS {
             let providers: Vec<Box<dyn KeyEncryptionProvider>> = (0..n)
                 .map(|_| -> Box<dyn KeyEncryptionProvider> {
@@ -66,7 +72,9 @@ fn open_with_identity(c: &mut Criterion) {
         let me = Identity::generate_kind(kind).unwrap();
         let env = Sealer::new(me.recipient()).seal(MESSAGE, &ctx).unwrap();
         let opener = Opener::new(&me);
-        g.bench_function(BenchmarkId::new(name, "1"), |b| b.iter(|| opener.open(black_box(&env), &ctx).unwrap()));
+        g.bench_function(BenchmarkId::new(name, "1"), |b| {
+            b.iter(|| opener.open(black_box(&env), &ctx).unwrap())
+        });
         // The identity's entry is the last of 100: found by key id, no trial decryption.
         let others: Vec<_> = (0..99).map(|_| Identity::generate_kind(kind).unwrap()).collect();
         let mut sealer = Sealer::new(others[0].recipient()).limits(limits());
@@ -94,7 +102,9 @@ fn passphrase_default_cost(c: &mut Criterion) {
     let wrapped = pass.wrap(&dek, binding.as_binding()).unwrap();
     let mut g = c.benchmark_group("passphrase_default_cost");
     g.sample_size(10).measurement_time(Duration::from_secs(20));
-    g.bench_function("wrap", |b| b.iter(|| pass.wrap(black_box(&dek), binding.as_binding()).unwrap()));
+    g.bench_function("wrap", |b| {
+        b.iter(|| pass.wrap(black_box(&dek), binding.as_binding()).unwrap())
+    });
     g.bench_function("unwrap", |b| {
         b.iter(|| pass.unwrap(black_box(wrapped.as_ref()), binding.as_binding()).unwrap())
     });

@@ -74,6 +74,9 @@ pub fn bech32_round_trip(hrp: &str, data: &[u8], text: &str) {
     }
     if let Ok(d) = bech32::decode(text) {
         let again = bech32::encode(&d.hrp.to_ascii_lowercase(), &d.data);
-        assert!(again.eq_ignore_ascii_case(text), "decode then encode changed the string");
+        assert!(
+            again.eq_ignore_ascii_case(text),
+            "decode then encode changed the string"
+        );
     }
 }

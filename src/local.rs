@@ -167,8 +167,8 @@ mod io {
         /// base64 of 32 bytes. The variable stays in the process environment;
         /// clear it at start-up if child processes must not inherit it.
         pub fn from_env(name: &str) -> Result<Self, Error> {
-            let value = std::env::var_os(name)
-                .ok_or_else(|| load_err(format!("environment variable {name} is not set")))?;
+            let value =
+                std::env::var_os(name).ok_or_else(|| load_err(format!("environment variable {name} is not set")))?;
             let value = Zeroizing::new(
                 value
                     .into_string()

@@ -359,16 +359,18 @@ impl Passphrase {
         let mut sealed = [0u8; SEALED_KEY_LEN];
         let (ct, tag_out) = sealed.split_at_mut(DATA_KEY_LEN);
         let cipher = ChaCha20Poly1305::new((&*key).into());
-        let r = InOutBuf::new(dek.expose_secret(), ct)
-            .map_err(|_| ())
-            .and_then(|buf| {
-                cipher
-                    .encrypt_inout_detached(&Array::default(), binding.as_bytes(), buf)
-                    .map_err(|_| ())
-            });
+        let r = InOutBuf::new(dek.expose_secret(), ct).map_err(|_| ()).and_then(|buf| {
+            cipher
+                .encrypt_inout_detached(&Array::default(), binding.as_bytes(), buf)
+                .map_err(|_| ())
+        });
         match r {
             Ok(tag) => tag_out.copy_from_slice(&tag),
-            Err(()) => return Err(other(Error::InvalidArgument { what: "sealing the data key failed" })),
+            Err(()) => {
+                return Err(other(Error::InvalidArgument {
+                    what: "sealing the data key failed",
+                }));
+            }
         }
         let bytes = keywrap::encode_passphrase_wrap(self.params.wire(), salt, &sealed);
         WrappedKey::from_static(PASSPHRASE_PROVIDER_ID, self.label.clone(), KeyVersion(1), &bytes).map_err(other)
@@ -426,8 +428,8 @@ impl KeyEncryptionProvider for Passphrase {
         self.limits
             .check(params)
             .map_err(|e| Self::err(ProviderErrorKind::LimitExceeded).with_source(e))?;
-        let params = Argon2Params::unchecked(p.memory_kib, p.iterations, p.parallelism)
-            .map_err(|e| auth().with_source(e))?;
+        let params =
+            Argon2Params::unchecked(p.memory_kib, p.iterations, p.parallelism).map_err(|e| auth().with_source(e))?;
         let key = self.derive(params, w.salt).map_err(|e| auth().with_source(e))?;
         let (ct, tag) = w.sealed.split_at(DATA_KEY_LEN);
         let cipher = ChaCha20Poly1305::new((&*key).into());

@@ -14,7 +14,13 @@
 //!   `hpke` crate opens the vector's ciphertexts; lockbox's identity from
 //!   `skRm` has `pkRm`, and its wrap with `ikmE` produces `enc`.
 #![cfg(feature = "recipients")]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 use std::convert::Infallible;
 use std::path::Path;
@@ -113,8 +119,9 @@ fn rfc9180_x25519_hkdf_sha256_chacha20poly1305_base() {
     // Every listed encryption opens, in sequence (gaps filled by opening
     // our own seals of the same plaintext, so the counter advances).
     let enc = <X25519HkdfSha256 as Kem>::EncappedKey::from_bytes(&hex(&v["enc"])).unwrap();
-    let mut rx = hpke::setup_receiver::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(&OpModeR::Base, &sk, &enc, &info)
-        .unwrap();
+    let mut rx =
+        hpke::setup_receiver::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(&OpModeR::Base, &sk, &enc, &info)
+            .unwrap();
     let mut tx = hpke::setup_sender_with_rng::<ChaCha20Poly1305, HkdfSha256, X25519HkdfSha256>(
         &OpModeS::Base,
         &pk,
@@ -131,8 +138,16 @@ fn rfc9180_x25519_hkdf_sha256_chacha20poly1305_base() {
             rx.open(&ct, b"").unwrap();
             seq += 1;
         }
-        assert_eq!(tx.seal(&hex(&e["pt"]), &hex(&e["aad"])).unwrap(), hex(&e["ct"]), "seq {want}");
-        assert_eq!(rx.open(&hex(&e["ct"]), &hex(&e["aad"])).unwrap(), hex(&e["pt"]), "seq {want}");
+        assert_eq!(
+            tx.seal(&hex(&e["pt"]), &hex(&e["aad"])).unwrap(),
+            hex(&e["ct"]),
+            "seq {want}"
+        );
+        assert_eq!(
+            rx.open(&hex(&e["ct"]), &hex(&e["aad"])).unwrap(),
+            hex(&e["pt"]),
+            "seq {want}"
+        );
         seq += 1;
     }
     // lockbox's X25519 identity and wrap, on the same keys.

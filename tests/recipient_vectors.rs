@@ -6,7 +6,13 @@
 //! bytes, recipient strings and key ids. `cargo xtask gen-recipient-vectors`
 //! made them; the Python decoder in `tests/interop` checks the same files.
 #![cfg(all(feature = "recipients", feature = "passphrase"))]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 
 use std::path::Path;
 
@@ -51,7 +57,10 @@ fn outcome(r: &Result<Vec<u8>, Error>) -> (String, String) {
                 Some(_) => "other",
                 None => "none",
             };
-            ("no-provider-could-unwrap".into(), format!("attempts={attempts}; source={kind}"))
+            (
+                "no-provider-could-unwrap".into(),
+                format!("attempts={attempts}; source={kind}"),
+            )
         }
         Err(Error::Authentication) => ("authentication".into(), String::new()),
         Err(e) => (format!("{e:?}"), String::new()),
@@ -84,7 +93,11 @@ fn every_envelope_vector_opens_or_fails_as_it_says() {
         }
         let envelope = hex::decode(v["envelope_hex"].as_str().unwrap()).unwrap();
         let info = lockbox::inspect(&envelope).unwrap();
-        assert_eq!(info.post_quantum().to_string(), v["post_quantum"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            info.post_quantum().to_string(),
+            v["post_quantum"].as_str().unwrap(),
+            "{name}"
+        );
         for (w, want) in info.wrapped_keys().iter().zip(v["wrapped_keys"].as_array().unwrap()) {
             assert_eq!(w.provider_id(), want["provider_id"].as_str().unwrap(), "{name}");
             assert_eq!(hex::encode(w.bytes()), want["bytes_hex"].as_str().unwrap(), "{name}");

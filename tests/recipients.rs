@@ -20,9 +20,9 @@ use lockbox::passphrase::{Argon2Params, PASSPHRASE_PROVIDER_ID, Passphrase, Pass
 use lockbox::recipient::{Identity, Recipient, RecipientKind, X25519_PROVIDER_ID, XWING_PROVIDER_ID};
 use lockbox::secrecy::{ExposeSecret, SecretBox, SecretString};
 use lockbox::{
-    AsyncRewrapper, AsyncSealer, BindingBuf, DataKey, EncryptionContext, Error, KeyEncryptionProvider, KeyStringError,
-    Keep, LimitKind, LocalKek, Opener, PostQuantum, ProviderErrorKind, ProviderIdentity, Rewrapper, Sealer, Suite,
-    WrappedKeyRef, hazmat,
+    AsyncRewrapper, AsyncSealer, BindingBuf, DataKey, EncryptionContext, Error, Keep, KeyEncryptionProvider,
+    KeyStringError, LimitKind, LocalKek, Opener, PostQuantum, ProviderErrorKind, ProviderIdentity, Rewrapper, Sealer,
+    Suite, WrappedKeyRef, hazmat,
 };
 
 mod common;
@@ -50,7 +50,10 @@ fn pass(text: &str) -> Passphrase {
 }
 
 fn block_on<F: Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 fn key_string_err(r: Result<impl std::fmt::Debug, Error>) -> KeyStringError {
@@ -100,7 +103,10 @@ fn each_kind_round_trips_and_only_its_identity_opens() {
             other => panic!("{other:?}"),
         }
         // An identity wraps to itself too.
-        let env = Sealer::new(&alice).suite(Suite::ChaCha20Poly1305).seal(b"self", &ctx()).unwrap();
+        let env = Sealer::new(&alice)
+            .suite(Suite::ChaCha20Poly1305)
+            .seal(b"self", &ctx())
+            .unwrap();
         assert_eq!(lockbox::open(&alice, &env, &ctx()).unwrap(), b"self");
     }
 }
@@ -126,14 +132,25 @@ fn wrapped_sizes_and_identity_strings() {
         assert_eq!(lower.key_id(), id.key_id());
         // Debug shows the key id only.
         let dbg = format!("{id:?}");
-        assert!(dbg.contains(id.key_id().as_str()) && !dbg.contains(&s.expose_secret()[30..50]), "{dbg}");
+        assert!(
+            dbg.contains(id.key_id().as_str()) && !dbg.contains(&s.expose_secret()[30..50]),
+            "{dbg}"
+        );
         assert!(!format!("{:?}", id.recipient()).contains(&r[20..40]));
     }
     let x = identity(RecipientKind::X25519, 1);
-    assert!(x.to_secret_string().expose_secret().starts_with("LOCKBOX-X25519-SECRET-KEY-1"));
+    assert!(
+        x.to_secret_string()
+            .expose_secret()
+            .starts_with("LOCKBOX-X25519-SECRET-KEY-1")
+    );
     assert!(x.recipient().to_string().starts_with("lockbox-x25519-pub1"));
     let w = identity(RecipientKind::XWing, 1);
-    assert!(w.to_secret_string().expose_secret().starts_with("LOCKBOX-XWING-SECRET-KEY-1"));
+    assert!(
+        w.to_secret_string()
+            .expose_secret()
+            .starts_with("LOCKBOX-XWING-SECRET-KEY-1")
+    );
     assert!(w.recipient().to_string().starts_with("lockbox-xwing-pub1"));
 }
 
@@ -209,7 +226,11 @@ fn key_string_errors_are_typed() {
         "hello",
         "",
     ] {
-        assert_eq!(key_string_err(Recipient::parse(other)), KeyStringError::UnknownPrefix, "{other}");
+        assert_eq!(
+            key_string_err(Recipient::parse(other)),
+            KeyStringError::UnknownPrefix,
+            "{other}"
+        );
     }
     // Mixed case, a character outside the alphabet.
     let mut mixed = r.clone();
@@ -271,7 +292,11 @@ fn bech32m(hrp: &str, data: &[u8]) -> String {
     let chk = polymod(&values) ^ 0x2bc830a3;
     let upper = hrp.bytes().any(|b| b.is_ascii_uppercase());
     let mut out = format!("{hrp}1");
-    for g in groups.iter().copied().chain((0..6).map(|i| ((chk >> (5 * (5 - i))) & 31) as u8)) {
+    for g in groups
+        .iter()
+        .copied()
+        .chain((0..6).map(|i| ((chk >> (5 * (5 - i))) & 31) as u8))
+    {
         let c = CHARSET[usize::from(g)] as char;
         out.push(if upper { c.to_ascii_uppercase() } else { c });
     }
@@ -353,7 +378,11 @@ fn well_formed_strings_holding_bad_keys_are_refused() {
         }
         chk ^= 0x2bc830a3;
         let mut out = format!("{hrp}1");
-        for g in groups.iter().copied().chain((0..6).map(|i| ((chk >> (5 * (5 - i))) & 31) as u8)) {
+        for g in groups
+            .iter()
+            .copied()
+            .chain((0..6).map(|i| ((chk >> (5 * (5 - i))) & 31) as u8))
+        {
             out.push(charset.as_bytes()[usize::from(g)] as char);
         }
         out
@@ -377,7 +406,10 @@ fn malformed_and_tampered_wraps_fail_authentication() {
             id.unwrap(r, binding.as_binding())
         };
         assert_eq!(open(w.bytes(), &b).unwrap().expose_secret(), dek.expose_secret());
-        assert_eq!(open(w.bytes(), &other).unwrap_err().kind(), ProviderErrorKind::Authentication);
+        assert_eq!(
+            open(w.bytes(), &other).unwrap_err().kind(),
+            ProviderErrorKind::Authentication
+        );
         let mut longer = w.bytes().to_vec();
         longer.push(0);
         let mut version = w.bytes().to_vec();
@@ -390,18 +422,27 @@ fn malformed_and_tampered_wraps_fail_authentication() {
         ] {
             let e = open(bytes, &b).unwrap_err();
             assert_eq!(e.kind(), ProviderErrorKind::Authentication, "{kind} {what}");
-            let src = std::error::Error::source(&e).map(ToString::to_string).unwrap_or_default();
+            let src = std::error::Error::source(&e)
+                .map(ToString::to_string)
+                .unwrap_or_default();
             assert!(src.contains("malformed wrapped key"), "{kind} {what}: {src}");
         }
         // Every byte of the KEM output, the ciphertext and the tag.
         for i in (1..w.bytes().len()).step_by(if kind == RecipientKind::XWing { 37 } else { 1 }) {
             let mut t = w.bytes().to_vec();
             t[i] ^= 0x01;
-            assert_eq!(open(&t, &b).unwrap_err().kind(), ProviderErrorKind::Authentication, "{kind} byte {i}");
+            assert_eq!(
+                open(&t, &b).unwrap_err().kind(),
+                ProviderErrorKind::Authentication,
+                "{kind} byte {i}"
+            );
         }
         // Another key version or key id is not this identity's.
         let r = WrappedKeyRef::new(w.provider_id(), w.key_id().as_str(), lockbox::KeyVersion(2), w.bytes()).unwrap();
-        assert_eq!(id.unwrap(r, b.as_binding()).unwrap_err().kind(), ProviderErrorKind::KeyNotFound);
+        assert_eq!(
+            id.unwrap(r, b.as_binding()).unwrap_err().kind(),
+            ProviderErrorKind::KeyNotFound
+        );
         assert!(!id.matches(WrappedKeyRef::new(w.provider_id(), "0123", w.key_version(), w.bytes()).unwrap()));
     }
 }
@@ -412,9 +453,15 @@ fn malformed_and_tampered_wraps_fail_authentication() {
 #[test]
 fn providers_state_their_post_quantum_status() {
     assert_eq!(identity(RecipientKind::XWing, 1).post_quantum(), PostQuantum::Yes);
-    assert_eq!(identity(RecipientKind::XWing, 1).recipient().post_quantum(), PostQuantum::Yes);
+    assert_eq!(
+        identity(RecipientKind::XWing, 1).recipient().post_quantum(),
+        PostQuantum::Yes
+    );
     assert_eq!(identity(RecipientKind::X25519, 1).post_quantum(), PostQuantum::No);
-    assert_eq!(identity(RecipientKind::X25519, 1).recipient().post_quantum(), PostQuantum::No);
+    assert_eq!(
+        identity(RecipientKind::X25519, 1).recipient().post_quantum(),
+        PostQuantum::No
+    );
     assert_eq!(pass("p").post_quantum(), PostQuantum::Yes);
     assert_eq!(LocalKek::generate().unwrap().post_quantum(), PostQuantum::Yes);
     let boxed: Box<dyn KeyEncryptionProvider> = Box::new(identity(RecipientKind::X25519, 1).recipient().clone());
@@ -455,10 +502,17 @@ fn sealers_refuse_to_mix_classical_with_post_quantum_unless_told() {
         X25519_PROVIDER_ID,
         PASSPHRASE_PROVIDER_ID,
     );
-    let e = Sealer::new(x.recipient()).also_wrap_with(&kek).seal(b"m", &c).unwrap_err();
+    let e = Sealer::new(x.recipient())
+        .also_wrap_with(&kek)
+        .seal(b"m", &c)
+        .unwrap_err();
     assert!(e.to_string().contains("allow_classical_with_post_quantum"), "{e}");
     // The async sealer applies the same rule, before any provider call.
-    let r = block_on(AsyncSealer::new(w.recipient()).also_wrap_with(x.recipient()).seal(b"m", &c));
+    let r = block_on(
+        AsyncSealer::new(w.recipient())
+            .also_wrap_with(x.recipient())
+            .seal(b"m", &c),
+    );
     refused(r, X25519_PROVIDER_ID, XWING_PROVIDER_ID);
     // Opting in works, and inspect reports the envelope as classical.
     let env = Sealer::new(x.recipient())
@@ -488,7 +542,10 @@ fn sealers_refuse_to_mix_classical_with_post_quantum_unless_told() {
         .seal(b"m", &c)
         .unwrap();
     assert_eq!(lockbox::inspect(&env).unwrap().post_quantum(), PostQuantum::Yes);
-    let env = Sealer::new(w.recipient()).also_wrap_with(&common::FixedWrap).seal(b"m", &c).unwrap();
+    let env = Sealer::new(w.recipient())
+        .also_wrap_with(&common::FixedWrap)
+        .seal(b"m", &c)
+        .unwrap();
     assert_eq!(lockbox::inspect(&env).unwrap().post_quantum(), PostQuantum::Unknown);
     let env = lockbox::seal(&kek, b"m", &c).unwrap();
     assert_eq!(lockbox::inspect(&env).unwrap().post_quantum(), PostQuantum::Yes);
@@ -514,7 +571,11 @@ fn rewrappers_refuse_to_add_a_classical_wrap_to_a_post_quantum_envelope() {
     // Opted in, it works; replacing everything with X25519 alone needs no opt-in.
     let mixed = add.allow_classical_with_post_quantum().rewrap(&env, &c).unwrap();
     assert_eq!(lockbox::inspect(&mixed).unwrap().post_quantum(), PostQuantum::No);
-    let only_x = Rewrapper::new(&w).wrap_with(x.recipient()).keep(Keep::Nothing).rewrap(&env, &c).unwrap();
+    let only_x = Rewrapper::new(&w)
+        .wrap_with(x.recipient())
+        .keep(Keep::Nothing)
+        .rewrap(&env, &c)
+        .unwrap();
     assert_eq!(lockbox::inspect(&only_x).unwrap().post_quantum(), PostQuantum::No);
     // Rewrapping a mixed envelope that stays mixed needs the opt-in again,
     // even with providers the rewrapper only knows by their ids.
@@ -645,17 +706,33 @@ fn identity_from_the_environment_in_a_child_process() {
     // `set_var` is unsafe in edition 2024 and unsafe code is forbidden: the
     // variables are set for a child, this test binary itself.
     if let Ok(expected) = std::env::var("LOCKBOX_TEST_CHILD_EXPECTED_ID") {
-        assert_eq!(Identity::from_env("LOCKBOX_TEST_IDENTITY").unwrap().key_id().as_str(), expected);
-        assert!(matches!(Identity::from_env("LOCKBOX_TEST_IDENTITY_BAD"), Err(Error::KeyString(_))));
+        assert_eq!(
+            Identity::from_env("LOCKBOX_TEST_IDENTITY").unwrap().key_id().as_str(),
+            expected
+        );
+        assert!(matches!(
+            Identity::from_env("LOCKBOX_TEST_IDENTITY_BAD"),
+            Err(Error::KeyString(_))
+        ));
         let pass = Passphrase::from_env("LOCKBOX_TEST_PASSPHRASE").unwrap();
         assert_eq!(pass.label().as_str(), "passphrase");
         return;
     }
-    assert!(matches!(Identity::from_env("LOCKBOX_TEST_IDENTITY_UNSET"), Err(Error::KeyLoad { .. })));
-    assert!(matches!(Passphrase::from_env("LOCKBOX_TEST_IDENTITY_UNSET"), Err(Error::KeyLoad { .. })));
+    assert!(matches!(
+        Identity::from_env("LOCKBOX_TEST_IDENTITY_UNSET"),
+        Err(Error::KeyLoad { .. })
+    ));
+    assert!(matches!(
+        Passphrase::from_env("LOCKBOX_TEST_IDENTITY_UNSET"),
+        Err(Error::KeyLoad { .. })
+    ));
     let id = identity(RecipientKind::X25519, 5);
     let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "identity_from_the_environment_in_a_child_process", "--nocapture"])
+        .args([
+            "--exact",
+            "identity_from_the_environment_in_a_child_process",
+            "--nocapture",
+        ])
         .env("LOCKBOX_TEST_CHILD_EXPECTED_ID", id.key_id().as_str())
         .env("LOCKBOX_TEST_IDENTITY", id.to_secret_string().expose_secret())
         .env("LOCKBOX_TEST_IDENTITY_BAD", "LOCKBOX-X25519-SECRET-KEY-1qqqq")
@@ -678,10 +755,17 @@ fn sealed_identity_files_open_only_with_their_provider() {
     // The secret is not in the file, in any form.
     let bytes = fs::read(&path).unwrap();
     let secret = id.to_secret_string();
-    assert!(!bytes.windows(20).any(|w| w == &secret.expose_secret().as_bytes()[26..46]));
+    assert!(
+        !bytes
+            .windows(20)
+            .any(|w| w == &secret.expose_secret().as_bytes()[26..46])
+    );
     assert!(!bytes.windows(32).any(|w| w == hazmat::identity_bytes(&id)));
     let info = lockbox::inspect(&bytes).unwrap();
-    assert_eq!(info.stored_context().collect::<Vec<_>>(), [("lockbox.content", "identity")]);
+    assert_eq!(
+        info.stored_context().collect::<Vec<_>>(),
+        [("lockbox.content", "identity")]
+    );
     assert_eq!(Identity::from_sealed_file(&path, &kek).unwrap().key_id(), id.key_id());
     assert!(Identity::from_sealed_file(&path, &LocalKek::generate().unwrap()).is_err());
     assert!(id.write_sealed_file(&path, &kek).is_err(), "never overwritten");
@@ -689,7 +773,10 @@ fn sealed_identity_files_open_only_with_their_provider() {
     let p = pass("a long passphrase");
     let path2 = dir.path().join("me.pass");
     block_on(id.write_sealed_file_async(&path2, &p)).unwrap();
-    assert_eq!(block_on(Identity::from_sealed_file_async(&path2, &p)).unwrap().key_id(), id.key_id());
+    assert_eq!(
+        block_on(Identity::from_sealed_file_async(&path2, &p)).unwrap().key_id(),
+        id.key_id()
+    );
     assert_eq!(Identity::from_sealed_file(&path2, &p).unwrap().key_id(), id.key_id());
     assert!(Identity::from_sealed_file(&path2, &pass("wrong")).is_err());
     // Another envelope under the same key is not an identity file.
@@ -699,7 +786,10 @@ fn sealed_identity_files_open_only_with_their_provider() {
     let other = dir.path().join("other2");
     let ctx = EncryptionContext::new().with("lockbox.content", "identity").unwrap();
     fs::write(&other, lockbox::seal(&kek, b"not an identity", &ctx).unwrap()).unwrap();
-    assert!(matches!(Identity::from_sealed_file(&other, &kek), Err(Error::KeyString(_))));
+    assert!(matches!(
+        Identity::from_sealed_file(&other, &kek),
+        Err(Error::KeyString(_))
+    ));
 }
 
 // ---------------------------------------------------------------------------
@@ -770,13 +860,23 @@ fn passphrase_parameters_above_the_limits_are_refused_before_any_work() {
         let e = r.unwrap_err();
         assert_eq!(e.kind(), ProviderErrorKind::LimitExceeded, "{m} {t} {par}");
         let src = std::error::Error::source(&e).unwrap().downcast_ref::<Error>().unwrap();
-        assert!(matches!(src, Error::LimitExceeded { limit: l, .. } if *l == limit), "{src:?}");
-        assert!(took < std::time::Duration::from_millis(100), "refused before any work: {took:?}");
+        assert!(
+            matches!(src, Error::LimitExceeded { limit: l, .. } if *l == limit),
+            "{src:?}"
+        );
+        assert!(
+            took < std::time::Duration::from_millis(100),
+            "refused before any work: {took:?}"
+        );
     }
     // Invalid for Argon2id itself (zero passes, zero lanes, too little memory per lane).
     for (m, t, par) in [(64, 0, 1), (64, 1, 0), (8, 1, 2)] {
         let (r, _) = unwrap(&with(m, t, par));
-        assert_eq!(r.unwrap_err().kind(), ProviderErrorKind::Authentication, "{m} {t} {par}");
+        assert_eq!(
+            r.unwrap_err().kind(),
+            ProviderErrorKind::Authentication,
+            "{m} {t} {par}"
+        );
     }
     // Changed (valid) parameters derive another key.
     let (r, _) = unwrap(&with(128, 1, 1));
@@ -784,14 +884,21 @@ fn passphrase_parameters_above_the_limits_are_refused_before_any_work() {
     // Stricter limits refuse what the default accepts; looser ones accept.
     let strict = pass("pw").with_limits(PassphraseLimits::new(32, 10, 1));
     let r = WrappedKeyRef::new(w.provider_id(), w.key_id().as_str(), w.key_version(), w.bytes()).unwrap();
-    assert_eq!(strict.unwrap(r, b.as_binding()).unwrap_err().kind(), ProviderErrorKind::LimitExceeded);
+    assert_eq!(
+        strict.unwrap(r, b.as_binding()).unwrap_err().kind(),
+        ProviderErrorKind::LimitExceeded
+    );
     let (ok, _) = unwrap(w.bytes());
     assert_eq!(ok.unwrap().expose_secret(), dek.expose_secret());
     // Every byte of salt, ciphertext and tag is authenticated.
     for i in 13..w.bytes().len() {
         let mut t = w.bytes().to_vec();
         t[i] ^= 0x80;
-        assert_eq!(unwrap(&t).0.unwrap_err().kind(), ProviderErrorKind::Authentication, "byte {i}");
+        assert_eq!(
+            unwrap(&t).0.unwrap_err().kind(),
+            ProviderErrorKind::Authentication,
+            "byte {i}"
+        );
     }
 }
 
@@ -820,7 +927,10 @@ fn argon2_parameters_have_a_floor_and_a_ceiling() {
     assert!(hazmat::argon2_params_unchecked(8, 1, 1).is_ok());
     assert!(hazmat::argon2_params_unchecked(7, 1, 1).is_err());
     let l = PassphraseLimits::default();
-    assert_eq!((l.max_memory_kib(), l.max_iterations(), l.max_parallelism()), (1 << 20, 10, 16));
+    assert_eq!(
+        (l.max_memory_kib(), l.max_iterations(), l.max_parallelism()),
+        (1 << 20, 10, 16)
+    );
 }
 
 #[test]
@@ -830,5 +940,8 @@ fn default_parameters_round_trip() {
     let env = lockbox::seal(&p, b"slow on purpose", &EncryptionContext::new()).unwrap();
     let w = lockbox::inspect(&env).unwrap().wrapped_keys()[0].clone();
     assert_eq!(&w.bytes()[1..13], &[0, 4, 0, 0, 0, 0, 0, 3, 0, 0, 0, 1]);
-    assert_eq!(lockbox::open(&p, &env, &EncryptionContext::new()).unwrap(), b"slow on purpose");
+    assert_eq!(
+        lockbox::open(&p, &env, &EncryptionContext::new()).unwrap(),
+        b"slow on purpose"
+    );
 }

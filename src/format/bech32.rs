@@ -86,7 +86,10 @@ pub(crate) fn encode(hrp: &str, data: &[u8]) -> Zeroizing<String> {
         acc &= (1u16 << bits).wrapping_sub(1);
     }
     if bits > 0 {
-        push(u8::try_from((acc << (5u32.saturating_sub(bits))) & 31).unwrap_or(0), &mut out);
+        push(
+            u8::try_from((acc << (5u32.saturating_sub(bits))) & 31).unwrap_or(0),
+            &mut out,
+        );
     }
     for _ in 0..CHECKSUM_LEN {
         chk = polymod_step(chk, 0);
@@ -129,8 +132,13 @@ pub(crate) fn decode(s: &str) -> Result<Decoded<'_>, KeyStringError> {
     if bytes.iter().any(u8::is_ascii_lowercase) && bytes.iter().any(u8::is_ascii_uppercase) {
         return Err(KeyStringError::MixedCase);
     }
-    let sep = s.rfind('1').ok_or(KeyStringError::InvalidCharacter { position: s.len() })?;
-    let (hrp, rest) = (s.get(..sep).unwrap_or_default(), s.get(sep.saturating_add(1)..).unwrap_or_default());
+    let sep = s
+        .rfind('1')
+        .ok_or(KeyStringError::InvalidCharacter { position: s.len() })?;
+    let (hrp, rest) = (
+        s.get(..sep).unwrap_or_default(),
+        s.get(sep.saturating_add(1)..).unwrap_or_default(),
+    );
     if hrp.is_empty() || rest.len() < CHECKSUM_LEN {
         return Err(KeyStringError::Length);
     }
@@ -146,11 +154,15 @@ pub(crate) fn decode(s: &str) -> Result<Decoded<'_>, KeyStringError> {
             })?;
         values.push(v);
     }
-    let chk = values.iter().fold(hrp_state(hrp.as_bytes()), |c, v| polymod_step(c, *v));
+    let chk = values
+        .iter()
+        .fold(hrp_state(hrp.as_bytes()), |c, v| polymod_step(c, *v));
     if chk != BECH32M_CONST {
         return Err(KeyStringError::Checksum);
     }
-    let groups = values.get(..values.len().saturating_sub(CHECKSUM_LEN)).unwrap_or_default();
+    let groups = values
+        .get(..values.len().saturating_sub(CHECKSUM_LEN))
+        .unwrap_or_default();
     let mut data = Zeroizing::new(Vec::with_capacity(groups.len().saturating_mul(5) / 8));
     let (mut acc, mut bits) = (0u16, 0u32);
     for v in groups {

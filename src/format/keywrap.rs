@@ -77,7 +77,9 @@ pub(crate) fn parse_recipient_wrap(bytes: &[u8], enc_len: usize) -> Result<Recip
             found: bytes.len(),
         });
     }
-    let (version, rest) = bytes.split_first().ok_or(MalformedWrap::Length { expected, found: 0 })?;
+    let (version, rest) = bytes
+        .split_first()
+        .ok_or(MalformedWrap::Length { expected, found: 0 })?;
     if *version != RECIPIENT_WRAP_V1 {
         return Err(MalformedWrap::Version(*version));
     }

@@ -45,7 +45,9 @@ fn identity_line<'t>(text: &'t str, shown: &dyn core::fmt::Display) -> Result<&'
         .next()
         .ok_or_else(|| load_err(format!("{IDENTITY_FILE} {shown} holds no identity")))?;
     if lines.next().is_some() {
-        return Err(load_err(format!("{IDENTITY_FILE} {shown} holds more than one identity")));
+        return Err(load_err(format!(
+            "{IDENTITY_FILE} {shown} holds more than one identity"
+        )));
     }
     Ok(line)
 }
@@ -63,7 +65,8 @@ impl Identity {
         let path = path.as_ref();
         let shown = path.display();
         let bytes = secret_file::read(path, IDENTITY_FILE, MAX_IDENTITY_FILE_LEN)?;
-        let text = core::str::from_utf8(&bytes).map_err(|_| load_err(format!("{IDENTITY_FILE} {shown} is not text")))?;
+        let text =
+            core::str::from_utf8(&bytes).map_err(|_| load_err(format!("{IDENTITY_FILE} {shown} is not text")))?;
         Self::parse(identity_line(text, &shown)?)
     }
 
@@ -71,7 +74,8 @@ impl Identity {
     /// identity string. The variable stays in the process environment; clear
     /// it at start-up if child processes must not inherit it.
     pub fn from_env(name: &str) -> Result<Self, Error> {
-        let value = std::env::var_os(name).ok_or_else(|| load_err(format!("environment variable {name} is not set")))?;
+        let value =
+            std::env::var_os(name).ok_or_else(|| load_err(format!("environment variable {name} is not set")))?;
         let value = Zeroizing::new(
             value
                 .into_string()

@@ -143,7 +143,10 @@ impl PublicKey {
     where
         R: TryCryptoRng + ?Sized,
     {
-        let mut adapter = RngAdapter { inner: rng, failed: false };
+        let mut adapter = RngAdapter {
+            inner: rng,
+            failed: false,
+        };
         let out = match self {
             Self::X25519(pk) => seal::<X25519HkdfSha256>(pk, dek, info, aad, &mut adapter),
             Self::XWing(pk) => seal::<XWing>(pk, dek, info, aad, &mut adapter),
@@ -214,7 +217,9 @@ fn seal<K: Kem>(
     };
     if tag_out.len() != TAG_LEN {
         sealed.zeroize();
-        return Err(Error::InvalidArgument { what: "AEAD tag length" });
+        return Err(Error::InvalidArgument {
+            what: "AEAD tag length",
+        });
     }
     tag.write_exact(tag_out);
     let mut enc_bytes = alloc::vec![0u8; <K::EncappedKey as Serializable>::size()];

@@ -92,9 +92,9 @@ use crate::keys::{DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef, os_rand
 use crate::pq::PostQuantum;
 use crate::provider::{KeyEncryptionProvider, ProviderIdentity};
 
-mod kem;
 #[cfg(feature = "std")]
 mod file;
+mod kem;
 
 use kem::{BadKey, PublicKey, SECRET_LEN, SecretKey, UnwrapFailure};
 
@@ -200,7 +200,11 @@ fn kind_of_prefix(hrp: &str) -> Option<(RecipientKind, bool)> {
 /// `identity` (secret) or not: the data bytes and the kind.
 fn decode_key_string(s: &str, identity: bool) -> Result<(RecipientKind, Zeroizing<Vec<u8>>), Error> {
     let s = s.trim_ascii();
-    let expected = if identity { "an identity (secret key)" } else { "a recipient (public key)" };
+    let expected = if identity {
+        "an identity (secret key)"
+    } else {
+        "a recipient (public key)"
+    };
     // An unknown prefix is reported as such, whatever else is wrong.
     let decoded = bech32::decode(s).map_err(|e| match bech32::prefix(s).and_then(kind_of_prefix) {
         Some(_) => e,
@@ -210,7 +214,11 @@ fn decode_key_string(s: &str, identity: bool) -> Result<(RecipientKind, Zeroizin
     if is_identity != identity {
         return Err(KeyStringError::WrongKeyType {
             expected,
-            found: if is_identity { "an identity (secret key)" } else { "a recipient (public key)" },
+            found: if is_identity {
+                "an identity (secret key)"
+            } else {
+                "a recipient (public key)"
+            },
         }
         .into());
     }

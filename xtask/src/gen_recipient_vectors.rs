@@ -38,8 +38,8 @@ use lockbox::rand_core::{TryCryptoRng, TryRng};
 use lockbox::recipient::{Identity, RecipientKind};
 use lockbox::secrecy::{ExposeSecret, SecretBox, SecretString};
 use lockbox::{
-    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, KeyId, Opener, PostQuantum,
-    ProviderError, ProviderErrorKind, ProviderIdentity, Sealer, Storage, Suite, WrappedKey, WrappedKeyRef, hazmat,
+    Binding, DataKey, EncryptionContext, Error, KeyEncryptionProvider, KeyId, Opener, PostQuantum, ProviderError,
+    ProviderErrorKind, ProviderIdentity, Sealer, Storage, Suite, WrappedKey, WrappedKeyRef, hazmat,
 };
 use serde_json::{Value, json};
 
@@ -155,7 +155,13 @@ fn to_identity(kind: RecipientKind, secret: [u8; 32], seed: u8, edit: fn(&mut Ve
 }
 
 /// Wraps under `text` with the given cost and salt `seed` repeated, then `edit`.
-fn to_passphrase(text: &'static str, memory_kib: u32, iterations: u32, seed: u8, edit: fn(&mut Vec<u8>)) -> Deterministic {
+fn to_passphrase(
+    text: &'static str,
+    memory_kib: u32,
+    iterations: u32,
+    seed: u8,
+    edit: fn(&mut Vec<u8>),
+) -> Deterministic {
     let p = passphrase(text, memory_kib, iterations);
     Deterministic {
         provider_id: lockbox::passphrase::PASSPHRASE_PROVIDER_ID.to_string(),
@@ -246,8 +252,8 @@ fn context(entries: &[(&str, &str, Storage)]) -> EncryptionContext {
     let mut c = EncryptionContext::new();
     for (k, v, s) in entries {
         c = match s {
-            Storage::Stored => c.with(*k, *v).unwrap(),
-            _ => c.with_required(*k, *v).unwrap(),
+            Storage::Stored => c.with(k, v).unwrap(),
+            _ => c.with_required(k, v).unwrap(),
         };
     }
     c
@@ -273,7 +279,10 @@ fn outcome(r: &Result<Vec<u8>, Error>) -> (String, String) {
                 Some(_) => "other",
                 None => "none",
             };
-            ("no-provider-could-unwrap".into(), format!("attempts={attempts}; source={kind}"))
+            (
+                "no-provider-could-unwrap".into(),
+                format!("attempts={attempts}; source={kind}"),
+            )
         }
         Err(Error::Authentication) => ("authentication".into(), String::new()),
         Err(e) => (format!("{e:?}"), String::new()),
@@ -497,7 +506,7 @@ fn build(c: &Case) -> BoxResult<Value> {
     }
     let mut open_ctx = EncryptionContext::new();
     for (k, v) in &c.open {
-        open_ctx = open_ctx.with_required(*k, *v)?;
+        open_ctx = open_ctx.with_required(k, v)?;
     }
     let got = outcome(&opener.open(&envelope, &open_ctx));
     let want = match c.expect {
@@ -555,26 +564,105 @@ fn string_vectors() -> Vec<Value> {
     };
     let mut mixed = xr.clone();
     mixed.replace_range(25..26, &xr[25..26].to_ascii_uppercase());
-    let ok = |name: &str, desc: &str, input: &str, parse_as: &str, kind: &str, hexkey: String| {
-        json!({"name": name, "description": desc, "input": input, "parse_as": parse_as, "expect": "valid", "kind": kind, "key_hex": hexkey})
-    };
-    let bad = |name: &str, desc: &str, input: &str, parse_as: &str, expect: &str| {
-        json!({"name": name, "description": desc, "input": input, "parse_as": parse_as, "expect": expect})
-    };
+    let ok = |name: &str, desc: &str, input: &str, parse_as: &str, kind: &str, hexkey: String| json!({"name": name, "description": desc, "input": input, "parse_as": parse_as, "expect": "valid", "kind": kind, "key_hex": hexkey});
+    let bad = |name: &str, desc: &str, input: &str, parse_as: &str, expect: &str| json!({"name": name, "description": desc, "input": input, "parse_as": parse_as, "expect": expect});
     vec![
-        ok("s01-x25519-recipient", "The X25519 test identity's recipient string.", &xr, "recipient", "x25519", hex::encode(x.recipient().as_bytes())),
-        ok("s02-x25519-identity", "The X25519 test identity (secret bytes 40 41 … 5f).", &xs, "identity", "x25519", hex::encode(X25519_SECRET)),
-        ok("s03-x25519-identity-lowercase", "The same identity in lowercase: Bech32 is case-insensitive.", &xs.to_ascii_lowercase(), "identity", "x25519", hex::encode(X25519_SECRET)),
-        ok("s04-xwing-recipient", "The X-Wing test identity's recipient string (1970 characters).", &w.recipient().to_string(), "recipient", "xwing", hex::encode(w.recipient().as_bytes())),
-        ok("s05-xwing-identity", "The X-Wing test identity (seed 60 61 … 7f).", &ws, "identity", "xwing", hex::encode(XWING_SECRET)),
-        bad("s06-typo", "s01 with character 30 replaced.", &typo, "recipient", "checksum"),
-        bad("s07-swapped", "s01 with two adjacent differing characters swapped.", &swapped, "recipient", "checksum"),
-        bad("s08-truncated", "s01 without its last character.", &xr[..xr.len() - 1], "recipient", "checksum"),
-        bad("s09-identity-as-recipient", "s02 parsed as a recipient.", &xs, "recipient", "wrong-key-type"),
-        bad("s10-recipient-as-identity", "s01 parsed as an identity.", &xr, "identity", "wrong-key-type"),
-        bad("s11-mixed-case", "s01 with character 25 in upper case.", &mixed, "recipient", "mixed-case"),
-        bad("s12-age-recipient", "An age X25519 recipient: another format.", "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p", "recipient", "unknown-prefix"),
-        bad("s13-no-separator", "No separator at all.", "lockbox-x25519-pub", "recipient", "unknown-prefix"),
+        ok(
+            "s01-x25519-recipient",
+            "The X25519 test identity's recipient string.",
+            &xr,
+            "recipient",
+            "x25519",
+            hex::encode(x.recipient().as_bytes()),
+        ),
+        ok(
+            "s02-x25519-identity",
+            "The X25519 test identity (secret bytes 40 41 … 5f).",
+            &xs,
+            "identity",
+            "x25519",
+            hex::encode(X25519_SECRET),
+        ),
+        ok(
+            "s03-x25519-identity-lowercase",
+            "The same identity in lowercase: Bech32 is case-insensitive.",
+            &xs.to_ascii_lowercase(),
+            "identity",
+            "x25519",
+            hex::encode(X25519_SECRET),
+        ),
+        ok(
+            "s04-xwing-recipient",
+            "The X-Wing test identity's recipient string (1970 characters).",
+            &w.recipient().to_string(),
+            "recipient",
+            "xwing",
+            hex::encode(w.recipient().as_bytes()),
+        ),
+        ok(
+            "s05-xwing-identity",
+            "The X-Wing test identity (seed 60 61 … 7f).",
+            &ws,
+            "identity",
+            "xwing",
+            hex::encode(XWING_SECRET),
+        ),
+        bad(
+            "s06-typo",
+            "s01 with character 30 replaced.",
+            &typo,
+            "recipient",
+            "checksum",
+        ),
+        bad(
+            "s07-swapped",
+            "s01 with two adjacent differing characters swapped.",
+            &swapped,
+            "recipient",
+            "checksum",
+        ),
+        bad(
+            "s08-truncated",
+            "s01 without its last character.",
+            &xr[..xr.len() - 1],
+            "recipient",
+            "checksum",
+        ),
+        bad(
+            "s09-identity-as-recipient",
+            "s02 parsed as a recipient.",
+            &xs,
+            "recipient",
+            "wrong-key-type",
+        ),
+        bad(
+            "s10-recipient-as-identity",
+            "s01 parsed as an identity.",
+            &xr,
+            "identity",
+            "wrong-key-type",
+        ),
+        bad(
+            "s11-mixed-case",
+            "s01 with character 25 in upper case.",
+            &mixed,
+            "recipient",
+            "mixed-case",
+        ),
+        bad(
+            "s12-age-recipient",
+            "An age X25519 recipient: another format.",
+            "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+            "recipient",
+            "unknown-prefix",
+        ),
+        bad(
+            "s13-no-separator",
+            "No separator at all.",
+            "lockbox-x25519-pub",
+            "recipient",
+            "unknown-prefix",
+        ),
     ]
 }
 
