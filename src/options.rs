@@ -6,7 +6,7 @@
 macro_rules! shared_options {
     ($ty:ident, $($field:ident).+) => {
         impl $ty<'_> {
-            /// Sets the AEAD implementation (default [`Backend::default`]):
+            /// Sets the AEAD implementation (default [`Backend::default`](crate::Backend::default)):
             /// every backend seals and opens the same bytes.
             #[must_use]
             pub fn backend(mut self, backend: $crate::Backend) -> Self {

@@ -4,7 +4,7 @@
 //! A [`Recipient`] is a public key: it can only **wrap** data keys (seal).
 //! An [`Identity`] is the matching secret key: it **unwraps** (opens), and
 //! knows its own recipient. Both are
-//! [`KeyEncryptionProvider`](crate::KeyEncryptionProvider)s, so they work
+//! [`KeyEncryptionProvider`]s, so they work
 //! with every sealer, opener and rewrapper, next to any other provider.
 //!
 //! Two kinds ([`RecipientKind`]), both through HPKE (RFC 9180) base mode with
@@ -21,7 +21,7 @@
 //!
 //! Sealers refuse to mix an X25519 recipient with post-quantum wraps
 //! (X-Wing recipients, symmetric keys, passphrases) unless told to with
-//! `allow_classical_with_post_quantum()`: see [`PostQuantum`](crate::PostQuantum).
+//! `allow_classical_with_post_quantum()`: see [`PostQuantum`].
 //!
 //! # No sender authentication
 //!
