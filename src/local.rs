@@ -167,13 +167,7 @@ mod io {
         /// base64 of 32 bytes. The variable stays in the process environment;
         /// clear it at start-up if child processes must not inherit it.
         pub fn from_env(name: &str) -> Result<Self, Error> {
-            let value =
-                std::env::var_os(name).ok_or_else(|| load_err(format!("environment variable {name} is not set")))?;
-            let value = Zeroizing::new(
-                value
-                    .into_string()
-                    .map_err(|_| load_err(format!("environment variable {name} is not valid UTF-8")))?,
-            );
+            let value = secret_file::env_var(name)?;
             Self::from_base64(&value).map_err(|_| {
                 load_err(format!(
                     "environment variable {name} does not hold standard base64 of exactly 32 bytes"

@@ -267,11 +267,8 @@ impl Passphrase {
     /// not inherit it.
     #[cfg(feature = "std")]
     pub fn from_env(name: &str) -> Result<Self, Error> {
-        let value = std::env::var_os(name)
-            .ok_or_else(|| Error::key_load(alloc::format!("environment variable {name} is not set"), None))?
-            .into_string()
-            .map_err(|_| Error::key_load(alloc::format!("environment variable {name} is not valid UTF-8"), None))?;
-        Self::new(SecretString::from(value))
+        let value = crate::secret_file::env_var(name)?;
+        Self::new(SecretString::from(value.as_str()))
     }
 
     /// Sets the label (the key id of its wraps): 1 to 255 bytes of UTF-8

@@ -113,3 +113,15 @@ pub(crate) fn write_new(path: &Path, kind: &str, parts: &[&[u8]]) -> Result<(), 
         .map_err(|e| load_err(format!("cannot sync directory {}", dir.display()), Some(e)))?;
     Ok(())
 }
+
+/// The value of the environment variable `name` (which holds a key or a
+/// secret, never echoed in errors), in a buffer zeroized on drop. The
+/// variable stays in the process environment.
+pub(crate) fn env_var(name: &str) -> Result<Zeroizing<String>, Error> {
+    let value =
+        std::env::var_os(name).ok_or_else(|| load_err(format!("environment variable {name} is not set"), None))?;
+    value
+        .into_string()
+        .map(Zeroizing::new)
+        .map_err(|_| load_err(format!("environment variable {name} is not valid UTF-8"), None))
+}

@@ -74,14 +74,7 @@ impl Identity {
     /// identity string. The variable stays in the process environment; clear
     /// it at start-up if child processes must not inherit it.
     pub fn from_env(name: &str) -> Result<Self, Error> {
-        let value =
-            std::env::var_os(name).ok_or_else(|| load_err(format!("environment variable {name} is not set")))?;
-        let value = Zeroizing::new(
-            value
-                .into_string()
-                .map_err(|_| load_err(format!("environment variable {name} is not valid UTF-8")))?,
-        );
-        Self::parse(&value)
+        Self::parse(&secret_file::env_var(name)?)
     }
 
     /// Writes the identity to a new file at `path`: two comment lines (what

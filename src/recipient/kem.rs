@@ -18,7 +18,7 @@ use zeroize::Zeroize;
 use crate::error::Error;
 use crate::format::TAG_LEN;
 use crate::format::keywrap::{self, SEALED_KEY_LEN};
-use crate::keys::{DATA_KEY_LEN, DataKey};
+use crate::keys::{DATA_KEY_LEN, DataKey, os_random, rng_random};
 
 /// Length of an identity's secret: an X25519 private key, or an X-Wing
 /// decapsulation key (a seed).
@@ -28,25 +28,27 @@ pub(crate) const X25519_LEN: usize = 32;
 /// X-Wing ciphertext (encapsulated key) length.
 pub(crate) const XWING_ENC_LEN: usize = 1120;
 
-/// The OS generator as the infallible RNG the `hpke` crate takes: a failure
-/// is recorded (and the bytes zeroed) instead of panicking, and the caller
-/// discards the output and reports [`Error::Random`].
-pub(crate) struct OsRng {
+/// A fallible generator as the infallible RNG the `hpke` crate takes: a
+/// failure is recorded (and the bytes zeroed) instead of panicking, and the
+/// caller discards the output and reports [`Error::Random`]. `fill` is the
+/// OS generator, or a caller's RNG (known-answer tests).
+pub(crate) struct Recording<F> {
+    fill: F,
     failed: bool,
 }
 
-impl OsRng {
-    pub(crate) fn new() -> Self {
-        Self { failed: false }
+impl<F: FnMut(&mut [u8]) -> Result<(), Error>> Recording<F> {
+    pub(crate) fn new(fill: F) -> Self {
+        Self { fill, failed: false }
     }
 
-    /// `Ok(value)` unless the generator failed while producing it.
-    pub(crate) fn check<T>(self, value: T) -> Result<T, Error> {
-        if self.failed { Err(Error::Random) } else { Ok(value) }
+    /// `value` unless the generator failed while it was produced.
+    pub(crate) fn check<T>(self, value: Result<T, Error>) -> Result<T, Error> {
+        if self.failed { Err(Error::Random) } else { value }
     }
 }
 
-impl TryRng for OsRng {
+impl<F: FnMut(&mut [u8]) -> Result<(), Error>> TryRng for Recording<F> {
     type Error = Infallible;
 
     fn try_next_u32(&mut self) -> Result<u32, Infallible> {
@@ -62,7 +64,7 @@ impl TryRng for OsRng {
     }
 
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        if getrandom::fill(dst).is_err() {
+        if (self.fill)(dst).is_err() {
             self.failed = true;
             dst.fill(0);
         }
@@ -70,7 +72,7 @@ impl TryRng for OsRng {
     }
 }
 
-impl TryCryptoRng for OsRng {}
+impl<F: FnMut(&mut [u8]) -> Result<(), Error>> TryCryptoRng for Recording<F> {}
 
 /// A KEM's public key (boxed: an X-Wing key with its expanded ML-KEM part is
 /// several KiB).
@@ -106,7 +108,7 @@ impl PublicKey {
     /// trial encapsulation.
     pub(crate) fn x25519(bytes: &[u8]) -> Result<Self, BadKey> {
         let pk = <X25519HkdfSha256 as Kem>::PublicKey::from_bytes(bytes).map_err(to_bad_key)?;
-        let mut rng = OsRng::new();
+        let mut rng = Recording::new(os_random);
         X25519HkdfSha256::encap_with_rng(&pk, None, &mut rng).map_err(|_| BadKey::Invalid)?;
         Ok(Self::X25519(Box::new(pk)))
     }
@@ -129,12 +131,7 @@ impl PublicKey {
     /// Seals `dek` to this key: `enc || ciphertext || tag` in the
     /// recipient-wrap layout, with the OS generator's randomness.
     pub(crate) fn wrap(&self, dek: &DataKey, info: &[u8], aad: &[u8]) -> Result<Vec<u8>, Error> {
-        let mut rng = OsRng::new();
-        let out = match self {
-            Self::X25519(pk) => seal::<X25519HkdfSha256>(pk, dek, info, aad, &mut rng),
-            Self::XWing(pk) => seal::<XWing>(pk, dek, info, aad, &mut rng),
-        };
-        rng.check(out?)
+        self.wrap_with(dek, info, aad, Recording::new(os_random))
     }
 
     /// As [`wrap`](Self::wrap), drawing the KEM's randomness from `rng`:
@@ -143,46 +140,20 @@ impl PublicKey {
     where
         R: TryCryptoRng + ?Sized,
     {
-        let mut adapter = RngAdapter {
-            inner: rng,
-            failed: false,
-        };
+        self.wrap_with(dek, info, aad, Recording::new(|b: &mut [u8]| rng_random(rng, b)))
+    }
+
+    fn wrap_with<F>(&self, dek: &DataKey, info: &[u8], aad: &[u8], mut rng: Recording<F>) -> Result<Vec<u8>, Error>
+    where
+        F: FnMut(&mut [u8]) -> Result<(), Error>,
+    {
         let out = match self {
-            Self::X25519(pk) => seal::<X25519HkdfSha256>(pk, dek, info, aad, &mut adapter),
-            Self::XWing(pk) => seal::<XWing>(pk, dek, info, aad, &mut adapter),
+            Self::X25519(pk) => seal::<X25519HkdfSha256>(pk, dek, info, aad, &mut rng),
+            Self::XWing(pk) => seal::<XWing>(pk, dek, info, aad, &mut rng),
         };
-        if adapter.failed { Err(Error::Random) } else { out }
+        rng.check(out)
     }
 }
-
-/// A caller's fallible generator as the infallible one `hpke` takes.
-struct RngAdapter<'r, R: ?Sized> {
-    inner: &'r mut R,
-    failed: bool,
-}
-
-impl<R: TryCryptoRng + ?Sized> TryRng for RngAdapter<'_, R> {
-    type Error = Infallible;
-    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
-        let mut b = [0u8; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
-        let mut b = [0u8; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
-        if self.inner.try_fill_bytes(dst).is_err() {
-            self.failed = true;
-            dst.fill(0);
-        }
-        Ok(())
-    }
-}
-
-impl<R: TryCryptoRng + ?Sized> TryCryptoRng for RngAdapter<'_, R> {}
 
 /// HPKE base-mode single-shot seal of the data key: the key is copied into
 /// a stack buffer and encrypted there in place (so what is left is
