@@ -945,3 +945,16 @@ fn default_parameters_round_trip() {
         b"slow on purpose"
     );
 }
+
+#[test]
+fn envelope_sizes_for_32_bytes_to_one_recipient_of_each_kind() {
+    // Empty context, default suite and segment size: header + one segment
+    // (32 bytes and its tag). A local KEK is the baseline.
+    let ctx = EncryptionContext::new();
+    let size = |p: &dyn KeyEncryptionProvider| Sealer::new(p).seal(&[0u8; 32], &ctx).unwrap().len();
+    let local = size(&LocalKek::generate().unwrap());
+    let x25519 = size(identity(RecipientKind::X25519, 1).recipient());
+    let xwing = size(identity(RecipientKind::XWing, 1).recipient());
+    let passphrase = size(&pass("p"));
+    assert_eq!((local, x25519, xwing, passphrase), (253, 274, 1361, 268));
+}
