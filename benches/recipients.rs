@@ -12,7 +12,8 @@
     clippy::as_conversions,
     clippy::arithmetic_side_effects,
     clippy::indexing_slicing,
-    clippy::print_stderr
+    clippy::print_stderr,
+    clippy::unreachable
 )]
 
 use std::hint::black_box;
@@ -65,6 +66,55 @@ fn seal_to_many(c: &mut Criterion) {
     g.finish();
 }
 
+/// The bare HPKE single-shot seal of 32 bytes (the `hpke` crate, the same
+/// suites), so that lockbox's overhead over the KEM is a ratio.
+fn raw_hpke(c: &mut Criterion) {
+    use hpke::aead::ChaCha20Poly1305;
+    use hpke::kdf::HkdfSha256;
+    use hpke::kem::{X25519HkdfSha256, XWing};
+    use hpke::{Kem, OpModeS};
+    use lockbox::rand_core::{TryCryptoRng, TryRng};
+
+    /// The OS generator, for the bench only (panics if it fails).
+    struct Os;
+    impl TryRng for Os {
+        type Error = std::convert::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            unreachable!()
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            unreachable!()
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            lockbox::provider::fill_random(dst).unwrap();
+            Ok(())
+        }
+    }
+    impl TryCryptoRng for Os {}
+
+    fn seal<K: Kem>(pk: &K::PublicKey) {
+        let mut buf = *MESSAGE;
+        hpke::single_shot_seal_inout_detached_with_rng::<ChaCha20Poly1305, HkdfSha256, K>(
+            &OpModeS::Base,
+            pk,
+            b"info",
+            hpke::inout::InOutBuf::from(&mut buf[..]),
+            b"aad",
+            &mut Os,
+        )
+        .unwrap();
+        black_box(buf);
+    }
+    let mut g = c.benchmark_group("seal_32B");
+    let (_, pk) = X25519HkdfSha256::gen_keypair_with_rng(&mut Os);
+    g.bench_function(BenchmarkId::new("raw_hpke_x25519", 1), |b| {
+        b.iter(|| seal::<X25519HkdfSha256>(&pk))
+    });
+    let (_, pk) = XWing::gen_keypair_with_rng(&mut Os);
+    g.bench_function(BenchmarkId::new("raw_hpke_xwing", 1), |b| b.iter(|| seal::<XWing>(&pk)));
+    g.finish();
+}
+
 fn open_with_identity(c: &mut Criterion) {
     let ctx = EncryptionContext::new().with("bench", "recipients").unwrap();
     let mut g = c.benchmark_group("open_32B");
@@ -111,5 +161,11 @@ fn passphrase_default_cost(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, seal_to_many, open_with_identity, passphrase_default_cost);
+criterion_group!(
+    benches,
+    seal_to_many,
+    raw_hpke,
+    open_with_identity,
+    passphrase_default_cost
+);
 criterion_main!(benches);
