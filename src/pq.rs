@@ -16,7 +16,7 @@
 //! [`Error::QuantumDowngrade`] unless the caller calls
 //! `allow_classical_with_post_quantum()`.
 
-use alloc::string::{String, ToString};
+use alloc::string::ToString;
 use core::fmt;
 
 use crate::error::Error;
@@ -89,14 +89,16 @@ pub(crate) fn of_envelope<'a>(wrapped: impl Iterator<Item = WrappedKeyRef<'a>>) 
 }
 
 /// Tracks the wraps that go into one envelope and refuses the first mix of a
-/// classical wrap with a post-quantum one (unless allowed).
-pub(crate) struct MixCheck {
+/// classical wrap with a post-quantum one (unless allowed). Borrows the
+/// provider ids: the seal hot path allocates nothing here; only a refusal
+/// copies them into its error.
+pub(crate) struct MixCheck<'a> {
     allow: bool,
-    classical: Option<String>,
-    post_quantum: Option<String>,
+    classical: Option<&'a str>,
+    post_quantum: Option<&'a str>,
 }
 
-impl MixCheck {
+impl<'a> MixCheck<'a> {
     /// A check that refuses mixes unless `allow` (the caller's opt-in).
     pub(crate) fn new(allow: bool) -> Self {
         Self {
@@ -109,19 +111,17 @@ impl MixCheck {
     /// Adds one wrap, made by `provider_id`, whose status is `pq`. `Unknown`
     /// wraps are neither: they cannot be told apart, and refusing them would
     /// refuse every provider that predates the statement.
-    pub(crate) fn add(&mut self, provider_id: &str, pq: PostQuantum) -> Result<(), Error> {
+    pub(crate) fn add(&mut self, provider_id: &'a str, pq: PostQuantum) -> Result<(), Error> {
         let slot = match pq {
             PostQuantum::Yes => &mut self.post_quantum,
             PostQuantum::No => &mut self.classical,
             PostQuantum::Unknown => return Ok(()),
         };
-        if slot.is_none() {
-            *slot = Some(provider_id.to_string());
-        }
-        match (&self.classical, &self.post_quantum) {
+        slot.get_or_insert(provider_id);
+        match (self.classical, self.post_quantum) {
             (Some(c), Some(p)) if !self.allow => Err(Error::QuantumDowngrade {
-                classical: c.clone(),
-                post_quantum: p.clone(),
+                classical: c.to_string(),
+                post_quantum: p.to_string(),
             }),
             _ => Ok(()),
         }
