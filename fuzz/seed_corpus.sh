@@ -14,4 +14,20 @@ for target in ["inspect", "open", "header_roundtrip", "stream_open"]:
         if len(env) <= 4096:
             (d / hashlib.sha1(env).hexdigest()).write_bytes(env)
 print(f"seeded {len(vectors)} vectors into fuzz/corpus/")
+# Recipient and passphrase providers: wrapped bytes (prefixed with the byte
+# that picks the provider: 0 X25519, 1 X-Wing, 2 passphrase) and key strings.
+pick = {"lockbox.x25519": 0, "lockbox.xwing": 1, "lockbox.passphrase": 2}
+d = pathlib.Path("corpus") / "recipient_unwrap"
+d.mkdir(parents=True, exist_ok=True)
+for v in sorted(pathlib.Path("../tests/vectors/recipients").glob("[0-9]*.json")):
+    for w in json.loads(v.read_text())["wrapped_keys"]:
+        seed = bytes([pick[w["provider_id"]]]) + bytes.fromhex(w["bytes_hex"])
+        (d / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
+d = pathlib.Path("corpus") / "key_strings"
+d.mkdir(parents=True, exist_ok=True)
+strings = json.loads(pathlib.Path("../tests/vectors/recipients/strings.json").read_text())["vectors"]
+for s in strings:
+    seed = s["input"].encode()
+    (d / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
+print(f"seeded recipient wraps and {len(strings)} key strings")
 PY

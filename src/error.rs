@@ -136,6 +136,72 @@ pub enum Error {
     /// [`KeyringError`](crate::keyring::KeyringError) says which.
     #[error(transparent)]
     Keyring(#[from] crate::keyring::KeyringError),
+
+    /// A sealer or rewrapper refused to produce an envelope that mixes a
+    /// classical public-key wrap with a post-quantum one: the envelope would
+    /// be only as strong as its weakest (classical) wrap. Opt in with
+    /// `allow_classical_with_post_quantum()` if that is intended; see
+    /// [`PostQuantum`](crate::PostQuantum).
+    #[error(
+        "refusing to mix a classical public-key wrap ({classical}) with a post-quantum one ({post_quantum}): \
+         the envelope would be only as strong as its classical wrap; opt in with allow_classical_with_post_quantum()"
+    )]
+    #[non_exhaustive]
+    QuantumDowngrade {
+        /// The provider id of the (first) classical wrap.
+        classical: String,
+        /// The provider id of the (first) post-quantum wrap.
+        post_quantum: String,
+    },
+
+    /// A recipient or identity string was refused: a typo (checksum), the
+    /// wrong kind of key, or not a key string at all.
+    #[error("invalid key string: {0}")]
+    KeyString(#[from] KeyStringError),
+}
+
+/// Why a recipient or identity string (`FORMAT.md` §15) was refused. The
+/// messages never contain the string itself (an identity string is a secret).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyStringError {
+    /// The prefix names no kind of key lockbox knows.
+    #[error("unknown prefix: not a lockbox recipient or identity string")]
+    UnknownPrefix,
+    /// A known kind of key, but not the one expected (an identity where a
+    /// recipient was expected, an X25519 key where an X-Wing key was).
+    #[error("expected {expected}, found {found}")]
+    #[non_exhaustive]
+    WrongKeyType {
+        /// What the caller asked for.
+        expected: &'static str,
+        /// What the string holds.
+        found: &'static str,
+    },
+    /// A character outside the Bech32 alphabet (or no separator).
+    #[error("character {position} is not allowed in a key string")]
+    #[non_exhaustive]
+    InvalidCharacter {
+        /// Zero-based character position.
+        position: usize,
+    },
+    /// Upper and lower case letters mixed.
+    #[error("mixed upper and lower case")]
+    MixedCase,
+    /// The checksum does not match: a character is wrong, missing, extra or
+    /// swapped.
+    #[error("checksum mismatch: the string has a typo or was cut short")]
+    Checksum,
+    /// The string, or the key it holds, has the wrong length.
+    #[error("wrong length for this kind of key")]
+    Length,
+    /// Non-zero padding bits: not the canonical encoding of any key.
+    #[error("non-canonical encoding")]
+    NonCanonical,
+    /// The bytes are not a valid key of this kind (an ML-KEM encapsulation
+    /// key that fails its modulus check).
+    #[error("not a valid key of this kind")]
+    InvalidKey,
 }
 
 impl Error {
@@ -212,6 +278,12 @@ pub enum LimitKind {
     ContextField,
     /// Segment size in bytes.
     SegmentSize,
+    /// Memory of a key-derivation function (Argon2id), in KiB.
+    KdfMemory,
+    /// Passes (iterations) of a key-derivation function (Argon2id).
+    KdfIterations,
+    /// Lanes (parallelism) of a key-derivation function (Argon2id).
+    KdfParallelism,
 }
 
 impl fmt::Display for LimitKind {
@@ -223,6 +295,9 @@ impl fmt::Display for LimitKind {
             Self::ContextBytes => "encryption-context bytes",
             Self::ContextField => "bytes in one encryption-context key or value",
             Self::SegmentSize => "segment bytes",
+            Self::KdfMemory => "KiB of key-derivation memory",
+            Self::KdfIterations => "key-derivation passes",
+            Self::KdfParallelism => "key-derivation lanes",
         })
     }
 }
@@ -255,6 +330,10 @@ pub enum ProviderErrorKind {
     /// The backend refused the caller's credentials (an invalid or expired
     /// token, an access-denied policy): fix the credentials, not the key.
     PermissionDenied,
+    /// The wrapped key asks for more work or memory than the provider's
+    /// limits allow (a passphrase wrap's Argon2id parameters); refused
+    /// before any of that work is done.
+    LimitExceeded,
     /// Anything else.
     Other,
 }
@@ -270,6 +349,7 @@ impl fmt::Display for ProviderErrorKind {
             Self::Unsupported => "operation not supported",
             Self::Unavailable => "key service unavailable",
             Self::PermissionDenied => "permission denied by the key service",
+            Self::LimitExceeded => "wrapped key exceeds the provider's resource limits",
             Self::Other => "provider error",
         })
     }

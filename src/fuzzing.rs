@@ -55,3 +55,28 @@ pub fn keyring_contents_round_trip(data: &[u8]) -> bool {
     );
     true
 }
+
+/// Bech32m (`format::bech32`): encodes `data` under `hrp` (any visible-ASCII
+/// prefix without `1`, one case), decodes it back, and checks both agree;
+/// decodes `text` as given, and if it decodes, re-encodes it and checks the
+/// result equals the input up to case.
+#[cfg(feature = "recipients")]
+pub fn bech32_round_trip(hrp: &str, data: &[u8], text: &str) {
+    use crate::format::bech32;
+    let valid_hrp = !hrp.is_empty()
+        && hrp.bytes().all(|b| (33..=126).contains(&b) && b != b'1')
+        && !(hrp.bytes().any(|b| b.is_ascii_lowercase()) && hrp.bytes().any(|b| b.is_ascii_uppercase()));
+    if valid_hrp && bech32::encoded_len(hrp, data.len()) <= bech32::MAX_STRING_LEN {
+        let s = bech32::encode(hrp, data);
+        let d = bech32::decode(&s).expect("an encoded string decodes");
+        assert_eq!(d.hrp, hrp);
+        assert_eq!(d.data.as_slice(), data);
+    }
+    if let Ok(d) = bech32::decode(text) {
+        let again = bech32::encode(&d.hrp.to_ascii_lowercase(), &d.data);
+        assert!(
+            again.eq_ignore_ascii_case(text),
+            "decode then encode changed the string"
+        );
+    }
+}

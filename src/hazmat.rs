@@ -79,3 +79,59 @@ pub fn audit_key_to_base64(key: &AuditKey) -> SecretString {
     use base64ct::{Base64, Encoding};
     SecretString::from(zeroize::Zeroizing::new(Base64::encode_string(key.bytes())).as_str())
 }
+
+/// An identity of `kind` from its 32 secret bytes (an X25519 private key or
+/// an X-Wing seed), for test vectors and interoperability tests. Generate
+/// identities with [`Identity::generate`](crate::recipient::Identity::generate).
+#[cfg(feature = "recipients")]
+pub fn identity_from_bytes(
+    kind: crate::recipient::RecipientKind,
+    bytes: SecretBox<[u8; 32]>,
+) -> Result<crate::recipient::Identity, crate::Error> {
+    crate::recipient::Identity::from_secret(kind, bytes)
+}
+
+/// An identity's 32 secret bytes.
+#[cfg(feature = "recipients")]
+pub fn identity_bytes(identity: &crate::recipient::Identity) -> &[u8; 32] {
+    identity.secret_bytes()
+}
+
+/// Wraps `dek` to `recipient` drawing the KEM's randomness (the ephemeral
+/// key) from `rng`: deterministic output for known-answer tests. Never use
+/// it with a predictable generator outside tests.
+#[cfg(feature = "recipients")]
+pub fn wrap_to_recipient_with_rng<R: rand_core::TryCryptoRng + ?Sized>(
+    recipient: &crate::recipient::Recipient,
+    dek: &DataKey,
+    binding: crate::Binding<'_>,
+    rng: &mut R,
+) -> Result<crate::WrappedKey, crate::ProviderError> {
+    recipient.wrap_with_rng(dek, binding, rng)
+}
+
+/// Argon2id parameters below [`Argon2Params::new`](crate::passphrase::Argon2Params::new)'s
+/// floor (any that Argon2id accepts): for tests, vectors and fuzzing only.
+/// Such a passphrase wrap is cheap to brute-force.
+#[cfg(feature = "passphrase")]
+pub fn argon2_params_unchecked(
+    memory_kib: u32,
+    iterations: u32,
+    parallelism: u32,
+) -> Result<crate::passphrase::Argon2Params, crate::Error> {
+    crate::passphrase::Argon2Params::unchecked(memory_kib, iterations, parallelism)
+}
+
+/// Wraps `dek` under `passphrase` with the caller's `salt` instead of a
+/// random one: deterministic output for known-answer tests. Reusing a salt
+/// with the same passphrase reuses the wrapping key (and the AEAD nonce):
+/// never do it outside tests.
+#[cfg(feature = "passphrase")]
+pub fn passphrase_wrap_with_salt(
+    passphrase: &crate::passphrase::Passphrase,
+    dek: &DataKey,
+    binding: crate::Binding<'_>,
+    salt: &[u8; 32],
+) -> Result<crate::WrappedKey, crate::ProviderError> {
+    passphrase.wrap_with_salt(dek, binding, salt)
+}

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use crate::error::Error;
 use crate::format::{self, Limits, MESSAGE_ID_LEN, SegmentSize, Segments};
 use crate::keys::WrappedKey;
+use crate::pq::PostQuantum;
 use crate::suite::Suite;
 
 /// Reads an envelope's header without any key, with the default limits.
@@ -73,6 +74,7 @@ pub struct EnvelopeInfo {
     stored_context: Vec<(String, String)>,
     required_context_keys: Vec<String>,
     wrapped_keys: Vec<WrappedKey>,
+    post_quantum: PostQuantum,
     header_len: usize,
     payload_len: usize,
     plaintext_len: usize,
@@ -100,6 +102,7 @@ impl EnvelopeInfo {
             stored_context: stored,
             required_context_keys: required,
             wrapped_keys: h.wrapped().iter().map(|w| w.to_owned()).collect(),
+            post_quantum: crate::pq::of_envelope(h.wrapped().iter()),
             header_len: h.len(),
             payload_len: payload.len(),
             plaintext_len: segs.plaintext_len(),
@@ -137,6 +140,17 @@ impl EnvelopeInfo {
     /// The wrapped data keys: provider, key id, version and opaque bytes.
     pub fn wrapped_keys(&self) -> &[WrappedKey] {
         &self.wrapped_keys
+    }
+    /// Whether the envelope resists an attacker with a quantum computer, as
+    /// far as lockbox can tell from its wrapped keys' provider ids (it opens
+    /// with any one of them, so it is as strong as the weakest):
+    /// [`PostQuantum::No`] if any wrapped key is classical (`lockbox.x25519`);
+    /// else [`PostQuantum::Unknown`] if any provider id is one lockbox does
+    /// not know (a third-party provider); else [`PostQuantum::Yes`] (symmetric
+    /// keys of lockbox's own providers, `lockbox.passphrase`,
+    /// `lockbox.xwing`). Unauthenticated, like everything here.
+    pub fn post_quantum(&self) -> PostQuantum {
+        self.post_quantum
     }
     /// Header length in bytes (the payload starts here).
     pub fn header_len(&self) -> usize {

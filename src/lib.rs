@@ -113,6 +113,13 @@
 //! - `aws-lc`: AES-256-GCM and ChaCha20-Poly1305 on AWS-LC ([`Backend`]),
 //!   byte-identical envelopes, several times faster AES-GCM; needs a C
 //!   compiler.
+//! - `recipients`: public-key recipients and identities (`recipient`):
+//!   X-Wing (post-quantum, the default) and X25519 over HPKE; anyone holding
+//!   a recipient can seal to it (no sender authentication).
+//! - `passphrase`: passphrase wraps with Argon2id (`passphrase`).
+//!
+//! Sealers refuse to mix classical public-key wraps with post-quantum ones
+//! unless told to: see [`PostQuantum`].
 //!
 //! ## Providers in their own crates
 //!
@@ -190,17 +197,26 @@ mod keys;
 mod local;
 mod open;
 mod options;
+#[cfg(feature = "passphrase")]
+#[cfg_attr(docsrs, doc(cfg(feature = "passphrase")))]
+pub mod passphrase;
+mod pq;
 pub mod provider;
+#[cfg(feature = "recipients")]
+#[cfg_attr(docsrs, doc(cfg(feature = "recipients")))]
+pub mod recipient;
 pub mod revocation;
 mod rewrap;
 mod seal;
+#[cfg(feature = "std")]
+mod secret_file;
 mod suite;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;
 
 pub use context::{ContextEntry, EncryptionContext, Storage};
-pub use error::{BoxError, Error, FileProblem, LimitKind, ProviderError, ProviderErrorKind};
+pub use error::{BoxError, Error, FileProblem, KeyStringError, LimitKind, ProviderError, ProviderErrorKind};
 pub use format::binding::{Binding, BindingBuf};
 pub use format::{Limits, MESSAGE_ID_LEN, SegmentSize};
 pub use inspect::{EnvelopeInfo, ciphertext_range, inspect};
@@ -209,6 +225,7 @@ pub use io::{Decryptor, Encryptor, RawHeader, UnlockedHeader};
 pub use keys::{DATA_KEY_LEN, DataKey, KeyId, KeyVersion, WrappedKey, WrappedKeyRef};
 pub use local::{LOCAL_KEK_LEN, LOCAL_PROVIDER_ID, LocalKek};
 pub use open::{AsyncOpener, Opener, open};
+pub use pq::PostQuantum;
 pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, DataKeyRequest, KeyEncryptionProvider, ProviderIdentity};
 pub use rewrap::{AsyncReencryptor, AsyncRewrapper, Keep, NewHeader, Reencryptor, Rewrapper};
 #[cfg(feature = "std")]

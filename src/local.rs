@@ -2,8 +2,6 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
-#[cfg(feature = "std")]
-use alloc::vec::Vec;
 use core::fmt;
 
 use base64ct::{Base64, Encoding};
@@ -138,16 +136,11 @@ fn unreachable_key_id() -> KeyId {
 #[cfg(feature = "std")]
 mod io {
     use super::*;
-    use crate::files::{self, KEY_FILE};
-    use std::fs;
-    use std::io::{Read, Write};
+    use crate::secret_file;
     use std::path::Path;
 
-    fn load_err(what: String, source: Option<std::io::Error>) -> Error {
-        Error::KeyLoad {
-            what,
-            source: source.map(crate::error::BoxError::from),
-        }
+    fn load_err(what: String) -> Error {
+        Error::KeyLoad { what, source: None }
     }
 
     impl LocalKek {
@@ -167,29 +160,13 @@ mod io {
         pub fn from_file(path: impl AsRef<Path>) -> Result<Self, Error> {
             let path = path.as_ref();
             let shown = path.display();
-            let file = files::open_existing(path, &KEY_FILE).map_err(|e| {
-                e.into_error(path, &KEY_FILE, |e| {
-                    load_err(format!("cannot open key file {shown}"), Some(e))
-                })
-            })?;
-            // Sized for the largest accepted file up front: growing the buffer
-            // would free a block with key text in it.
-            let mut text = Zeroizing::new(Vec::with_capacity(
-                usize::try_from(MAX_KEY_FILE_LEN).unwrap_or(1024).saturating_add(1),
-            ));
-            file.take(MAX_KEY_FILE_LEN.saturating_add(1))
-                .read_to_end(&mut text)
-                .map_err(|e| load_err(format!("cannot read key file {shown}"), Some(e)))?;
-            if u64::try_from(text.len()).unwrap_or(u64::MAX) > MAX_KEY_FILE_LEN {
-                return Err(load_err(format!("key file {shown} is too large to be a key"), None));
-            }
-            let text = core::str::from_utf8(&text)
-                .map_err(|_| load_err(format!("key file {shown} is not base64 text"), None))?;
+            let text = secret_file::read(path, "key file", MAX_KEY_FILE_LEN)?;
+            let text =
+                core::str::from_utf8(&text).map_err(|_| load_err(format!("key file {shown} is not base64 text")))?;
             Self::from_base64(text).map_err(|_| {
-                load_err(
-                    format!("key file {shown} does not hold standard base64 of exactly 32 bytes"),
-                    None,
-                )
+                load_err(format!(
+                    "key file {shown} does not hold standard base64 of exactly 32 bytes"
+                ))
             })
         }
 
@@ -225,18 +202,11 @@ mod io {
         /// key file ([`from_file`](Self::from_file), owner-only) or a secret
         /// manager or KMS provider.
         pub fn from_env(name: &str) -> Result<Self, Error> {
-            let value = std::env::var_os(name)
-                .ok_or_else(|| load_err(format!("environment variable {name} is not set"), None))?;
-            let value = Zeroizing::new(
-                value
-                    .into_string()
-                    .map_err(|_| load_err(format!("environment variable {name} is not valid UTF-8"), None))?,
-            );
+            let value = secret_file::env_var(name)?;
             Self::from_base64(&value).map_err(|_| {
-                load_err(
-                    format!("environment variable {name} does not hold standard base64 of exactly 32 bytes"),
-                    None,
-                )
+                load_err(format!(
+                    "environment variable {name} does not hold standard base64 of exactly 32 bytes"
+                ))
             })
         }
 
@@ -249,36 +219,10 @@ mod io {
         /// can leave it behind (`.<name>.tmp-<16 hex digits>`, mode `0600`,
         /// holding the key): remove it. Needs a file system with hard links.
         pub fn write_new_file(&self, path: impl AsRef<Path>) -> Result<(), Error> {
-            let path = path.as_ref();
-            let shown = path.display();
-            let dir = files::parent(path);
-            let tmp =
-                files::temporary_path(path)?.ok_or_else(|| load_err(format!("{shown} is not a file path"), None))?;
-            let result = (|| {
-                let mut f = files::create_new_private(&tmp).map_err(|e| {
-                    load_err(
-                        format!("cannot create temporary key file in {}", dir.display()),
-                        Some(e),
-                    )
-                })?;
-                // The newline is written separately: appending it to the key
-                // text would reallocate it and leave a copy in freed memory.
-                let text = self.to_base64();
-                f.write_all(text.as_bytes())
-                    .and_then(|()| f.write_all(b"\n"))
-                    .and_then(|()| f.sync_all())
-                    .map_err(|e| load_err(format!("cannot write key file {shown}"), Some(e)))?;
-                fs::hard_link(&tmp, path).map_err(|e| {
-                    if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        load_err(format!("refusing to overwrite existing key file {shown}"), Some(e))
-                    } else {
-                        load_err(format!("cannot move key file into place at {shown}"), Some(e))
-                    }
-                })
-            })();
-            let _ = fs::remove_file(&tmp);
-            result?;
-            files::sync_dir(dir).map_err(|e| load_err(format!("cannot sync directory {}", dir.display()), Some(e)))
+            // The newline is written separately: appending it to the key
+            // text would reallocate it and leave a copy in freed memory.
+            let text = self.to_base64();
+            secret_file::write_new(path.as_ref(), "key file", &[text.as_bytes(), b"\n"])
         }
     }
 }
@@ -298,6 +242,11 @@ impl ProviderIdentity for LocalKek {
 
     fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
         wrapped.is_for(LOCAL_PROVIDER_ID, self.key_id.as_str())
+    }
+
+    /// AES-256-GCM under a 256-bit key: symmetric, post-quantum.
+    fn post_quantum(&self) -> crate::PostQuantum {
+        crate::PostQuantum::Yes
     }
 }
 

@@ -287,6 +287,7 @@ macro_rules! rewrapper_options {
             }
         }
         crate::options::shared_options!($rewrapper, options.open);
+        crate::pq::mix_option!($rewrapper, options.allow_classical_with_pq);
     };
 }
 

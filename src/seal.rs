@@ -193,6 +193,7 @@ macro_rules! sealer_options {
         }
 
         crate::options::shared_options!($sealer, opts);
+        crate::pq::mix_option!($sealer, opts.allow_classical_with_pq);
         crate::options::thread_option!($sealer, opts);
         crate::options::audit_option!($sealer, audit);
     };

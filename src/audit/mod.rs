@@ -278,6 +278,7 @@ pub(crate) fn provider_error_code(kind: ProviderErrorKind) -> &'static str {
         ProviderErrorKind::Unsupported => "unsupported",
         ProviderErrorKind::Unavailable => "unavailable",
         ProviderErrorKind::PermissionDenied => "permission_denied",
+        ProviderErrorKind::LimitExceeded => "limit_exceeded",
         ProviderErrorKind::Other => "other",
     }
 }
@@ -298,6 +299,8 @@ pub(crate) fn error_code(e: &Error) -> &'static str {
         Error::InvalidArgument { .. } => "invalid_argument",
         Error::KeyLoad { .. } => "key_load",
         Error::UnsafeFile { .. } => "unsafe_file",
+        Error::QuantumDowngrade { .. } => "quantum_downgrade",
+        Error::KeyString(_) => "key_string",
         Error::Keyring(_) => "keyring",
     }
 }

@@ -165,6 +165,10 @@ macro_rules! shell {
             fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
                 self.inner.matches(wrapped)
             }
+
+            fn post_quantum(&self) -> crate::PostQuantum {
+                self.inner.post_quantum()
+            }
         }
 
         impl<P: $bound> fmt::Debug for $shell<P> {

@@ -11,6 +11,7 @@ use crate::error::{Error, LimitKind, ProviderError};
 use crate::format::binding::Binding;
 use crate::format::{Header, Segments};
 use crate::keys::{DataKey, WrappedKey, WrappedKeyRef};
+use crate::pq::{self, MixCheck};
 use crate::provider::ProviderIdentity;
 use crate::rewrap::Keep;
 
@@ -24,6 +25,8 @@ pub(crate) struct RewrapOptions<'p> {
     pub(crate) keep: Keep,
     pub(crate) open: OpenOptions,
     pub(crate) verify_payload: bool,
+    /// The caller's opt-in to mixing classical and post-quantum wraps.
+    pub(crate) allow_classical_with_pq: bool,
 }
 
 /// One rewrap, advanced by a driver that makes the provider calls:
@@ -86,6 +89,7 @@ where
                 max: max_wrapped,
             });
         }
+        check_mix(&kept, unwrap_with, wrap_with, options)?;
         Ok(Self {
             unlock,
             header,
@@ -165,6 +169,36 @@ where
         out.extend_from_slice(&tag);
         Ok((out, cipher))
     }
+}
+
+/// Refuses a new header that would mix classical and post-quantum wraps
+/// (unless allowed): the new wraps as their providers state, each kept entry
+/// as the first given provider that matches it states, else as its provider
+/// id is known (`Unknown` otherwise).
+fn check_mix<U, W>(
+    kept: &[WrappedKeyRef<'_>],
+    unwrap_with: &[&U],
+    wrap_with: &[&W],
+    options: &RewrapOptions<'_>,
+) -> Result<(), Error>
+where
+    U: ProviderIdentity + ?Sized,
+    W: ProviderIdentity + ?Sized,
+{
+    let mut mix = MixCheck::new(options.allow_classical_with_pq);
+    for p in wrap_with {
+        mix.add(p.provider_id(), p.post_quantum())?;
+    }
+    for w in kept {
+        let stated = unwrap_with
+            .iter()
+            .map(|p| (p.matches(*w), p.post_quantum()))
+            .chain(wrap_with.iter().map(|p| (p.matches(*w), p.post_quantum())))
+            .find_map(|(m, pq)| m.then_some(pq))
+            .unwrap_or_else(|| pq::of_provider_id(w.provider_id()));
+        mix.add(w.provider_id(), stated)?;
+    }
+    Ok(())
 }
 
 /// Verifies every segment tag of `payload` into a zeroized scratch buffer

@@ -13,6 +13,7 @@ use crate::format::binding::{Binding, BindingBytes};
 use crate::format::codec::SliceWriter;
 use crate::format::{COMMITMENT_LEN, Limits, MESSAGE_ID_LEN, Put, SegmentSize, Segments, TAG_LEN, v1};
 use crate::keys::{DATA_KEY_LEN, DataKey, WrappedKey, WrappedKeyRef};
+use crate::pq::MixCheck;
 use crate::provider::{DataKeyRequest, ProviderIdentity};
 use crate::suite::{Backend, Suite};
 
@@ -26,6 +27,8 @@ pub(crate) struct SealOptions {
     pub(crate) limits: Limits,
     pub(crate) backend: Backend,
     pub(crate) threads: usize,
+    /// The caller's opt-in to mixing classical and post-quantum wraps.
+    pub(crate) allow_classical_with_pq: bool,
 }
 
 impl Default for SealOptions {
@@ -36,6 +39,7 @@ impl Default for SealOptions {
             limits: Limits::default(),
             backend: Backend::default(),
             threads: 1,
+            allow_classical_with_pq: false,
         }
     }
 }
@@ -89,6 +93,10 @@ impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
         let max_wrapped = limits.max_wrapped_keys().min(usize::from(u8::MAX));
         if providers.len() > max_wrapped {
             return Err(exceeded(LimitKind::WrappedKeys, max_wrapped));
+        }
+        let mut mix = MixCheck::new(opts.allow_classical_with_pq);
+        for p in providers {
+            mix.add(p.provider_id(), p.post_quantum())?;
         }
         Ok(Self {
             opts: *opts,

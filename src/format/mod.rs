@@ -21,8 +21,12 @@ use crate::error::{Error, LimitKind};
 use crate::keys::WrappedKeyRef;
 use crate::suite::Suite;
 
+#[cfg(feature = "recipients")]
+pub(crate) mod bech32;
 pub(crate) mod binding;
 pub(crate) mod codec;
+#[cfg(any(feature = "recipients", feature = "passphrase"))]
+pub(crate) mod keywrap;
 mod limits;
 pub(crate) mod segments;
 pub(crate) mod v1;

@@ -225,6 +225,10 @@ macro_rules! view_provider {
             fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
                 self.table.matches(wrapped)
             }
+            /// AES-256-GCM under the version keys: symmetric.
+            fn post_quantum(&self) -> crate::PostQuantum {
+                crate::PostQuantum::Yes
+            }
         }
 
         impl KeyEncryptionProvider for $ty {

@@ -25,6 +25,7 @@ use core::task::Poll;
 use crate::context::Binding;
 use crate::error::{Error, ProviderError};
 use crate::keys::{DataKey, WrappedKey, WrappedKeyRef};
+pub use crate::pq::PostQuantum;
 
 pub mod net;
 
@@ -98,6 +99,20 @@ pub trait ProviderIdentity: Send + Sync + Debug + 'static {
     /// such an envelope, built entirely by the attacker, would open. A
     /// provider that offers discovery must make it an explicit opt-in.
     fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool;
+
+    /// Whether this provider's wraps resist an attacker with a quantum
+    /// computer: [`PostQuantum::Yes`] for symmetric key-encryption keys and
+    /// post-quantum KEMs, [`PostQuantum::No`] for classical public-key
+    /// wraps (X25519, RSA, ECDH). Sealers and rewrappers refuse to mix `No`
+    /// with `Yes` in one envelope unless told otherwise (see
+    /// [`PostQuantum`]).
+    ///
+    /// Defaults to [`PostQuantum::Unknown`], which the mix rule ignores; a
+    /// public-key provider **must** return `No` (or `Yes` for a post-quantum
+    /// KEM), and a symmetric one should return `Yes`.
+    fn post_quantum(&self) -> PostQuantum {
+        PostQuantum::Unknown
+    }
 }
 
 /// Wraps and unwraps data keys under a key-encryption key (KEK) it holds or
@@ -193,6 +208,7 @@ macro_rules! forward_provider {
         impl<P: ProviderIdentity + ?Sized> ProviderIdentity for $ty {
             fn provider_id(&self) -> &str { (**self).provider_id() }
             fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool { (**self).matches(wrapped) }
+            fn post_quantum(&self) -> PostQuantum { (**self).post_quantum() }
         }
         impl<P: KeyEncryptionProvider + ?Sized> KeyEncryptionProvider for $ty {
             fn wrap(&self, dek: &DataKey, binding: Binding<'_>) -> Result<WrappedKey, ProviderError> {

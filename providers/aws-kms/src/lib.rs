@@ -455,6 +455,11 @@ impl ProviderIdentity for AwsKms {
     fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
         wrapped.is_for(AWS_KMS_PROVIDER_ID, self.key_arn.as_str())
     }
+
+    /// A symmetric KMS key (`SYMMETRIC_DEFAULT`): post-quantum.
+    fn post_quantum(&self) -> lockbox::PostQuantum {
+        lockbox::PostQuantum::Yes
+    }
 }
 
 impl AsyncKeyEncryptionProvider for AwsKms {

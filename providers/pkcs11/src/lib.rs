@@ -621,6 +621,11 @@ impl ProviderIdentity for Pkcs11Kek {
     fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
         wrapped.is_for(PKCS11_PROVIDER_ID, self.key_id.as_str())
     }
+
+    /// AES-256-GCM inside the token: symmetric.
+    fn post_quantum(&self) -> lockbox::PostQuantum {
+        lockbox::PostQuantum::Yes
+    }
 }
 
 impl KeyEncryptionProvider for Pkcs11Kek {

@@ -588,6 +588,11 @@ impl ProviderIdentity for VaultTransit {
     fn matches(&self, wrapped: WrappedKeyRef<'_>) -> bool {
         wrapped.is_for(VAULT_PROVIDER_ID, self.key.as_str())
     }
+
+    /// A Transit AEAD key (`aes256-gcm96` or `chacha20-poly1305`): symmetric.
+    fn post_quantum(&self) -> lockbox::PostQuantum {
+        lockbox::PostQuantum::Yes
+    }
 }
 
 impl AsyncKeyEncryptionProvider for VaultTransit {

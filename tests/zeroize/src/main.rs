@@ -28,6 +28,11 @@
 //!   saving, loading, using and dropping a keyring frees no version key.
 //! - g3: a keyring sealed, saved, loaded and used under an async-only master
 //!   (its futures really suspended) frees no version key.
+//! - i: recipients and passphrases: X25519 and X-Wing identities (from
+//!   bytes, from and to their strings, files, sealed files and the
+//!   environment) leave no secret key bytes and no identity text behind, nor
+//!   the data keys they unwrap; a passphrase leaves neither its text nor the
+//!   Argon2id key derived from it (recomputed here to be looked for).
 //! - h: the data-key cache: evicted, cleared and dropped entries leave no
 //!   data key behind, through the sync `CachingProvider` (h1) and through
 //!   `AsyncCachingProvider` over an async-only provider whose futures really
@@ -69,8 +74,10 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::task::Poll;
 
 use lockbox::keyring::{Keyring, RotationPolicy, UnixTime};
+use lockbox::passphrase::Passphrase;
+use lockbox::recipient::{Identity, Recipient, RecipientKind};
 use lockbox::rand_core::{TryCryptoRng, TryRng};
-use lockbox::secrecy::{ExposeSecret, SecretBox};
+use lockbox::secrecy::{ExposeSecret, SecretBox, SecretString};
 use lockbox::{
     AsyncKeyEncryptionProvider, AsyncOpener, AsyncSealer, Binding, BindingBuf, BoxFuture, DataKey, DataKeyRequest,
     EncryptionContext, Error, KeyEncryptionProvider, KeyId, KeyVersion, LocalKek, Opener, ProviderError,
@@ -1611,6 +1618,159 @@ fn keyring_save_load() -> Result<(), String> {
     Ok(())
 }
 
+// ---------------------------------------------------------------------------
+// i: recipients and passphrases
+// ---------------------------------------------------------------------------
+
+/// Seals `msg` to `provider` with a known DEK (registered by the caller) and
+/// opens it with `opener`.
+fn seal_open_known_dek(
+    provider: &dyn lockbox::KeyEncryptionProvider,
+    opener: &dyn lockbox::KeyEncryptionProvider,
+    dek: [u8; 32],
+) -> Result<Vec<u8>, String> {
+    let mut head = [0u8; 64];
+    head[..32].copy_from_slice(&dek);
+    head[32..].copy_from_slice(&pattern::<32>(0x1D));
+    let mut rng = FixedRng { head, drawn: 0 };
+    let ctx = ctx()?;
+    let msg = b"sealed to a recipient";
+    let env = lb(Sealer::new(provider).seal_with_rng(&mut rng, msg, &ctx), "seal_with_rng")?;
+    let pt = lb(Opener::new(opener).open(&env, &ctx), "open")?;
+    ensure(pt == msg, "open returned other bytes")?;
+    Ok(env)
+}
+
+/// 40 characters of an identity string's data part, which no other text
+/// contains (on the stack: a heap copy of our own would be reported).
+fn identity_text_fragment(text: &str) -> [u8; 40] {
+    let start = text.rfind('1').map_or(0, |i| i + 1);
+    let mut out = [0u8; 40];
+    out.copy_from_slice(&text.as_bytes()[start..start + 40]);
+    out
+}
+
+/// i1: identities of both kinds built from bytes, turned into their strings
+/// and back, used to seal (to their recipient) and open, dropped.
+fn identities_in_memory() -> Result<(), String> {
+    for (kind, seed) in [(RecipientKind::X25519, 0xE1u64), (RecipientKind::XWing, 0xE2)] {
+        clear_patterns();
+        let secret: [u8; 32] = pattern(seed);
+        let dek: [u8; 32] = pattern(seed + 0x10);
+        // X25519 keys are clamped when used: bytes 1..31 are unchanged.
+        let ps = register(&secret[1..31]);
+        let pd = register(&dek);
+        let text_pattern;
+        {
+            let id = Box::new(lb(
+                hazmat::identity_from_bytes(kind, SecretBox::new(Box::new(secret))),
+                "identity_from_bytes",
+            )?);
+            let text = id.to_secret_string();
+            text_pattern = register(&identity_text_fragment(text.expose_secret()));
+            let again = Box::new(lb(Identity::parse(text.expose_secret()), "parse")?);
+            ensure(hazmat::identity_bytes(&again) == &secret, "parsed identity differs")?;
+            let recipient: Recipient = lb(id.recipient().to_string().parse(), "recipient")?;
+            seal_open_known_dek(&recipient, &*again, dek)?;
+            seal_open_known_dek(&*id, &*id, dek)?;
+            black_box((&id, &again, &text));
+        }
+        expect_clean(&format!("{kind} identity text"), text_pattern)?;
+        expect_clean(&format!("{kind} secret key bytes"), ps)?;
+        expect_clean(&format!("{kind} unwrapped DEK"), pd)?;
+    }
+    Ok(())
+}
+
+/// i2: an identity written to a file, read back, written sealed under a
+/// local KEK and read back, and read from the environment.
+fn identities_on_disk() -> Result<(), String> {
+    const VAR: &str = "LOCKBOX_ZEROIZE_CHECK_IDENTITY";
+    let secret: [u8; 32] = pattern(0xE3);
+    let ps = register(&secret);
+    let dir = TempDir::new("i2")?;
+    let (plain, sealed) = (dir.path().join("id"), dir.path().join("id.sealed"));
+    let kek = kek_from(pattern(0xE4));
+    let pt;
+    {
+        let id = lb(
+            hazmat::identity_from_bytes(RecipientKind::XWing, SecretBox::new(Box::new(secret))),
+            "identity_from_bytes",
+        )?;
+        let text = id.to_secret_string();
+        pt = register(&identity_text_fragment(text.expose_secret()));
+        lb(id.write_new_file(&plain), "write_new_file")?;
+        lb(id.write_sealed_file(&sealed, &kek), "write_sealed_file")?;
+        let a = lb(Identity::from_file(&plain), "from_file")?;
+        let b = lb(Identity::from_sealed_file(&sealed, &kek), "from_sealed_file")?;
+        // SAFETY: this program is single-threaded (see a5).
+        unsafe { std::env::set_var(VAR, text.expose_secret()) };
+        let c = Identity::from_env(VAR);
+        // SAFETY: as above.
+        unsafe { std::env::remove_var(VAR) };
+        let c = lb(c, "from_env")?;
+        for other in [&a, &b, &c] {
+            ensure(hazmat::identity_bytes(other) == &secret, "loaded identity differs")?;
+        }
+        black_box((&id, &a, &b, &c, &text));
+    }
+    drop(dir);
+    expect_clean("identity text (files, environment)", pt)?;
+    expect_clean("identity secret bytes", ps)
+}
+
+/// i3: a passphrase seals and opens (a known DEK); neither the passphrase,
+/// nor the Argon2id key derived from it, nor the DEK is left in freed memory.
+fn passphrase_and_derived_key() -> Result<(), String> {
+    let text: [u8; 32] = {
+        let mut t = pattern::<32>(0xE5);
+        for b in &mut t {
+            *b = b'a' + (*b % 26);
+        }
+        t
+    };
+    let dek: [u8; 32] = pattern(0xE6);
+    let pp = register(&text);
+    let pd = register(&dek);
+    let env;
+    {
+        let pass = Box::new(
+            lb(
+                Passphrase::new(SecretString::from(std::str::from_utf8(&text).map_err(|e| e.to_string())?)),
+                "Passphrase::new",
+            )?
+            .with_params(lb(hazmat::argon2_params_unchecked(256, 2, 1), "params")?),
+        );
+        env = seal_open_known_dek(&*pass, &*pass, dek)?;
+        black_box(&pass);
+    }
+    // The wrap's salt, and the key Argon2id derived from it (recomputed here,
+    // before its pattern is registered, so our own computation is not seen).
+    let info = lb(lockbox::inspect(&env), "inspect")?;
+    let w = info.wrapped_keys()[0].bytes();
+    let mut salt = b"lockbox v1 passphrase wrap".to_vec();
+    salt.extend_from_slice(&w[13..45]);
+    let mut key = [0u8; 32];
+    let params = argon2::Params::new(256, 2, 1, Some(32)).map_err(|e| e.to_string())?;
+    argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+        .hash_password_into(&text, &salt, &mut key)
+        .map_err(|e| e.to_string())?;
+    let pk = register(&key);
+    // Open again, now that the derived key is registered.
+    {
+        let pass = Box::new(lb(
+            Passphrase::new(SecretString::from(std::str::from_utf8(&text).map_err(|e| e.to_string())?)),
+            "Passphrase::new",
+        )?);
+        let pt = lb(Opener::new(&*pass).open(&env, &ctx()?), "open")?;
+        ensure(pt == b"sealed to a recipient", "open returned other bytes")?;
+        black_box(&pass);
+    }
+    expect_clean("Argon2id-derived key", pk)?;
+    expect_clean("passphrase text", pp)?;
+    expect_clean("unwrapped DEK", pd)
+}
+
 fn main() {
     if std::env::var_os("ZEROIZE_BACKTRACE").is_some_and(|v| v == "1") {
         BACKTRACE_ON_HIT.store(true, Ordering::Relaxed);
@@ -1708,6 +1868,19 @@ fn main() {
     r.run(
         "i1 grant and audit layers and an open-only handle over an async-only provider: no DEK bytes",
         access_layers,
+    );
+
+    r.run(
+        "i1 X25519 and X-Wing identities: from bytes, to and from strings, seal and open: no secret, no identity text, no DEK",
+        identities_in_memory,
+    );
+    r.run(
+        "i2 identity files, sealed identity files, identity from the environment: no secret, no identity text",
+        identities_on_disk,
+    );
+    r.run(
+        "i3 passphrase seal and open: no passphrase, no Argon2id-derived key, no DEK",
+        passphrase_and_derived_key,
     );
 
     println!("{} passed, {} failed", r.passed, r.failed);
