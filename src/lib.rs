@@ -137,6 +137,8 @@ mod open;
 mod options;
 pub mod provider;
 mod rewrap;
+#[cfg(feature = "std")]
+pub mod rotation;
 mod seal;
 mod suite;
 #[cfg(feature = "tokio")]
@@ -157,7 +159,7 @@ pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, DataKeyRequest, KeyEnc
 pub use rewrap::{AsyncReencryptor, AsyncRewrapper, Keep, NewHeader, Reencryptor, Rewrapper};
 #[cfg(feature = "std")]
 pub use seal::SealedHeader;
-pub use seal::{AsyncSealer, Sealer, seal};
+pub use seal::{AsyncSealer, Sealer, WrapFailure, seal};
 pub use suite::{Backend, Suite};
 /// Re-exported so callers can name [`ExposeSecret`](secrecy::ExposeSecret) and
 /// pass their own RNGs without adding these crates themselves.

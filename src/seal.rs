@@ -13,6 +13,7 @@ use crate::context::EncryptionContext;
 #[cfg(feature = "std")]
 use crate::crypto::PayloadCipher;
 use crate::engine::seal::{Prepared, SealOptions, SealPlan};
+pub use crate::engine::seal::WrapFailure;
 use crate::error::Error;
 use crate::format::SegmentSize;
 use crate::keys::{os_random, rng_random};
@@ -143,6 +144,21 @@ macro_rules! sealer_options {
                 self.opts.segment_size = size;
                 self
             }
+
+            /// Succeeds when at least `k` of the providers wrap the data key
+            /// (say 2 of 3 KMS regions), instead of requiring all of them (the
+            /// default). A provider that fails is left out of the envelope and
+            /// reported by `seal_reporting` as a [`WrapFailure`]; if the first
+            /// provider fails, the data key is drawn from the OS CSPRNG. Fewer
+            /// than `k` wraps fail the seal with [`Error::QuorumNotMet`]. `k`
+            /// must be between 1 and the number of providers (checked when
+            /// sealing). Heal the envelopes later by adding the missing wraps
+            /// (header only): see [`rotation`](crate::rotation).
+            #[must_use]
+            pub fn quorum(mut self, k: usize) -> Self {
+                self.opts.quorum = Some(k);
+                self
+            }
         }
 
         crate::options::shared_options!($sealer, opts);
@@ -172,6 +188,19 @@ impl<'p> Sealer<'p> {
     pub fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         self.prepare(context, len_u64(plaintext.len()), os_random)?
             .seal_to(plaintext, out)
+    }
+
+    /// Seals `plaintext` and reports the providers that did not wrap its data
+    /// key (possible only under a [`quorum`](Self::quorum); empty
+    /// otherwise): the envelope lacks their wrapped keys.
+    pub fn seal_reporting(
+        &self,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, Vec<WrapFailure>), Error> {
+        let mut prepared = self.prepare(context, len_u64(plaintext.len()), os_random)?;
+        let failures = prepared.take_failures();
+        Ok((prepared.seal(plaintext)?, failures))
     }
 
     /// Seals `plaintext`, drawing the data key and message id from `rng`
@@ -225,9 +254,9 @@ impl<'p> Sealer<'p> {
         random: impl FnMut(&mut [u8]) -> Result<(), Error>,
     ) -> Result<Prepared<'c>, Error> {
         let mut plan = SealPlan::new(&self.opts, context, &self.providers, plaintext_len)?;
-        plan.generated(plan.first().generate_data_key(plan.request())?, random)?;
+        plan.generated(plan.first().generate_data_key(plan.request()), random)?;
         while let Some(p) = plan.next_wrapper() {
-            plan.wrapped(p.wrap(plan.dek(), plan.binding())?);
+            plan.wrapped(p.wrap(plan.dek(), plan.binding()))?;
         }
         plan.finish()
     }
@@ -245,6 +274,18 @@ impl<'p> AsyncSealer<'p> {
     pub async fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         let prepared = self.prepare(context, len_u64(plaintext.len()), os_random).await?;
         prepared.seal_to(plaintext, out)
+    }
+
+    /// Seals `plaintext` and reports the providers that did not wrap; see
+    /// [`Sealer::seal_reporting`].
+    pub async fn seal_reporting(
+        &self,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, Vec<WrapFailure>), Error> {
+        let mut prepared = self.prepare(context, len_u64(plaintext.len()), os_random).await?;
+        let failures = prepared.take_failures();
+        Ok((prepared.seal(plaintext)?, failures))
     }
 
     /// Seals `plaintext` with `rng`'s randomness; see [`Sealer::seal_with_rng`].
@@ -292,9 +333,9 @@ impl<'p> AsyncSealer<'p> {
         random: impl FnMut(&mut [u8]) -> Result<(), Error> + Send,
     ) -> Result<Prepared<'c>, Error> {
         let mut plan = SealPlan::new(&self.opts, context, &self.providers, plaintext_len)?;
-        plan.generated(plan.first().generate_data_key_async(plan.request()).await?, random)?;
+        plan.generated(plan.first().generate_data_key_async(plan.request()).await, random)?;
         while let Some(p) = plan.next_wrapper() {
-            plan.wrapped(p.wrap_async(plan.dek(), plan.binding()).await?);
+            plan.wrapped(p.wrap_async(plan.dek(), plan.binding()).await)?;
         }
         plan.finish()
     }
