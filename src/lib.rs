@@ -128,6 +128,7 @@ mod format;
 pub mod fuzzing;
 pub mod hazmat;
 mod inspect;
+pub mod keygroup;
 #[cfg(feature = "std")]
 mod io;
 pub mod keyring;
