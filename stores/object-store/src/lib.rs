@@ -122,6 +122,22 @@ impl ObjectStorage {
         self
     }
 
+    /// Creates object `key` with `bytes` if it does not exist yet (a
+    /// conditional `PUT` with `If-None-Match: *`): for loading envelopes
+    /// into a bucket; the engine itself only rewrites existing objects.
+    pub async fn create(&self, key: &str, bytes: Vec<u8>) -> Result<VersionToken, StoreError> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let r = self
+            .store
+            .put_opts(&self.path(key)?, PutPayload::from(bytes), options)
+            .await
+            .map_err(|e| error(key, e))?;
+        version(key, r.e_tag)
+    }
+
     /// The prefix keys are relative to (empty, or ending in `/`).
     pub fn prefix(&self) -> &str {
         &self.prefix

@@ -67,7 +67,9 @@ async fn ranged_reads_ordered_listing_and_compare_and_swap() {
     for k in ["b/2", "a", "b/1", "c"] {
         put(&store, &full_key(&store, k), env.clone()).await;
     }
-    put(&store, &full_key(&store, "empty"), Vec::new()).await;
+    store.create("empty", Vec::new()).await.unwrap();
+    // Create refuses to overwrite.
+    assert_eq!(store.create("empty", b"x".to_vec()).await.unwrap_err().kind(), StoreErrorKind::Conflict);
     // Listing: key order, a cursor, a limit.
     let all: Vec<String> = store.list_after_async(None, 100).await.unwrap().into_iter().map(|m| m.key).collect();
     assert_eq!(all, ["a", "b/1", "b/2", "c", "empty"]);
