@@ -67,7 +67,10 @@ impl Keys {
     fn create(dir: &Path) -> Result<(Self, Keyring)> {
         let master = LocalKek::generate()?;
         let master_path = dir.join("master.key");
-        std::fs::write(&master_path, lockbox::hazmat::local_kek_to_base64(&master).expose_secret())?;
+        std::fs::write(
+            &master_path,
+            lockbox::hazmat::local_kek_to_base64(&master).expose_secret(),
+        )?;
         let ring = Keyring::generate(KeyId::new(RING)?, UnixTime::now())?;
         let keys = Self {
             ring_path: dir.join("archive.keyring"),
@@ -76,7 +79,9 @@ impl Keys {
         Ok((keys, ring))
     }
     fn master(&self) -> Result<LocalKek> {
-        Ok(lockbox::hazmat::local_kek_from_base64(&std::fs::read_to_string(&self.master_path)?)?)
+        Ok(lockbox::hazmat::local_kek_from_base64(&std::fs::read_to_string(
+            &self.master_path,
+        )?)?)
     }
     fn save(&self, ring: &mut Keyring) -> Result<()> {
         ring.save(&self.ring_path, &self.master()?)?;
@@ -176,7 +181,10 @@ fn progress_bar(total: u64) -> impl Fn(&Progress) + Send + Sync {
 /// Runs this example as a child (`args`), kills it with SIGKILL once the
 /// log has `kill_at` item lines, and returns how many it had by then.
 fn run_and_kill(args: &[String], log: &Path, kill_at: usize) -> Result<usize> {
-    let mut child = Command::new(std::env::current_exe()?).args(args).stdout(Stdio::null()).spawn()?;
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()?;
     let start = Instant::now();
     loop {
         let lines = std::fs::read_to_string(log).map(|s| s.lines().filter(|l| l.contains("\"item\"")).count());
@@ -199,7 +207,10 @@ fn run_and_kill(args: &[String], log: &Path, kill_at: usize) -> Result<usize> {
 }
 
 fn run_to_end(args: &[String]) -> Result<String> {
-    let out = Command::new(std::env::current_exe()?).args(args).stderr(Stdio::inherit()).output()?;
+    let out = Command::new(std::env::current_exe()?)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()?;
     if !out.status.success() {
         return Err(format!("child failed: {}", out.status).into());
     }
@@ -226,7 +237,10 @@ fn demo_dir(work: &Path, n: usize) -> Result<()> {
     let args: Vec<String> = ["child-dir", &data.to_string_lossy(), &keys.ring_path.to_string_lossy()]
         .iter()
         .map(|s| s.to_string())
-        .chain([keys.master_path.to_string_lossy().into_owned(), log.to_string_lossy().into_owned()])
+        .chain([
+            keys.master_path.to_string_lossy().into_owned(),
+            log.to_string_lossy().into_owned(),
+        ])
         .collect();
     println!("── migrate (child process), SIGKILL at ~40%");
     let at = run_and_kill(&args, &log, n * 2 / 5)?;
@@ -250,7 +264,10 @@ fn s3_settings() -> Option<S3Settings> {
             var("LOCKBOX_TEST_S3_REGION")?,
             var("LOCKBOX_TEST_S3_BUCKET")?,
         )
-        .with_credentials(var("LOCKBOX_TEST_S3_ACCESS_KEY_ID")?, var("LOCKBOX_TEST_S3_SECRET_ACCESS_KEY")?)
+        .with_credentials(
+            var("LOCKBOX_TEST_S3_ACCESS_KEY_ID")?,
+            var("LOCKBOX_TEST_S3_SECRET_ACCESS_KEY")?,
+        )
         .with_ca_certificate_pem(ca),
     )
 }
@@ -261,7 +278,10 @@ fn bucket(prefix: &str) -> Result<ObjectStorage> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
 }
 
 /// Uploads `n` envelopes (8 at a time); returns the payload hashes.
@@ -296,7 +316,10 @@ fn demo_s3(work: &Path, n: usize) -> Result<()> {
     println!("\n═══ S3 bucket (moto): {n} objects ═══");
     let mut r = [0u8; 4];
     lockbox::provider::fill_random(&mut r)?;
-    let prefix = format!("bulk-rotate-{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    let prefix = format!(
+        "bulk-rotate-{}",
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
     let store = bucket(&prefix)?;
     let work = &work.join("s3");
     std::fs::create_dir_all(work)?;
@@ -306,7 +329,11 @@ fn demo_s3(work: &Path, n: usize) -> Result<()> {
     keys.save(&mut ring)?;
     println!("   uploaded under {RING} v1 (prefix {prefix}/); rotated to {v2}");
     let rt = runtime()?;
-    let before = rt.block_on(Census::new(policy(&ring)).concurrency(16).run_async(&store, &TokioSleep))?;
+    let before = rt.block_on(
+        Census::new(policy(&ring))
+            .concurrency(16)
+            .run_async(&store, &TokioSleep),
+    )?;
     print_census("before", &before);
     let log = work.join("s3-rewrap.log");
     let args: Vec<String> = vec![
@@ -321,7 +348,11 @@ fn demo_s3(work: &Path, n: usize) -> Result<()> {
     println!("   killed after {at} logged items; resuming");
     let summary = run_to_end(&args)?;
     println!("   {}", summary.trim());
-    let after = rt.block_on(Census::new(policy(&ring)).concurrency(16).run_async(&store, &TokioSleep))?;
+    let after = rt.block_on(
+        Census::new(policy(&ring))
+            .concurrency(16)
+            .run_async(&store, &TokioSleep),
+    )?;
     print_census("after", &after);
     rt.block_on(async {
         for (key, _) in &hashes {
@@ -375,7 +406,10 @@ fn child_s3(args: &[String]) -> Result<()> {
     let rate: f64 = args.get(4).and_then(|r| r.parse().ok()).unwrap_or(2_000.0);
     let store = bucket(&args[0])?;
     let rt = runtime()?;
-    let total = rt.block_on(Census::new(MigrationPolicy::new()).run_async(&store, &TokioSleep))?.objects.envelopes;
+    let total = rt
+        .block_on(Census::new(MigrationPolicy::new()).run_async(&store, &TokioSleep))?
+        .objects
+        .envelopes;
     let bar = progress_bar(total);
     let s = rt.block_on(
         AsyncJob::new(policy(&ring))
@@ -418,10 +452,19 @@ fn measure(args: &[String]) -> Result<()> {
     let rate = 50_000.0;
     let start = Instant::now();
     let n = match (what, place) {
-        ("census", "dir") => Census::new(policy(&ring)).run(&DirStore::new(&args[2]))?.objects.envelopes,
+        ("census", "dir") => {
+            Census::new(policy(&ring))
+                .run(&DirStore::new(&args[2]))?
+                .objects
+                .envelopes
+        }
         ("rewrap", "dir") => {
             let store = DirStore::new(&args[2]);
-            let store = if args.iter().any(|a| a == "--no-fsync") { store.without_fsync() } else { store };
+            let store = if args.iter().any(|a| a == "--no-fsync") {
+                store.without_fsync()
+            } else {
+                store
+            };
             Job::new(policy(&ring))
                 .unwrap_with(&ring)
                 .wrap_with(&ring)
@@ -436,9 +479,13 @@ fn measure(args: &[String]) -> Result<()> {
         }
         ("census", "s3") => {
             let rt = runtime()?;
-            rt.block_on(Census::new(policy(&ring)).concurrency(32).run_async(&bucket(&args[2])?, &TokioSleep))?
-                .objects
-                .envelopes
+            rt.block_on(
+                Census::new(policy(&ring))
+                    .concurrency(32)
+                    .run_async(&bucket(&args[2])?, &TokioSleep),
+            )?
+            .objects
+            .envelopes
         }
         ("rewrap", "s3") => {
             let rt = runtime()?;
@@ -539,8 +586,14 @@ fn main() -> Result<()> {
         Some("bench") => return bench(args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100_000)),
         _ => {}
     }
-    let dir_n: usize = std::env::var("BULK_ROTATE_DIR_N").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let s3_n: usize = std::env::var("BULK_ROTATE_S3_N").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let dir_n: usize = std::env::var("BULK_ROTATE_DIR_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let s3_n: usize = std::env::var("BULK_ROTATE_S3_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
     let work = tempfile::tempdir()?;
     demo_dir(work.path(), dir_n)?;
     if s3_settings().is_some() {

@@ -128,9 +128,9 @@ mod format;
 pub mod fuzzing;
 pub mod hazmat;
 mod inspect;
-pub mod keygroup;
 #[cfg(feature = "std")]
 mod io;
+pub mod keygroup;
 pub mod keyring;
 mod keys;
 mod local;

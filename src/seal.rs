@@ -12,8 +12,8 @@ use rand_core::TryCryptoRng;
 use crate::context::EncryptionContext;
 #[cfg(feature = "std")]
 use crate::crypto::PayloadCipher;
-use crate::engine::seal::{Prepared, SealOptions, SealPlan};
 pub use crate::engine::seal::WrapFailure;
+use crate::engine::seal::{Prepared, SealOptions, SealPlan};
 use crate::error::Error;
 use crate::format::SegmentSize;
 use crate::keys::{os_random, rng_random};

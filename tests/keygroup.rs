@@ -30,7 +30,8 @@ fn arcs(keks: &[LocalKek], pick: &[usize]) -> Vec<Arc<dyn KeyEncryptionProvider>
     pick.iter()
         .map(|i| {
             let b64 = lockbox::hazmat::local_kek_to_base64(&keks[*i]);
-            Arc::new(lockbox::hazmat::local_kek_from_base64(b64.expose_secret()).unwrap()) as Arc<dyn KeyEncryptionProvider>
+            Arc::new(lockbox::hazmat::local_kek_from_base64(b64.expose_secret()).unwrap())
+                as Arc<dyn KeyEncryptionProvider>
         })
         .collect()
 }
@@ -86,7 +87,10 @@ fn every_threshold_and_every_subset() {
                     let Error::NoProviderCouldUnwrap { source: Some(p), .. } = &e else {
                         panic!("{e:?}")
                     };
-                    let ge = std::error::Error::source(p).unwrap().downcast_ref::<KeyGroupError>().unwrap();
+                    let ge = std::error::Error::source(p)
+                        .unwrap()
+                        .downcast_ref::<KeyGroupError>()
+                        .unwrap();
                     assert!(matches!(ge, KeyGroupError::NotEnoughShares { obtained, needed, .. }
                         if *obtained == subset.len() && *needed == k));
                 }
@@ -108,9 +112,15 @@ fn the_async_shell_reads_and_writes_the_same_bytes() {
     assert_eq!(lockbox::open(&sync_group, &env, &ctx()).unwrap(), b"async");
     let env2 = lockbox::seal(&sync_group, b"sync", &ctx()).unwrap();
     let opener = AsyncKeyGroup::unwrap_only(id, async_arcs(&keks, &[2, 0])).unwrap();
-    assert_eq!(rt.block_on(lockbox::AsyncOpener::new(&opener).open(&env2, &ctx())).unwrap(), b"sync");
+    assert_eq!(
+        rt.block_on(lockbox::AsyncOpener::new(&opener).open(&env2, &ctx()))
+            .unwrap(),
+        b"sync"
+    );
     // An unwrap-only group cannot seal.
-    let e = rt.block_on(lockbox::AsyncSealer::new(&opener).seal(b"x", &ctx())).unwrap_err();
+    let e = rt
+        .block_on(lockbox::AsyncSealer::new(&opener).seal(b"x", &ctx()))
+        .unwrap_err();
     assert!(matches!(e, Error::Provider(p) if p.kind() == ProviderErrorKind::Unsupported));
 }
 
@@ -171,8 +181,10 @@ fn write_vector(name: &str, n: usize, k: usize, plaintext: &[u8], swap: bool) {
     );
     let seeds: Vec<u8> = (0..n).map(|i| 0x61 + u8::try_from(i).unwrap()).collect();
     let keks: Vec<LocalKek> = seeds.iter().map(|s| kek_bytes(*s)).collect();
-    let members: Vec<Arc<dyn KeyEncryptionProvider>> =
-        seeds.iter().map(|s| Arc::new(kek_bytes(*s)) as Arc<dyn KeyEncryptionProvider>).collect();
+    let members: Vec<Arc<dyn KeyEncryptionProvider>> = seeds
+        .iter()
+        .map(|s| Arc::new(kek_bytes(*s)) as Arc<dyn KeyEncryptionProvider>)
+        .collect();
     let group = KeyGroup::new(KeyId::new("vector-group").unwrap(), k, members).unwrap();
     let mut env = lockbox::seal(&group, plaintext, &ctx()).unwrap();
     let wrapped = lockbox::inspect(&env).unwrap().wrapped_keys()[0].bytes().to_vec();
@@ -260,11 +272,16 @@ fn frozen_vectors() {
         }
         let mut open_ctx = EncryptionContext::new();
         for e in v["open_context"].as_array().unwrap() {
-            open_ctx.insert(e["key"].as_str().unwrap(), e["value"].as_str().unwrap()).unwrap();
+            open_ctx
+                .insert(e["key"].as_str().unwrap(), e["value"].as_str().unwrap())
+                .unwrap();
         }
         let env = hex::decode(v["envelope_hex"].as_str().unwrap()).unwrap();
         let info = lockbox::inspect(&env).unwrap();
-        assert_eq!(info.wrapped_keys()[0].key_id().as_str(), v["group_key_id"].as_str().unwrap());
+        assert_eq!(
+            info.wrapped_keys()[0].key_id().as_str(),
+            v["group_key_id"].as_str().unwrap()
+        );
         for case in v["cases"].as_array().unwrap() {
             let pick: Vec<Arc<dyn KeyEncryptionProvider>> = case["members"]
                 .as_array()
@@ -288,7 +305,11 @@ fn frozen_vectors() {
                 "no-provider-could-unwrap" => {
                     let e = r.unwrap_err();
                     assert!(matches!(e, Error::NoProviderCouldUnwrap { .. }));
-                    assert!(chain(&e).contains(case["error_detail"].as_str().unwrap()), "{}", chain(&e));
+                    assert!(
+                        chain(&e).contains(case["error_detail"].as_str().unwrap()),
+                        "{}",
+                        chain(&e)
+                    );
                 }
                 other => panic!("unknown expectation {other}"),
             }

@@ -34,7 +34,11 @@ fn populate(dir: &Path, n: usize, p: &dyn KeyEncryptionProvider) {
         let sub = dir.join(format!("{:02x}", i % 16));
         std::fs::create_dir_all(&sub).unwrap();
         let data = format!("envelope number {i} {}", "x".repeat(i % 200));
-        std::fs::write(sub.join(format!("e{i:05}.lbx")), lockbox::seal(p, data.as_bytes(), &ctx()).unwrap()).unwrap();
+        std::fs::write(
+            sub.join(format!("e{i:05}.lbx")),
+            lockbox::seal(p, data.as_bytes(), &ctx()).unwrap(),
+        )
+        .unwrap();
     }
 }
 
@@ -140,6 +144,13 @@ fn rewrap_job_keeps_payloads_and_a_second_run_does_nothing() {
     let before = payload_hashes(dir.path());
     ring.rotate(t0).unwrap();
     let store = DirStore::new(dir.path());
+    // A dry run selects every envelope and writes nothing.
+    let dry = Job::new(MigrationPolicy::new().keyring(&ring))
+        .mode(Mode::DryRun)
+        .run(&store, dir.path().join(".lockbox-dry.log"))
+        .unwrap();
+    assert_eq!(dry.counts.get(OutcomeKind::Selected), 200, "{dry}");
+    assert_eq!(payload_hashes(dir.path()), before);
     let log = dir.path().join(".lockbox-job.log");
     let progress_calls = AtomicU64::new(0);
     let progress = |_: &lockbox::rotation::Progress| {
@@ -175,7 +186,9 @@ fn rewrap_job_keeps_payloads_and_a_second_run_does_nothing() {
     let fresh = job.run(&store, dir.path().join(".lockbox-job2.log")).unwrap();
     assert_eq!(fresh.counts.get(OutcomeKind::Current), 200);
     // A log of another job is refused.
-    let other = Job::new(MigrationPolicy::new()).unwrap_with(&ring).mode(Mode::Reencrypt);
+    let other = Job::new(MigrationPolicy::new())
+        .unwrap_with(&ring)
+        .mode(Mode::Reencrypt);
     assert!(other.run(&store, &log).is_err());
 }
 
@@ -266,11 +279,18 @@ fn a_concurrently_modified_envelope_is_reported_not_overwritten() {
     c.sort();
     assert_eq!(c, victims);
     for v in &victims {
-        assert_eq!(std::fs::read(dir.path().join(v)).unwrap(), other_writer, "the other write survives");
+        assert_eq!(
+            std::fs::read(dir.path().join(v)).unwrap(),
+            other_writer,
+            "the other write survives"
+        );
     }
     // No temporary file is left behind.
     for e in walk(dir.path()) {
-        assert!(!e.file_name().unwrap().to_string_lossy().starts_with(".lockbox-tmp"), "{e:?}");
+        assert!(
+            !e.file_name().unwrap().to_string_lossy().starts_with(".lockbox-tmp"),
+            "{e:?}"
+        );
     }
 }
 
@@ -358,7 +378,10 @@ fn throttling_is_retried_with_backoff_and_rate_limits_hold() {
         .unwrap();
     assert_eq!(s.counts.get(OutcomeKind::Rewrapped), 40, "{s}");
     assert!(new.throttled.load(Ordering::Relaxed) > 0);
-    assert!(s.counts.retries >= u64::from(new.throttled.load(Ordering::Relaxed)), "{s}");
+    assert!(
+        s.counts.retries >= u64::from(new.throttled.load(Ordering::Relaxed)),
+        "{s}"
+    );
     // Every attempt costs 2 calls (unwrap + wrap) at 400/s: at least
     // (40 + retries) * 2 / 400 seconds.
     let min = Duration::from_secs_f64(((40 + s.counts.retries) * 2) as f64 / 400.0 * 0.9);
@@ -448,7 +471,10 @@ fn crash_child() {
 
 #[test]
 fn crash_and_resume_at_random_points() {
-    let runs: u32 = std::env::var("LOCKBOX_CRASH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(12);
+    let runs: u32 = std::env::var("LOCKBOX_CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
     let mut seed = u64::from_le_bytes(Sha256::digest(b"crash seed")[..8].try_into().unwrap());
     let mut rand = move |n: u64| {
         seed ^= seed << 13;
@@ -567,11 +593,34 @@ fn quorum_seal_with_one_region_down_then_heal() {
         down: true.into(),
     };
     // All-or-nothing (the default) fails with the provider's error, as always.
-    let e = Sealer::new(&a).also_wrap_with(&b).also_wrap_with(&c).seal(b"x", &ctx()).unwrap_err();
-    assert!(matches!(&e, Error::Provider(p) if p.kind() == ProviderErrorKind::Unavailable), "{e:?}");
+    let e = Sealer::new(&a)
+        .also_wrap_with(&b)
+        .also_wrap_with(&c)
+        .seal(b"x", &ctx())
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Provider(p) if p.kind() == ProviderErrorKind::Unavailable),
+        "{e:?}"
+    );
     // A quorum of 3 of 3 is all-or-nothing too, reported as such.
-    let e = Sealer::new(&a).also_wrap_with(&b).also_wrap_with(&c).quorum(3).seal(b"x", &ctx()).unwrap_err();
-    assert!(matches!(e, Error::QuorumNotMet { required: 3, wrapped: 2, last: Some(_), .. }), "{e:?}");
+    let e = Sealer::new(&a)
+        .also_wrap_with(&b)
+        .also_wrap_with(&c)
+        .quorum(3)
+        .seal(b"x", &ctx())
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::QuorumNotMet {
+                required: 3,
+                wrapped: 2,
+                last: Some(_),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(matches!(
         Sealer::new(&a).quorum(2).seal(b"x", &ctx()),
         Err(Error::InvalidArgument { .. })
@@ -659,7 +708,9 @@ fn lazy_upgrade_on_read() {
     populate(dir.path(), 3, &ring);
     ring.rotate(t0).unwrap();
     let store = DirStore::new(dir.path());
-    let job = Job::new(MigrationPolicy::new().keyring(&ring)).unwrap_with(&ring).wrap_with(&ring);
+    let job = Job::new(MigrationPolicy::new().keyring(&ring))
+        .unwrap_with(&ring)
+        .wrap_with(&ring);
     let key = "01/e00001.lbx";
     // A read path: read, open, and learn that the envelope is stale.
     let f = store.read(key).unwrap();
@@ -679,8 +730,13 @@ fn lazy_upgrade_on_read() {
     // The async twin.
     let key2 = "02/e00002.lbx";
     let f2 = store.read(key2).unwrap();
-    let ajob = AsyncJob::new(MigrationPolicy::new().keyring(&ring)).unwrap_with(&ring).wrap_with(&ring);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let ajob = AsyncJob::new(MigrationPolicy::new().keyring(&ring))
+        .unwrap_with(&ring)
+        .wrap_with(&ring);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let o = rt.block_on(ajob.upgrade_async(&store, key2, &f2.version, &lockbox::rotation::TokioSleep));
     assert_eq!(o.kind, OutcomeKind::Rewrapped);
 }
@@ -699,7 +755,10 @@ fn async_driver_migrates_and_resumes_like_the_blocking_one() {
     let before = payload_hashes(dir.path());
     let store = DirStore::new(dir.path());
     let policy = MigrationPolicy::new().retire(lockbox::LOCAL_PROVIDER_ID, old.key_id().as_str());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
     let log = dir.path().join(".lockbox-async.log");
     let job = AsyncJob::new(policy.clone())
         .unwrap_with(&old)
@@ -718,7 +777,11 @@ fn async_driver_migrates_and_resumes_like_the_blocking_one() {
     assert!(s.counts.retries > 0);
     assert_eq!(payload_hashes(dir.path()), before);
     let report = rt
-        .block_on(Census::new(policy).concurrency(8).run_async(&store, &lockbox::rotation::TokioSleep))
+        .block_on(
+            Census::new(policy)
+                .concurrency(8)
+                .run_async(&store, &lockbox::rotation::TokioSleep),
+        )
         .unwrap();
     assert_eq!(report.current.envelopes, 120);
 }

@@ -163,8 +163,7 @@ fn parse(bytes: &[u8]) -> Result<(u8, Vec<ShareEntry<'_>>), KeyGroupError> {
         if !valid_provider_id(pid) || !valid_key_id(kid) || w.is_empty() {
             return Err(bad("invalid member provider id, key id or wrapped share"));
         }
-        let wrapped =
-            WrappedKeyRef::new(pid, kid, KeyVersion(version), w).map_err(|_| bad("invalid member entry"))?;
+        let wrapped = WrappedKeyRef::new(pid, kid, KeyVersion(version), w).map_err(|_| bad("invalid member entry"))?;
         shares.push(ShareEntry { x, wrapped });
     }
     if !r.is_empty() {
@@ -500,7 +499,10 @@ impl KeyEncryptionProvider for KeyGroup {
     fn unwrap(&self, wrapped: WrappedKeyRef<'_>, binding: Binding<'_>) -> Result<DataKey, ProviderError> {
         let mut join = Join::new(wrapped.bytes())?;
         while let Some((entry, i)) = join.next(&self.members) {
-            let r = self.members.get(i).map_or_else(|| Err(missing()), |m| m.unwrap(entry, binding));
+            let r = self
+                .members
+                .get(i)
+                .map_or_else(|| Err(missing()), |m| m.unwrap(entry, binding));
             join.offer(r);
         }
         join.finish(&self.spec)
@@ -508,7 +510,11 @@ impl KeyEncryptionProvider for KeyGroup {
 }
 
 impl AsyncKeyEncryptionProvider for AsyncKeyGroup {
-    fn wrap_async<'a>(&'a self, dek: &'a DataKey, binding: Binding<'a>) -> BoxFuture<'a, Result<WrappedKey, ProviderError>> {
+    fn wrap_async<'a>(
+        &'a self,
+        dek: &'a DataKey,
+        binding: Binding<'a>,
+    ) -> BoxFuture<'a, Result<WrappedKey, ProviderError>> {
         Box::pin(async move {
             let mut split = Split::new(&self.spec, self.members.len(), dek)?;
             while let Some((i, share)) = split.next() {
@@ -573,7 +579,9 @@ mod tests {
             &[1, 1, 17],
             &[1, 1, 1, 0, 1, b'p', 1, b'k', 0, 0, 0, 1, 0, 1, 9],
             &[1, 1, 1, 1, 1, b'p', 1, b'k', 0, 0, 0, 1, 0, 0],
-            &[1, 1, 2, 1, 1, b'p', 1, b'k', 0, 0, 0, 1, 0, 1, 9, 1, 1, b'p', 1, b'q', 0, 0, 0, 1, 0, 1, 9],
+            &[
+                1, 1, 2, 1, 1, b'p', 1, b'k', 0, 0, 0, 1, 0, 1, 9, 1, 1, b'p', 1, b'q', 0, 0, 0, 1, 0, 1, 9,
+            ],
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }

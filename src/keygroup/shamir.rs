@@ -43,7 +43,9 @@ pub(crate) fn inv(a: u8) -> u8 {
 pub(crate) fn share(secret: &[u8; DATA_KEY_LEN], coeffs: &[u8], x: u8, share: &mut [u8; DATA_KEY_LEN]) {
     let per = coeffs.len() / DATA_KEY_LEN;
     for (j, (out, s)) in share.iter_mut().zip(secret).enumerate() {
-        let c = coeffs.get(j.saturating_mul(per)..j.saturating_add(1).saturating_mul(per)).unwrap_or(&[]);
+        let c = coeffs
+            .get(j.saturating_mul(per)..j.saturating_add(1).saturating_mul(per))
+            .unwrap_or(&[]);
         // Horner: ((c_{k-1} x + c_{k-2}) x + ... + c_1) x + s.
         let mut acc = 0u8;
         for coef in c.iter().rev() {

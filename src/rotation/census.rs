@@ -253,7 +253,11 @@ impl<'a> Census<'a> {
             .collect();
         let live_count = live.iter().filter(|l| **l).count();
         for (w, is_live) in wrapped.iter().zip(&live) {
-            let name = (w.provider_id().to_string(), w.key_id().as_str().to_string(), w.key_version());
+            let name = (
+                w.provider_id().to_string(),
+                w.key_id().as_str().to_string(),
+                w.key_version(),
+            );
             let u = report.keys.entry(name).or_default();
             u.carried.add(size);
             u.stale = self.policy.judge(w.as_ref());

@@ -33,7 +33,9 @@ impl Shard {
     /// Shard `index` of `count`; `index < count` and `count >= 1`.
     pub fn new(index: u32, count: u32) -> Result<Self, crate::Error> {
         if count == 0 || index >= count {
-            return Err(crate::Error::invalid_argument("a shard index must be below the shard count"));
+            return Err(crate::Error::invalid_argument(
+                "a shard index must be below the shard count",
+            ));
         }
         Ok(Self { index, count })
     }
@@ -173,11 +175,13 @@ pub enum OutcomeKind {
     /// A failure that retries did not clear (or that no retry can clear:
     /// authentication, a missing key, a policy the providers cannot meet).
     Failed,
+    /// A dry run ([`Mode::DryRun`](super::Mode::DryRun)) would migrate it.
+    Selected,
 }
 
 impl OutcomeKind {
     /// All kinds, in report order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Rewrapped,
         Self::Reencrypted,
         Self::Healed,
@@ -186,6 +190,7 @@ impl OutcomeKind {
         Self::Unreadable,
         Self::Vanished,
         Self::Failed,
+        Self::Selected,
     ];
 
     /// The stable name used in the log and reports.
@@ -199,6 +204,7 @@ impl OutcomeKind {
             Self::Unreadable => "unreadable",
             Self::Vanished => "vanished",
             Self::Failed => "failed",
+            Self::Selected => "selected",
         }
     }
 
@@ -238,7 +244,7 @@ pub struct Outcome {
 /// Counts of outcomes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
-    by_kind: [u64; 8],
+    by_kind: [u64; 9],
     /// Retries made (attempts beyond the first), over all items.
     pub retries: u64,
 }
@@ -634,7 +640,10 @@ mod tests {
         };
         s.finish(b.seq, &done("b"));
         let c = s.checkpoint_lines(false);
-        assert!(!c.contains("cursor") && c.contains("{\"t\":\"ahead\",\"key\":\"b\"}"), "{c}");
+        assert!(
+            !c.contains("cursor") && c.contains("{\"t\":\"ahead\",\"key\":\"b\"}"),
+            "{c}"
+        );
         // A resume from it skips b and counts it once.
         let mut r = Resume::default();
         let h = header_line("rewrap", Shard::ALL);
@@ -680,10 +689,7 @@ mod tests {
         let b = p.retry_at(t, 5, 0.99).unwrap();
         assert!(b > a);
         assert!(p.retry_at(t, 8, 0.5).is_none());
-        let long = RetryPolicy {
-            max_attempts: 100,
-            ..p
-        };
+        let long = RetryPolicy { max_attempts: 100, ..p };
         assert!(long.retry_at(t, 30, 0.99).unwrap() <= t + p.cap);
     }
 }

@@ -10,10 +10,10 @@ use core::fmt::Write as _;
 use std::time::Instant;
 
 use crate::error::{Error, ProviderErrorKind};
+use crate::format::SegmentSize;
 use crate::format::{self, Parsed, Segments};
 use crate::keys::{KeyVersion, WrappedKeyRef};
 use crate::provider::ProviderIdentity;
-use crate::format::SegmentSize;
 use crate::rewrap::NewHeader;
 use crate::suite::Suite;
 
@@ -33,7 +33,7 @@ pub enum Mode {
     /// or a KEK compromise where old wrapped keys may have been copied).
     Reencrypt,
     /// Read-only: assess each envelope, change nothing (the outcome log then
-    /// says which would be migrated: `current` or `failed` with the reason).
+    /// says which would be migrated: `selected`, with the reasons).
     DryRun,
 }
 
@@ -281,7 +281,7 @@ impl<'j, 'a, P: ProviderIdentity + ?Sized> ItemTask<'j, 'a, P> {
             return self.finish(OutcomeKind::Current, "");
         }
         if self.mode == Mode::DryRun {
-            return self.finish(OutcomeKind::Failed, describe(&a, "would migrate"));
+            return self.finish(OutcomeKind::Selected, describe(&a, "would migrate"));
         }
         self.plan = match self.plan_wraps(h.wrapped().iter(), &a) {
             Ok(p) => p,
@@ -420,7 +420,10 @@ pub(crate) fn retryable(e: &Error) -> bool {
         Error::QuorumNotMet { last, .. } => last.as_ref().map(|p| p.kind()),
         _ => None,
     };
-    matches!(kind, Some(ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable))
+    matches!(
+        kind,
+        Some(ProviderErrorKind::Throttled | ProviderErrorKind::Unavailable)
+    )
 }
 
 /// An error and its sources, on one line (no key material is ever in them).

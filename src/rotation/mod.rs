@@ -76,8 +76,8 @@ mod policy;
 mod run;
 mod store;
 
-pub use census::{Census, CensusItem, CensusReport, KeyUsage, KeyVersionName, RevocationImpact, Tally};
 pub use self::core::{Counts, Outcome, OutcomeKind, Progress, RateLimit, RetryPolicy, Shard, Summary};
+pub use census::{Census, CensusItem, CensusReport, KeyUsage, KeyVersionName, RevocationImpact, Tally};
 pub use dir::{DirStore, RESERVED_PREFIX};
 pub use item::Mode;
 pub use policy::{Assessment, KeyName, MigrationPolicy, Reason, StaleEntries};

@@ -55,7 +55,11 @@ impl Reason {
     pub fn is_dead(self) -> bool {
         matches!(
             self,
-            Self::Destroyed | Self::Disabled | Self::ScheduledForDestruction | Self::BelowMinimum | Self::UnknownVersion
+            Self::Destroyed
+                | Self::Disabled
+                | Self::ScheduledForDestruction
+                | Self::BelowMinimum
+                | Self::UnknownVersion
         )
     }
 }
@@ -106,9 +110,20 @@ impl KeyringRule {
 #[derive(Clone, Debug)]
 enum Rule {
     Keyring(KeyringRule),
-    Retire { provider: String, key: String },
-    MinVersion { provider: String, key: String, min: u32 },
-    Compromised { provider: String, key: String, version: u32 },
+    Retire {
+        provider: String,
+        key: String,
+    },
+    MinVersion {
+        provider: String,
+        key: String,
+        min: u32,
+    },
+    Compromised {
+        provider: String,
+        key: String,
+        version: u32,
+    },
 }
 
 /// A `(provider id, key id)` pair: a key every envelope must carry.

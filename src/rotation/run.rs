@@ -375,7 +375,8 @@ fn jitter() -> f64 {
     }
     let bits = u64::from_le_bytes(b) >> 11;
     // 53 random bits over 2^53: exact in an f64.
-    f64::from(u32::try_from(bits >> 21).unwrap_or(0)).mul_add(2_097_152.0, f64::from(u32::try_from(bits & 0x1f_ffff).unwrap_or(0)))
+    f64::from(u32::try_from(bits >> 21).unwrap_or(0))
+        .mul_add(2_097_152.0, f64::from(u32::try_from(bits & 0x1f_ffff).unwrap_or(0)))
         / 9_007_199_254_740_992.0
 }
 
@@ -455,14 +456,15 @@ impl JobLog {
         let mut first = true;
         {
             let mut r = BufReader::new(&file);
-            let mut line = String::new();
+            let mut raw: Vec<u8> = Vec::new();
             loop {
-                line.clear();
-                let n = r.read_line(&mut line).map_err(err)?;
-                if n == 0 || !line.ends_with('\n') {
+                raw.clear();
+                let n = r.read_until(b'\n', &mut raw).map_err(err)?;
+                if n == 0 || raw.last() != Some(&b'\n') {
+                    // End of file, or a torn last line: cut off below.
                     break;
                 }
-                let text = line.trim_end_matches('\n');
+                let text = core::str::from_utf8(&raw).unwrap_or("").trim_end_matches('\n');
                 if first && text != header {
                     return Err(JobError::Resume(format!(
                         "{} belongs to another job ({text}); this one is {header}",
@@ -641,7 +643,9 @@ impl<'a> Job<'a> {
     }
 
     /// Runs (or resumes) the job over `store` on `concurrency` scoped
-    /// threads, logging to `log` (see [`Job`]). Returns the summary of the
+    /// threads, logging to `log` (see [`Job`]). Keep the log outside the
+    /// store (or, inside a [`DirStore`](super::DirStore), name it
+    /// `.lockbox-…`, which is never listed). Returns the summary of the
     /// whole job; an item's failure is an outcome, not an error. Errors are
     /// for the job itself: a listing that kept failing, the log.
     pub fn run(&self, store: &dyn Store, log: impl AsRef<Path>) -> Result<Summary, JobError> {
@@ -652,43 +656,14 @@ impl<'a> Job<'a> {
             return shared.end();
         }
         let shared = Mutex::new(shared);
-        std::thread::scope(|s| {
-            for _ in 0..self.concurrency {
-                s.spawn(|| self.worker(store, &shared));
-            }
+        blocking_pump(self.concurrency, &shared, store, &self.retry, |item| {
+            let outcome = self.item(store, &item.meta.key, None, &shared);
+            self.record(&shared, item.seq, &outcome);
         });
-        shared.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).end()
-    }
-
-    fn worker(&self, store: &dyn Store, shared: &Mutex<Shared>) {
-        loop {
-            let next = {
-                let mut g = lock(shared);
-                if g.error.is_some() {
-                    return;
-                }
-                g.scan.next()
-            };
-            match next {
-                Next::Done => return,
-                Next::Wait => std::thread::sleep(core::time::Duration::from_millis(2)),
-                Next::List { after, limit } => {
-                    let r = list_blocking(store, after.as_deref(), limit, &self.retry);
-                    let mut g = lock(shared);
-                    match r {
-                        Ok(page) => g.scan.add_page(page),
-                        Err(e) => {
-                            g.scan.listing_failed();
-                            g.error.get_or_insert(JobError::Store(e));
-                        }
-                    }
-                }
-                Next::Item(item) => {
-                    let outcome = self.item(store, &item.meta.key, None, shared);
-                    self.record(shared, item.seq, &outcome);
-                }
-            }
-        }
+        shared
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .end()
     }
 
     fn item(&self, store: &dyn Store, key: &str, expected: Option<VersionToken>, shared: &Mutex<Shared>) -> Outcome {
@@ -709,7 +684,11 @@ impl<'a> Job<'a> {
     /// is written. Nothing is logged (the bulk job will see it as current).
     pub fn upgrade(&self, store: &dyn Store, key: &str, expected: &VersionToken) -> Outcome {
         let shared = Mutex::new(None::<Limiter>);
-        let admit = |calls| lock(&shared).as_mut().map(|l: &mut Limiter| l.reserve(Instant::now(), calls));
+        let admit = |calls| {
+            lock(&shared)
+                .as_mut()
+                .map(|l: &mut Limiter| l.reserve(Instant::now(), calls))
+        };
         let expected = Some(expected.clone());
         drive_item!(
             self, store, key, expected, admit,
@@ -746,52 +725,18 @@ impl<'a> AsyncJob<'a> {
             return shared.end();
         }
         let shared = Mutex::new(shared);
-        let mut inflight: Vec<Pin<Box<dyn Future<Output = Event> + Send + '_>>> = Vec::new();
-        loop {
-            while inflight.len() < self.concurrency {
-                let next = {
-                    let g = &mut lock(&shared);
-                    if g.error.is_some() {
-                        break;
-                    }
-                    g.scan.next()
-                };
-                match next {
-                    Next::Item(item) => {
-                        let shared = &shared;
-                        inflight.push(Box::pin(async move {
-                            let o = self.item_async(store, &item.meta.key, None, shared, sleep).await;
-                            Event::Item(item.seq, o)
-                        }));
-                    }
-                    Next::List { after, limit } => {
-                        let retry = self.retry;
-                        inflight.push(Box::pin(async move {
-                            Event::Page(list_async(store, after.as_deref(), limit, &retry, sleep).await)
-                        }));
-                    }
-                    Next::Wait | Next::Done => break,
-                }
-            }
-            if inflight.is_empty() {
-                break;
-            }
-            match next_done(&mut inflight).await {
-                Event::Item(seq, o) => self.record(&shared, seq, &o),
-                Event::Page(r) => {
-                    let mut g = lock(&shared);
-                    match r {
-                        Ok(page) => g.scan.add_page(page),
-                        Err(e) => {
-                            g.scan.listing_failed();
-                            g.error.get_or_insert(JobError::Store(e));
-                        }
-                    }
-                }
-            }
-        }
-        drop(inflight);
-        shared.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner).end()
+        async_pump(self.concurrency, &shared, store, &self.retry, sleep, |item| {
+            let shared = &shared;
+            Box::pin(async move {
+                let o = self.item_async(store, &item.meta.key, None, shared, sleep).await;
+                self.record(shared, item.seq, &o);
+            })
+        })
+        .await;
+        shared
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .end()
     }
 
     async fn item_async(
@@ -832,12 +777,6 @@ impl<'a> AsyncJob<'a> {
     }
 }
 
-/// What one in-flight future of the async driver produced.
-enum Event {
-    Item(u64, Outcome),
-    Page(Result<Vec<ObjectMeta>, StoreError>),
-}
-
 /// Polls every future in `set`; returns the first output and removes its
 /// future. `set` must not be empty.
 async fn next_done<T>(set: &mut Vec<Pin<Box<dyn Future<Output = T> + Send + '_>>>) -> T {
@@ -865,13 +804,15 @@ fn list_blocking(
     let mut attempt: u32 = 1;
     loop {
         match store.list_after(after, limit) {
-            Err(e) if e.kind() == StoreErrorKind::Transient => match retry.retry_at(Instant::now(), attempt, jitter()) {
-                Some(at) => {
-                    sleep_until(at);
-                    attempt = attempt.saturating_add(1);
+            Err(e) if e.kind() == StoreErrorKind::Transient => {
+                match retry.retry_at(Instant::now(), attempt, jitter()) {
+                    Some(at) => {
+                        sleep_until(at);
+                        attempt = attempt.saturating_add(1);
+                    }
+                    None => return Err(e),
                 }
-                None => return Err(e),
-            },
+            }
             r => return r,
         }
     }
@@ -888,13 +829,15 @@ async fn list_async(
     let mut attempt: u32 = 1;
     loop {
         match store.list_after_async(after, limit).await {
-            Err(e) if e.kind() == StoreErrorKind::Transient => match retry.retry_at(Instant::now(), attempt, jitter()) {
-                Some(at) => {
-                    sleep.sleep_until(at).await;
-                    attempt = attempt.saturating_add(1);
+            Err(e) if e.kind() == StoreErrorKind::Transient => {
+                match retry.retry_at(Instant::now(), attempt, jitter()) {
+                    Some(at) => {
+                        sleep.sleep_until(at).await;
+                        attempt = attempt.saturating_add(1);
+                    }
+                    None => return Err(e),
                 }
-                None => return Err(e),
-            },
+            }
             r => return r,
         }
     }
@@ -946,40 +889,11 @@ impl Census<'_> {
     /// 4 KiB); uses no key; writes nothing.
     pub fn run(&self, store: &dyn Store) -> Result<CensusReport, JobError> {
         let shared = self.shared();
-        std::thread::scope(|s| {
-            for _ in 0..self.concurrency {
-                s.spawn(|| {
-                    loop {
-                        let next = {
-                            let mut g = lock(&shared);
-                            if g.error.is_some() {
-                                return;
-                            }
-                            g.scan.next()
-                        };
-                        match next {
-                            Next::Done => return,
-                            Next::Wait => std::thread::sleep(core::time::Duration::from_millis(2)),
-                            Next::List { after, limit } => {
-                                let r = list_blocking(store, after.as_deref(), limit, &RetryPolicy::default());
-                                let mut g = lock(&shared);
-                                match r {
-                                    Ok(page) => g.scan.add_page(page),
-                                    Err(e) => {
-                                        g.scan.listing_failed();
-                                        g.error.get_or_insert(JobError::Store(e));
-                                    }
-                                }
-                            }
-                            Next::Item(item) => {
-                                let (key, size) = (item.meta.key.as_str(), item.meta.size);
-                                let r = census_item!(store, key, size, read_prefix, sleep: |at| sleep_until(at), await: []);
-                                self.fold(&shared, &item, r);
-                            }
-                        }
-                    }
-                });
-            }
+        let retry = RetryPolicy::default();
+        blocking_pump(self.concurrency, &shared, store, &retry, |item| {
+            let (key, size) = (item.meta.key.as_str(), item.meta.size);
+            let r = census_item!(store, key, size, read_prefix, sleep: |at| sleep_until(at), await: []);
+            self.fold(&shared, &item, r);
         });
         Self::done(shared)
     }
@@ -988,55 +902,124 @@ impl Census<'_> {
     /// reads in flight on the calling task; see [`run`](Self::run).
     pub async fn run_async(&self, store: &dyn AsyncStore, sleep: &dyn Sleep) -> Result<CensusReport, JobError> {
         let shared = self.shared();
-        type Fut<'f> = Pin<Box<dyn Future<Output = CensusEvent> + Send + 'f>>;
-        let mut inflight: Vec<Fut<'_>> = Vec::new();
-        loop {
-            while inflight.len() < self.concurrency {
-                let next = {
-                    let g = &mut lock(&shared);
-                    if g.error.is_some() {
-                        break;
-                    }
-                    g.scan.next()
-                };
-                match next {
-                    Next::Item(item) => inflight.push(Box::pin(async move {
-                        let (key, size) = (item.meta.key.as_str(), item.meta.size);
-                        let r = census_item!(store, key, size, read_prefix_async, sleep: |at| sleep.sleep_until(at), await: [.await]);
-                        CensusEvent::Item(item, r)
-                    })),
-                    Next::List { after, limit } => inflight.push(Box::pin(async move {
-                        let retry = RetryPolicy::default();
-                        CensusEvent::Page(list_async(store, after.as_deref(), limit, &retry, sleep).await)
-                    })),
-                    Next::Wait | Next::Done => break,
-                }
-            }
-            if inflight.is_empty() {
-                break;
-            }
-            match next_done(&mut inflight).await {
-                CensusEvent::Item(item, r) => self.fold(&shared, &item, r),
-                CensusEvent::Page(r) => {
-                    let mut g = lock(&shared);
-                    match r {
-                        Ok(page) => g.scan.add_page(page),
-                        Err(e) => {
-                            g.scan.listing_failed();
-                            g.error.get_or_insert(JobError::Store(e));
-                        }
-                    }
-                }
-            }
-        }
-        drop(inflight);
+        let retry = RetryPolicy::default();
+        async_pump(self.concurrency, &shared, store, &retry, sleep, |item| {
+            let shared = &shared;
+            Box::pin(async move {
+                let (key, size) = (item.meta.key.as_str(), item.meta.size);
+                let r = census_item!(store, key, size, read_prefix_async, sleep: |at| sleep.sleep_until(at), await: [.await]);
+                self.fold(shared, &item, r);
+            })
+        })
+        .await;
         Self::done(shared)
     }
 }
 
-enum CensusEvent {
-    Item(super::core::Item, Result<(Vec<u8>, u64), String>),
-    Page(Result<Vec<ObjectMeta>, StoreError>),
+/// The shared state of a job or a census: the scan and the first job error.
+trait Pumped {
+    fn parts(&mut self) -> (&mut Scan, &mut Option<JobError>);
+}
+
+impl Pumped for Shared {
+    fn parts(&mut self) -> (&mut Scan, &mut Option<JobError>) {
+        (&mut self.scan, &mut self.error)
+    }
+}
+
+impl Pumped for CensusShared {
+    fn parts(&mut self) -> (&mut Scan, &mut Option<JobError>) {
+        (&mut self.scan, &mut self.error)
+    }
+}
+
+/// The next thing to do, or `None` once a job error stopped everything.
+fn next_step<S: Pumped>(shared: &Mutex<S>) -> Option<Next> {
+    let mut g = lock(shared);
+    let (scan, error) = g.parts();
+    if error.is_some() {
+        return None;
+    }
+    Some(scan.next())
+}
+
+/// A listing page (or its failure, which stops the job) arrived.
+fn page_arrived<S: Pumped>(shared: &Mutex<S>, r: Result<Vec<ObjectMeta>, StoreError>) {
+    let mut g = lock(shared);
+    let (scan, error) = g.parts();
+    match r {
+        Ok(page) => scan.add_page(page),
+        Err(e) => {
+            scan.listing_failed();
+            error.get_or_insert(JobError::Store(e));
+        }
+    }
+}
+
+/// The blocking pump: `threads` scoped threads take items (listing pages as
+/// needed) and hand each to `item`, until the scan is done.
+fn blocking_pump<S: Pumped + Send>(
+    threads: usize,
+    shared: &Mutex<S>,
+    store: &dyn Store,
+    retry: &RetryPolicy,
+    item: impl Fn(super::core::Item) + Sync,
+) {
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                while let Some(next) = next_step(shared) {
+                    match next {
+                        Next::Done => return,
+                        Next::Wait => std::thread::sleep(core::time::Duration::from_millis(2)),
+                        Next::List { after, limit } => {
+                            page_arrived(shared, list_blocking(store, after.as_deref(), limit, retry));
+                        }
+                        Next::Item(i) => item(i),
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A future of the async pump: an item's work, or a listing page.
+type PumpFuture<'f> = Pin<Box<dyn Future<Output = Option<Result<Vec<ObjectMeta>, StoreError>>> + Send + 'f>>;
+
+/// The async pump: up to `limit` futures in flight on the calling task
+/// (items from `item`, and listing pages), until the scan is done.
+async fn async_pump<'f, S: Pumped + Send>(
+    limit: usize,
+    shared: &'f Mutex<S>,
+    store: &'f dyn AsyncStore,
+    retry: &'f RetryPolicy,
+    sleep: &'f dyn Sleep,
+    item: impl Fn(super::core::Item) -> Pin<Box<dyn Future<Output = ()> + Send + 'f>>,
+) {
+    let mut inflight: Vec<PumpFuture<'f>> = Vec::new();
+    loop {
+        while inflight.len() < limit {
+            match next_step(shared) {
+                Some(Next::Item(i)) => {
+                    let work = item(i);
+                    inflight.push(Box::pin(async move {
+                        work.await;
+                        None
+                    }));
+                }
+                Some(Next::List { after, limit }) => inflight.push(Box::pin(async move {
+                    Some(list_async(store, after.as_deref(), limit, retry, sleep).await)
+                })),
+                Some(Next::Wait | Next::Done) | None => break,
+            }
+        }
+        if inflight.is_empty() {
+            break;
+        }
+        if let Some(page) = next_done(&mut inflight).await {
+            page_arrived(shared, page);
+        }
+    }
 }
 
 /// tokio's timer as a [`Sleep`] (feature `tokio`; needs a runtime with the
@@ -1058,4 +1041,3 @@ impl<S: Sleep + ?Sized> Sleep for &S {
         (**self).sleep_until(at)
     }
 }
-

@@ -209,7 +209,9 @@ impl<T: Store + ?Sized> AsyncStore for T {
         after: Option<&'a str>,
         limit: usize,
     ) -> BoxFuture<'a, Result<Vec<ObjectMeta>, StoreError>> {
-        Box::pin(core::future::poll_fn(move |_| Poll::Ready(self.list_after(after, limit))))
+        Box::pin(core::future::poll_fn(move |_| {
+            Poll::Ready(self.list_after(after, limit))
+        }))
     }
     fn read_prefix_async<'a>(&'a self, key: &'a str, len: u64) -> BoxFuture<'a, Result<Fetched, StoreError>> {
         Box::pin(core::future::poll_fn(move |_| Poll::Ready(self.read_prefix(key, len))))

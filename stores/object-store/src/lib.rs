@@ -252,9 +252,20 @@ fn error(key: &str, e: object_store::Error) -> StoreError {
 /// backend's retries.
 fn transient(e: &(dyn std::error::Error + 'static)) -> bool {
     let text = e.to_string().to_ascii_lowercase();
-    ["timed out", "timeout", "connection", "503", "500", "502", "504", "429", "slow down", "slowdown"]
-        .iter()
-        .any(|w| text.contains(w))
+    [
+        "timed out",
+        "timeout",
+        "connection",
+        "503",
+        "500",
+        "502",
+        "504",
+        "429",
+        "slow down",
+        "slowdown",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
 }
 
 impl AsyncStore for ObjectStorage {

@@ -45,7 +45,10 @@ fn bucket(name: &str) -> Option<ObjectStorage> {
 async fn put(store: &ObjectStorage, full_key: &str, bytes: Vec<u8>) {
     store
         .inner()
-        .put(&object_store::path::Path::parse(full_key).unwrap(), PutPayload::from(bytes))
+        .put(
+            &object_store::path::Path::parse(full_key).unwrap(),
+            PutPayload::from(bytes),
+        )
         .await
         .unwrap();
 }
@@ -69,9 +72,18 @@ async fn ranged_reads_ordered_listing_and_compare_and_swap() {
     }
     store.create("empty", Vec::new()).await.unwrap();
     // Create refuses to overwrite.
-    assert_eq!(store.create("empty", b"x".to_vec()).await.unwrap_err().kind(), StoreErrorKind::Conflict);
+    assert_eq!(
+        store.create("empty", b"x".to_vec()).await.unwrap_err().kind(),
+        StoreErrorKind::Conflict
+    );
     // Listing: key order, a cursor, a limit.
-    let all: Vec<String> = store.list_after_async(None, 100).await.unwrap().into_iter().map(|m| m.key).collect();
+    let all: Vec<String> = store
+        .list_after_async(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
     assert_eq!(all, ["a", "b/1", "b/2", "c", "empty"]);
     let page = store.list_after_async(Some("b/1"), 2).await.unwrap();
     assert_eq!(page.iter().map(|m| m.key.as_str()).collect::<Vec<_>>(), ["b/2", "c"]);
@@ -91,12 +103,19 @@ async fn ranged_reads_ordered_listing_and_compare_and_swap() {
     let v1 = store.read_async("c").await.unwrap().version;
     let v2 = store.write_if_unchanged_async("c", &v1, b"new").await.unwrap();
     assert_ne!(v1, v2);
-    let stale = store.write_if_unchanged_async("c", &v1, b"lost update").await.unwrap_err();
+    let stale = store
+        .write_if_unchanged_async("c", &v1, b"lost update")
+        .await
+        .unwrap_err();
     assert_eq!(stale.kind(), StoreErrorKind::Conflict);
     assert_eq!(store.read_async("c").await.unwrap().bytes, b"new");
     let bogus = VersionToken::new("\"0123456789abcdef0123456789abcdef\"");
     assert_eq!(
-        store.replace_header_async("a", &bogus, 10, b"x").await.unwrap_err().kind(),
+        store
+            .replace_header_async("a", &bogus, 10, b"x")
+            .await
+            .unwrap_err()
+            .kind(),
         StoreErrorKind::Conflict
     );
     // A header replaced, the payload kept byte for byte.
@@ -124,7 +143,11 @@ async fn census_and_rewrap_of_a_bucket_with_a_rate_limit() {
     ring.rotate(t0).unwrap();
     let policy = MigrationPolicy::new().keyring(&ring);
     let report = Census::new(policy.clone())
-        .revoking(lockbox::keyring::KEYRING_PROVIDER_ID, "bucket-ring", Some(KeyVersion(1)))
+        .revoking(
+            lockbox::keyring::KEYRING_PROVIDER_ID,
+            "bucket-ring",
+            Some(KeyVersion(1)),
+        )
         .concurrency(8)
         .run_async(&store, &TokioSleep)
         .await
@@ -163,7 +186,10 @@ async fn census_and_rewrap_of_a_bucket_with_a_rate_limit() {
 fn tempfile_dir() -> std::path::PathBuf {
     let mut r = [0u8; 8];
     lockbox::provider::fill_random(&mut r).unwrap();
-    let d = std::env::temp_dir().join(format!("lockbox-s3-{}", r.iter().map(|b| format!("{b:02x}")).collect::<String>()));
+    let d = std::env::temp_dir().join(format!(
+        "lockbox-s3-{}",
+        r.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    ));
     std::fs::create_dir_all(&d).unwrap();
     d
 }
