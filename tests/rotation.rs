@@ -28,12 +28,15 @@ fn ctx() -> EncryptionContext {
     EncryptionContext::new().with("app", "rotation-test").unwrap()
 }
 
-/// `n` envelopes under `dir`, in 16 subdirectories, sealed by `p`.
+/// `n` envelopes under `dir`, in 16 subdirectories, sealed by `p`. One in
+/// ten is 20 KB (its header is rewritten in place of a longer file; the
+/// small ones are read whole by the header probe and written whole).
 fn populate(dir: &Path, n: usize, p: &dyn KeyEncryptionProvider) {
     for i in 0..n {
         let sub = dir.join(format!("{:02x}", i % 16));
         std::fs::create_dir_all(&sub).unwrap();
-        let data = format!("envelope number {i} {}", "x".repeat(i % 200));
+        let pad = if i % 10 == 3 { 20_000 } else { i % 200 };
+        let data = format!("envelope number {i} {}", "x".repeat(pad));
         std::fs::write(
             sub.join(format!("e{i:05}.lbx")),
             lockbox::seal(p, data.as_bytes(), &ctx()).unwrap(),
@@ -226,6 +229,15 @@ struct Meddling {
     replacement: Vec<u8>,
 }
 
+impl Meddling {
+    /// Someone else writes the object (in place: the same inode).
+    fn meddle(&self, key: &str) {
+        if self.victims.iter().any(|k| k == key) {
+            std::fs::write(self.inner.root().join(key), &self.replacement).unwrap();
+        }
+    }
+}
+
 impl Store for Meddling {
     fn list_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<ObjectMeta>, StoreError> {
         self.inner.list_after(after, limit)
@@ -237,13 +249,11 @@ impl Store for Meddling {
         self.inner.read(key)
     }
     fn replace_header(&self, key: &str, v: &VersionToken, old: u64, h: &[u8]) -> Result<VersionToken, StoreError> {
-        if self.victims.iter().any(|k| k == key) {
-            // Someone else writes the object (in place: same inode).
-            std::fs::write(self.inner.root().join(key), &self.replacement).unwrap();
-        }
+        self.meddle(key);
         self.inner.replace_header(key, v, old, h)
     }
     fn write_if_unchanged(&self, key: &str, v: &VersionToken, b: &[u8]) -> Result<VersionToken, StoreError> {
+        self.meddle(key);
         self.inner.write_if_unchanged(key, v, b)
     }
 }

@@ -373,7 +373,21 @@ impl<'j, 'a, P: ProviderIdentity + ?Sized> ItemTask<'j, 'a, P> {
         // providers do not cover the policy (a misconfiguration).
         let a = self.policy.assess_envelope(&new);
         match a {
-            Ok(a) if a.is_current() => self.state = State::Write { new, header_only },
+            Ok(a) if a.is_current() => {
+                // A small object already read whole (the header probe got
+                // it all): write it whole, saving the store a second read.
+                let whole = self.fetched.as_ref().filter(|f| u64::try_from(f.bytes.len()).ok() == Some(f.size));
+                if let (true, Some(f)) = (header_only, whole) {
+                    let mut full = new;
+                    full.extend_from_slice(f.bytes.get(self.header_len..).unwrap_or_default());
+                    self.state = State::Write {
+                        new: full,
+                        header_only: false,
+                    };
+                } else {
+                    self.state = State::Write { new, header_only };
+                }
+            }
             Ok(a) => self.finish(
                 OutcomeKind::Failed,
                 describe(&a, "still not current after migration (check the job's providers)"),
