@@ -355,7 +355,7 @@ fn demo_s3(work: &Path, n: usize) -> Result<()> {
     )?;
     print_census("after", &after);
     rt.block_on(async {
-        for (key, _) in &hashes {
+        for key in hashes.keys() {
             let env = store.read_async(key).await?.bytes;
             check_one(key, &env, &hashes, &ring)?;
         }

@@ -2,7 +2,11 @@
 //! and async shells on the same bytes, tampering, the "how many shares"
 //! error, and the frozen vectors in `tests/vectors/keygroup/`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
-#![allow(clippy::arithmetic_side_effects, clippy::as_conversions)]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::cast_possible_truncation
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

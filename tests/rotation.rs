@@ -4,7 +4,12 @@
 //! and their heal, lazy upgrade on read, and the async driver.
 #![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
-#![allow(clippy::arithmetic_side_effects, clippy::as_conversions, clippy::print_stderr)]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::print_stderr,
+    clippy::cast_possible_truncation
+)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -174,7 +179,7 @@ fn rewrap_job_keeps_payloads_and_a_second_run_does_nothing() {
     assert_eq!(payload_hashes(dir.path()), before, "payloads are byte-identical");
     let report = Census::new(policy).run(&store).unwrap();
     assert_eq!(report.current.envelopes, 200);
-    for (k, _) in &before {
+    for k in before.keys() {
         let env = std::fs::read(dir.path().join(k)).unwrap();
         let info = lockbox::inspect(&env).unwrap();
         assert_eq!(info.wrapped_keys().len(), 1);
@@ -330,7 +335,7 @@ struct Throttling {
 impl Throttling {
     fn gate(&self) -> Result<(), ProviderError> {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
-        if n % self.fail_every != 0 {
+        if !n.is_multiple_of(self.fail_every) {
             self.throttled.fetch_add(1, Ordering::Relaxed);
             return Err(ProviderError::new(ProviderErrorKind::Throttled, "test.throttling"));
         }

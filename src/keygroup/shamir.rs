@@ -87,6 +87,7 @@ mod tests {
     use super::*;
 
     /// Table-free reference: carry-less multiply then reduce.
+    #[allow(clippy::arithmetic_side_effects, reason = "a test reference")]
     fn slow_mul(a: u8, b: u8) -> u8 {
         let mut r: u16 = 0;
         for i in 0..8 {

@@ -58,7 +58,7 @@ impl Shard {
         let d = Sha256::digest(key.as_bytes());
         let mut h = [0u8; 8];
         h.copy_from_slice(d.get(..8).unwrap_or(&[0; 8]));
-        u64::from_be_bytes(h) % u64::from(self.count) == u64::from(self.index)
+        u64::from_be_bytes(h).checked_rem(u64::from(self.count)) == Some(u64::from(self.index))
     }
 }
 
@@ -327,12 +327,10 @@ impl Resume {
             return Ok(());
         };
         match json::get_str(&obj, "t") {
-            Some("job") => {
-                if line != expected_header {
-                    return Err(alloc::format!(
-                        "the log belongs to another job ({line}); this one is {expected_header}"
-                    ));
-                }
+            Some("job") if line != expected_header => {
+                return Err(alloc::format!(
+                    "the log belongs to another job ({line}); this one is {expected_header}"
+                ));
             }
             Some("item") => {
                 if let (Some(key), Some(kind)) = (

@@ -107,7 +107,7 @@ impl DirStore {
             if ft.is_dir() {
                 // A directory sorts as its name plus `/`, so the walk visits
                 // keys in the lexicographic order of their full paths.
-                entries.push((name + "/", true, 0));
+                entries.push(([name.as_str(), "/"].concat(), true, 0));
             } else if ft.is_file() {
                 let size = e.metadata().map_err(listing_error)?.len();
                 entries.push((name, false, size));

@@ -376,7 +376,10 @@ impl<'j, 'a, P: ProviderIdentity + ?Sized> ItemTask<'j, 'a, P> {
             Ok(a) if a.is_current() => {
                 // A small object already read whole (the header probe got
                 // it all): write it whole, saving the store a second read.
-                let whole = self.fetched.as_ref().filter(|f| u64::try_from(f.bytes.len()).ok() == Some(f.size));
+                let whole = self
+                    .fetched
+                    .as_ref()
+                    .filter(|f| u64::try_from(f.bytes.len()).ok() == Some(f.size));
                 if let (true, Some(f)) = (header_only, whole) {
                     let mut full = new;
                     full.extend_from_slice(f.bytes.get(self.header_len..).unwrap_or_default());

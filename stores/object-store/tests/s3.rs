@@ -3,7 +3,11 @@
 //! listing with a cursor, ETag compare-and-swap, and the async rotation
 //! engine (census, rewrap with a rate limit, resume) over a bucket.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
-#![allow(clippy::arithmetic_side_effects)]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions,
+    clippy::cast_possible_truncation
+)]
 
 #[path = "../../../tests/support/services.rs"]
 mod services;
