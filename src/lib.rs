@@ -74,6 +74,11 @@
 //! (rewrap); [`Reencryptor`] gives them a new data key and payload
 //! (re-encrypt); both also work on streams and batches.
 //!
+//! At scale, [`rotation`] takes a census of a store's envelopes (no key
+//! needed) and runs resumable bulk migrations over a directory or object
+//! storage, with lazy upgrade on read. [`Sealer::quorum`] seals when `k` of
+//! several providers wrap, and [`keygroup`] needs `k` of `n` members to open.
+//!
 //! ## Features
 //!
 //! - `std` (default): loading local KEKs from files and environment variables,
