@@ -354,19 +354,28 @@ pub struct SealedHeader {
     pub(crate) cipher: Box<PayloadCipher>,
     pub(crate) segment_size: SegmentSize,
     pub(crate) threads: usize,
+    failures: Vec<WrapFailure>,
 }
 
 #[cfg(feature = "std")]
 impl SealedHeader {
-    fn new(p: Prepared<'_>) -> Result<Self, Error> {
+    fn new(mut p: Prepared<'_>) -> Result<Self, Error> {
         let threads = p.options().threads;
+        let failures = p.take_failures();
         let (header, cipher, segment_size) = p.into_stream_start()?;
         Ok(Self {
             header,
             cipher: Box::new(cipher),
             segment_size,
             threads,
+            failures,
         })
+    }
+
+    /// The providers that did not wrap the data key (possible only under a
+    /// [`quorum`](Sealer::quorum); empty otherwise).
+    pub fn wrap_failures(&self) -> &[WrapFailure] {
+        &self.failures
     }
 
     /// The header bytes (written first by the encryptor).

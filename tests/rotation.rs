@@ -651,6 +651,10 @@ fn quorum_seal_with_one_region_down_then_heal() {
         assert_eq!(lockbox::inspect(&env).unwrap().wrapped_keys().len(), 2);
         std::fs::write(dir.path().join(format!("d{i}.lbx")), env).unwrap();
     }
+    // A streaming seal reports the same.
+    let h = sealer.seal_header(&ctx()).unwrap();
+    assert_eq!(h.wrap_failures().len(), 1);
+    assert_eq!(h.wrap_failures()[0].index, 2);
     // The first provider down too: the data key is drawn locally.
     let first_down = Sealer::new(&c).also_wrap_with(&a).also_wrap_with(&b).quorum(2);
     let (env, failed) = first_down.seal_reporting(b"first down", &ctx()).unwrap();
