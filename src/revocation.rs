@@ -1,10 +1,13 @@
 //! What revoking a key version would cut off: [`report`] scans envelope
 //! headers and lists those a version still protects.
 //!
-//! A thin pass over headers, kept small on purpose: the rotation work's
-//! census (every envelope by key, version and provider) answers the same
-//! question at scale, and this function is meant to delegate to it once it
-//! lands, keeping its signature.
+//! A thin pass over headers you already hold, with no store and no policy,
+//! available without `std`. For a store at scale (a directory, a bucket;
+//! sharded, concurrent, with a JSON report), use the rotation census:
+//! `lockbox::rotation::Census::revoking` (feature `std`) answers the same
+//! question and also counts an envelope as stranded when its other wrapped
+//! keys are themselves stale under its `MigrationPolicy` (retired,
+//! compromised), which this function, knowing no policy, cannot judge.
 
 use alloc::vec::Vec;
 
