@@ -393,7 +393,7 @@ impl Assessment {
     }
 }
 
-/// The entries a policy calls stale, as a [`ProviderIdentity`] that matches
+/// The entries a policy calls stale, as a [`ProviderIdentity`](crate::ProviderIdentity) that matches
 /// exactly them: handed to [`Rewrapper::remove_entries_of`](crate::Rewrapper::remove_entries_of)
 /// so a migration removes the stale entries and nothing else. It never
 /// wraps or unwraps.

@@ -139,7 +139,7 @@ impl core::error::Error for StoreError {
     }
 }
 
-/// A blocking envelope store (see the [module docs](self)).
+/// A blocking envelope store (see the [module docs](crate::rotation)).
 pub trait Store: Send + Sync + fmt::Debug {
     /// Up to `limit` objects whose keys sort after `after` (all when `None`),
     /// in lexicographic (byte) order of their keys. Fewer than `limit` means
