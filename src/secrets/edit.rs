@@ -117,9 +117,7 @@ pub(crate) fn resolve(form: Form, body: &Body, name: &str) -> Result<Vec<Seg>, E
                         } else {
                             doc::index_token(&t).and_then(|i| usize::try_from(i).ok())
                         };
-                        let i = i
-                            .filter(|&i| i <= len)
-                            .ok_or_else(|| invalid(name, "not an index of the array"))?;
+                        let i = i.ok_or_else(|| invalid(name, "not an index of an array"))?;
                         path.push(Seg::Index(
                             u32::try_from(i).map_err(|_| invalid(name, "index too large"))?,
                         ));

@@ -100,6 +100,34 @@ pub fn merge(base: &UnlockedFile, ours: &UnlockedFile, theirs: &UnlockedFile) ->
 
 type Side<'a, T> = (&'a T, &'a FileKeys);
 
+/// A chunk's value lines with their names and tokens.
+type Named<'l> = Vec<(&'l str, &'l Line, &'l Token)>;
+
+/// The value lines of a chunk (`None` if it holds any other line).
+fn named<'l>((lines, tokens, r): (&'l [Line], &'l [Token], &core::ops::Range<usize>)) -> Option<Named<'l>> {
+    let ls = lines.get(r.clone())?;
+    let ts = tokens.get(r.clone())?;
+    ls.iter()
+        .zip(ts)
+        .map(|(l, t)| match l {
+            Line::Entry { name, .. } => Some((name.as_str(), l, t)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn find_named<'l>(side: &Named<'l>, n: &str) -> Option<(&'l Line, &'l Token)> {
+    side.iter().find(|(x, _, _)| *x == n).map(|&(_, l, t)| (l, t))
+}
+
+/// What a chunk of a dotenv merge takes.
+enum Pick {
+    Ours(core::ops::Range<usize>),
+    Theirs(core::ops::Range<usize>),
+    /// Lines merged name by name, each with whether it is ours.
+    Lines(Vec<(Line, bool)>),
+}
+
 struct Merger<'k> {
     form: Form,
     /// Keys the digests that stand for decrypted values (per merge, random).
@@ -219,16 +247,20 @@ impl Merger<'_> {
         };
         let (o, a, b) = (tokens(base)?, tokens(ours)?, tokens(theirs)?);
         // Which side's lines each chunk takes.
-        let mut picks: Vec<(bool, core::ops::Range<usize>)> = Vec::new();
+        let mut picks: Vec<Pick> = Vec::new();
         for chunk in diff3(&o, &a, &b)? {
             let (ro, ra, rb) = (chunk.o, chunk.a, chunk.b);
             let so = o.get(ro.clone()).unwrap_or_default();
             let sa = a.get(ra.clone()).unwrap_or_default();
             let sb = b.get(rb.clone()).unwrap_or_default();
             if chunk.stable || sb == so || sa == sb {
-                picks.push((true, ra));
+                picks.push(Pick::Ours(ra));
             } else if sa == so {
-                picks.push((false, rb));
+                picks.push(Pick::Theirs(rb));
+            } else if let Some(lines) = self.by_name((base.0, &o, &ro), (ours.0, &a, &ra), (theirs.0, &b, &rb)) {
+                // Only value lines, changed at different names (adjacent
+                // lines, which a line merge could not tell apart).
+                picks.push(Pick::Lines(lines));
             } else {
                 let before = self.conflicts.len();
                 for (lines, r) in [(base.0, &ro), (ours.0, &ra), (theirs.0, &rb)] {
@@ -243,14 +275,23 @@ impl Merger<'_> {
                 if self.conflicts.len() == before {
                     self.conflicts.push(String::from("(comments)"));
                 }
-                picks.push((true, ra));
+                picks.push(Pick::Ours(ra));
             }
         }
         let mut out: Vec<Line> = Vec::new();
-        for (from_ours, r) in picks {
-            let (lines, keys) = if from_ours { ours } else { theirs };
-            for l in lines.get(r).unwrap_or_default() {
-                out.push(self.take_line((l, keys))?);
+        for pick in picks {
+            let (from, r) = match pick {
+                Pick::Ours(r) => (ours, r),
+                Pick::Theirs(r) => (theirs, r),
+                Pick::Lines(chosen) => {
+                    for (l, from_ours) in chosen {
+                        out.push(self.take_line((&l, if from_ours { ours.1 } else { theirs.1 }))?);
+                    }
+                    continue;
+                }
+            };
+            for l in from.0.get(r).unwrap_or_default() {
+                out.push(self.take_line((l, from.1))?);
             }
         }
         // A name both sides added at different places: keep the first.
@@ -273,6 +314,38 @@ impl Merger<'_> {
             }
         }
         Ok(out)
+    }
+
+    /// A chunk that only holds value lines on every side, merged name by
+    /// name; `None` if it holds other lines or a name changed differently
+    /// on both sides. The chosen lines, each with whether it is ours.
+    fn by_name(
+        &self,
+        base: (&[Line], &[Token], &core::ops::Range<usize>),
+        ours: (&[Line], &[Token], &core::ops::Range<usize>),
+        theirs: (&[Line], &[Token], &core::ops::Range<usize>),
+    ) -> Option<Vec<(Line, bool)>> {
+        let (b, o, t) = (named(base)?, named(ours)?, named(theirs)?);
+        let mut names: Vec<&str> = o.iter().map(|(n, _, _)| *n).collect();
+        for (n, _, _) in &t {
+            if !names.contains(n) && find_named(&b, n).is_none() {
+                names.push(n);
+            }
+        }
+        let mut out = Vec::new();
+        for n in names {
+            let (bb, oo, tt) = (find_named(&b, n), find_named(&o, n), find_named(&t, n));
+            let tok = |x: Option<(&Line, &Token)>| x.map(|(_, t)| t.clone());
+            let choice = if tok(oo) == tok(tt) || tok(tt) == tok(bb) {
+                oo.map(|(l, _)| (l.clone(), true))
+            } else if tok(oo) == tok(bb) {
+                tt.map(|(l, _)| (l.clone(), false))
+            } else {
+                return None;
+            };
+            out.extend(choice);
+        }
+        Some(out)
     }
 
     /// Merges the members of an object present (or absent) on each side;
