@@ -84,6 +84,9 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "kv")]
+pub mod kv;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -257,6 +260,8 @@ impl std::error::Error for VaultApiError {}
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Op {
     ReadKey,
+    /// A KV read.
+    ReadSecret,
     Encrypt,
     Decrypt,
 }
@@ -439,42 +444,7 @@ impl VaultTransit {
         request: reqwest::RequestBuilder,
         op: Op,
     ) -> Result<T, ProviderError> {
-        let mut token =
-            HeaderValue::from_str(self.token.expose_secret()).map_err(|_| err(ProviderErrorKind::PermissionDenied))?;
-        token.set_sensitive(true);
-        let mut request = request.header("X-Vault-Token", token);
-        if let Some(ns) = &self.namespace {
-            request = request.header("X-Vault-Namespace", ns.as_str());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| err(ProviderErrorKind::Unavailable).with_source(e))?;
-        let status = response.status();
-        if response
-            .content_length()
-            .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > MAX_RESPONSE_LEN))
-        {
-            return Err(err(ProviderErrorKind::Other));
-        }
-        let body = Zeroizing::new(
-            response
-                .bytes()
-                .await
-                .map_err(|e| err(ProviderErrorKind::Unavailable).with_source(e))?
-                .to_vec(),
-        );
-        if body.len() > MAX_RESPONSE_LEN {
-            return Err(err(ProviderErrorKind::Other));
-        }
-        if !status.is_success() {
-            let errors = serde_json::from_slice::<ErrorBody>(&body).unwrap_or_default().errors;
-            let api = VaultApiError {
-                status: status.as_u16(),
-                errors,
-            };
-            return Err(err(kind_for(&api, op)).with_source(api));
-        }
+        let body = send_raw(&self.token, self.namespace.as_deref(), request, op, VAULT_PROVIDER_ID).await?;
         serde_json::from_slice::<Response<T>>(&body)
             .map(|r| r.data)
             .map_err(|e| err(ProviderErrorKind::Other).with_source(e))
@@ -627,6 +597,57 @@ impl AsyncKeyEncryptionProvider for VaultTransit {
             }
         })
     }
+}
+
+/// Sends a request with the token (and namespace) headers; the body of a
+/// successful answer, bounded, in a buffer zeroized on drop, or the API's
+/// error (as [`VaultApiError`], the source) as a [`ProviderError`] of
+/// `provider_id`. Written once for Transit and KV.
+async fn send_raw(
+    token: &SecretString,
+    namespace: Option<&str>,
+    request: reqwest::RequestBuilder,
+    op: Op,
+    provider_id: &str,
+) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
+    let fail = |kind| ProviderError::new(kind, provider_id);
+    let mut token =
+        HeaderValue::from_str(token.expose_secret()).map_err(|_| fail(ProviderErrorKind::PermissionDenied))?;
+    token.set_sensitive(true);
+    let mut request = request.header("X-Vault-Token", token);
+    if let Some(ns) = namespace {
+        request = request.header("X-Vault-Namespace", ns);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| fail(ProviderErrorKind::Unavailable).with_source(e))?;
+    let status = response.status();
+    if response
+        .content_length()
+        .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > MAX_RESPONSE_LEN))
+    {
+        return Err(fail(ProviderErrorKind::Other));
+    }
+    let body = Zeroizing::new(
+        response
+            .bytes()
+            .await
+            .map_err(|e| fail(ProviderErrorKind::Unavailable).with_source(e))?
+            .to_vec(),
+    );
+    if body.len() > MAX_RESPONSE_LEN {
+        return Err(fail(ProviderErrorKind::Other));
+    }
+    if !status.is_success() {
+        let errors = serde_json::from_slice::<ErrorBody>(&body).unwrap_or_default().errors;
+        let api = VaultApiError {
+            status: status.as_u16(),
+            errors,
+        };
+        return Err(fail(kind_for(&api, op)).with_source(api));
+    }
+    Ok(body)
 }
 
 fn err(kind: ProviderErrorKind) -> ProviderError {
