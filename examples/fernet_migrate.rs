@@ -22,6 +22,11 @@
 //! cargo run --example fernet_migrate --features fernet -- /tmp/tokens /tmp/tokens/keys.txt
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool prints")]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    reason = "small counters and argument positions of a command-line tool"
+)]
 
 use std::error::Error;
 use std::fs;

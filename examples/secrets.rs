@@ -39,6 +39,11 @@
 //! is written to disk (the values exist in the child's environment and in
 //! the standard library's copy of it, which lockbox cannot zeroize).
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool prints")]
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    reason = "small counters and argument positions of a command-line tool"
+)]
 
 use std::error::Error;
 use std::io::{Read, Write};
@@ -64,17 +69,17 @@ impl Keys {
     /// Every key that wraps, in order.
     fn wrapping(&self) -> Vec<&dyn KeyEncryptionProvider> {
         let mut v: Vec<&dyn KeyEncryptionProvider> = Vec::new();
-        v.extend(self.keks.iter().map(|k| k as &dyn KeyEncryptionProvider));
-        v.extend(self.identities.iter().map(|i| i as &dyn KeyEncryptionProvider));
-        v.extend(self.recipients.iter().map(|r| r as &dyn KeyEncryptionProvider));
+        v.extend(self.keks.iter().map(|k| -> &dyn KeyEncryptionProvider { k }));
+        v.extend(self.identities.iter().map(|i| -> &dyn KeyEncryptionProvider { i }));
+        v.extend(self.recipients.iter().map(|r| -> &dyn KeyEncryptionProvider { r }));
         v
     }
 
     /// Every key that can unwrap.
     fn opening(&self) -> Vec<&dyn KeyEncryptionProvider> {
         let mut v: Vec<&dyn KeyEncryptionProvider> = Vec::new();
-        v.extend(self.keks.iter().map(|k| k as &dyn KeyEncryptionProvider));
-        v.extend(self.identities.iter().map(|i| i as &dyn KeyEncryptionProvider));
+        v.extend(self.keks.iter().map(|k| -> &dyn KeyEncryptionProvider { k }));
+        v.extend(self.identities.iter().map(|i| -> &dyn KeyEncryptionProvider { i }));
         v
     }
 
@@ -240,7 +245,7 @@ fn command(mut args: Vec<String>) -> Res<ExitCode> {
             f.save()?;
         }
         "rotate" => {
-            let removed: Vec<&dyn ProviderIdentity> = remove.iter().map(|r| r as &dyn ProviderIdentity).collect();
+            let removed: Vec<&dyn ProviderIdentity> = remove.iter().map(|r| -> &dyn ProviderIdentity { r }).collect();
             let mut f = SecretsFile::read(arg(1)?)?.rotate_removing(
                 &keys.opener()?,
                 &keys.sealer()?,

@@ -302,7 +302,7 @@ impl Token {
             .len()
             .checked_sub(HEADER_LEN.saturating_add(MAC_LEN))
             .ok_or(FernetError::Malformed("too short"))?;
-        if body == 0 || body % BLOCK != 0 {
+        if body == 0 || !body.is_multiple_of(BLOCK) {
             return Err(FernetError::Malformed("ciphertext is not a non-zero multiple of 16 bytes").into());
         }
         match bytes.first() {

@@ -118,7 +118,7 @@ fn encode(raw: &[u8], padded: bool) -> Result<SecretString, Error> {
         Base64UrlUnpadded::encode(raw, &mut buf)
     }
     .map_err(|_| Error::invalid_argument("token encoding"))?;
-    Ok(SecretString::from(&*text))
+    Ok(SecretString::from(text))
 }
 
 #[cfg(test)]

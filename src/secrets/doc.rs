@@ -78,7 +78,7 @@ impl Sealed {
         let bytes = Base64UrlUnpadded::decode_vec(b64).ok()?;
         // Nonce, at least one padded block, tag; whole blocks.
         let body = bytes.len().checked_sub(NONCE_LEN.saturating_add(TAG_LEN))?;
-        (body >= PAD_BLOCK && body % PAD_BLOCK == 0).then_some(Self(bytes))
+        (body >= PAD_BLOCK && body.is_multiple_of(PAD_BLOCK)).then_some(Self(bytes))
     }
 
     fn text(&self) -> String {

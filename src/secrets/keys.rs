@@ -192,7 +192,7 @@ pub(crate) fn padded_len(data_len: usize) -> Result<usize, Error> {
 /// marker), or `None` if the padding is not exactly `0x80 0x00*` or the
 /// length is not a multiple of [`PAD_BLOCK`].
 fn unpad(plain: &[u8]) -> Option<usize> {
-    if plain.is_empty() || plain.len() % PAD_BLOCK != 0 {
+    if plain.is_empty() || !plain.len().is_multiple_of(PAD_BLOCK) {
         return None;
     }
     let marker = plain.iter().rposition(|&b| b != 0)?;

@@ -100,6 +100,9 @@ pub fn merge(base: &UnlockedFile, ours: &UnlockedFile, theirs: &UnlockedFile) ->
 
 type Side<'a, T> = (&'a T, &'a FileKeys);
 
+/// An object's members on one side of a merge.
+type Members<'a> = Side<'a, Vec<(String, Node)>>;
+
 /// A chunk's value lines with their names and tokens.
 type Named<'l> = Vec<(&'l str, &'l Line, &'l Token)>;
 
@@ -388,7 +391,7 @@ impl Merger<'_> {
         side.and_then(|(m, keys)| m.iter().find(|(x, _)| x == k).map(|(_, v)| (v, keys)))
     }
 
-    fn as_object(side: Option<Side<'_, Node>>) -> Option<Option<Side<'_, Vec<(String, Node)>>>> {
+    fn as_object(side: Option<Side<'_, Node>>) -> Option<Option<Members<'_>>> {
         match side {
             None => Some(None),
             Some((Node::Object(m), k)) => Some(Some((m, k))),
