@@ -304,17 +304,20 @@ fn header_file_id(header: &[u8], form: Form, limits: &Limits) -> Result<[u8; FIL
 
 /// Rotation refuses if an entry of the old key envelope is matched by no
 /// new provider (and by none of those removed on purpose).
-fn check_coverage(
+fn check_coverage<P: AsIdentity + ?Sized>(
     header: &[u8],
     limits: &Limits,
-    new: &[&dyn ProviderIdentity],
+    new: &[&P],
     removed: &[&dyn ProviderIdentity],
 ) -> Result<(), Error> {
     let info = EnvelopeInfo::parse(header, limits)?;
     let uncovered: Vec<KeyRef> = info
         .wrapped_keys()
         .iter()
-        .filter(|w| !new.iter().chain(removed).any(|p| p.matches(w.as_ref())))
+        .filter(|w| {
+            let covered = new.iter().map(|p| p.identity()).chain(removed.iter().copied());
+            !covered.into_iter().any(|p| p.matches(w.as_ref()))
+        })
         .map(|w| KeyRef {
             provider_id: w.provider_id().to_string(),
             key_id: w.key_id().as_str().to_string(),
@@ -593,10 +596,7 @@ impl SecretsFile {
     /// The names of the values (dotenv names, or JSON Pointers of the
     /// leaves), in file order. Names are not secret.
     pub fn names(&self) -> Vec<String> {
-        doc::leaves(&self.parsed.body)
-            .iter()
-            .map(|(p, _)| doc::path_name(self.parsed.form, p))
-            .collect()
+        self.parsed.names()
     }
 
     /// The key envelope (`FORMAT.md`), for [`inspect`](crate::inspect):
@@ -767,8 +767,7 @@ impl SecretsFile {
         context: &EncryptionContext,
         verify: Verify,
     ) -> Result<UnlockedFile, Error> {
-        let wraps: Vec<&dyn ProviderIdentity> = sealer.providers().iter().map(|p| p.identity()).collect();
-        check_coverage(&self.parsed.header, opener.limits_ref(), &wraps, removed)?;
+        check_coverage(&self.parsed.header, opener.limits_ref(), sealer.providers(), removed)?;
         let (mut fresh, full) = Fresh::rotate(self.unlock(opener, context)?, context)?;
         let header = sealer.seal(fresh.file_key(), &full)?;
         let mut checks = fresh.sealed(header, sealer.limits_ref(), verify)?;
@@ -796,14 +795,23 @@ impl SecretsFile {
         context: &EncryptionContext,
         verify: Verify,
     ) -> Result<UnlockedFile, Error> {
-        let wraps: Vec<&dyn ProviderIdentity> = sealer.providers().iter().map(|p| p.identity()).collect();
-        check_coverage(&self.parsed.header, opener.limits_ref(), &wraps, removed)?;
+        check_coverage(&self.parsed.header, opener.limits_ref(), sealer.providers(), removed)?;
         let old = self.unlock_async(opener, context).await?;
         let (mut fresh, full) = Fresh::rotate(old, context)?;
         let header = sealer.seal(fresh.file_key(), &full).await?;
         let mut checks = fresh.sealed(header, sealer.limits_ref(), verify)?;
         check_each_async(&mut checks, sealer.providers(), sealer.limits_ref(), &full).await?;
         fresh.finish(checks)
+    }
+}
+
+impl Parsed {
+    /// The names of the values, in file order.
+    fn names(&self) -> Vec<String> {
+        doc::leaves(&self.body)
+            .iter()
+            .map(|(p, _)| doc::path_name(self.form, p))
+            .collect()
     }
 }
 
@@ -852,10 +860,7 @@ impl UnlockedFile {
 
     /// The names of the values, in file order.
     pub fn names(&self) -> Vec<String> {
-        doc::leaves(&self.parsed.body)
-            .iter()
-            .map(|(p, _)| doc::path_name(self.parsed.form, p))
-            .collect()
+        self.parsed.names()
     }
 
     /// The key envelope (`FORMAT.md`): [`inspect`](crate::inspect) it to

@@ -38,7 +38,7 @@ use lockbox::{Error, ProviderError, ProviderErrorKind};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::{Op, build_client, send_raw, valid_key_name};
+use crate::{Op, build_client, check_connection, send_raw, valid_key_name};
 
 /// Provider id of the errors of [`VaultKv`].
 pub const VAULT_KV_ID: &str = "vault-kv";
@@ -160,24 +160,7 @@ impl VaultKv {
     /// bad mount, token or namespace, or an unusable CA bundle.
     pub fn new(config: VaultKvConfig) -> Result<Self, Error> {
         lockbox::provider::net::require_tls_or_loopback(&config.address)?;
-        let mount = config.mount.trim_matches('/');
-        if mount.is_empty() || !mount.split('/').all(valid_key_name) {
-            return Err(Error::invalid_argument(
-                "KV mount must be a path of segments of A-Z a-z 0-9 _ - .",
-            ));
-        }
-        if reqwest::header::HeaderValue::from_str(config.token.expose_secret()).is_err()
-            || config.token.expose_secret().is_empty()
-        {
-            return Err(Error::invalid_argument("Vault token must be non-empty visible ASCII"));
-        }
-        if config
-            .namespace
-            .as_deref()
-            .is_some_and(|ns| reqwest::header::HeaderValue::from_str(ns).is_err())
-        {
-            return Err(Error::invalid_argument("Vault namespace must be visible ASCII"));
-        }
+        let mount = check_connection(&config.mount, &config.token, config.namespace.as_deref())?;
         let http = build_client(config.timeout, config.ca_pem.as_deref())?;
         let base = format!("{}/v1/{}/data", config.address.trim_end_matches('/'), mount);
         Ok(Self {

@@ -399,22 +399,7 @@ impl VaultTransit {
                 "Transit key name must be 1 to 128 of A-Z a-z 0-9 _ - .",
             ));
         }
-        let mount = config.mount.trim_matches('/');
-        if mount.is_empty() || !mount.split('/').all(valid_key_name) {
-            return Err(Error::invalid_argument(
-                "Transit mount must be a path of segments of A-Z a-z 0-9 _ - .",
-            ));
-        }
-        if HeaderValue::from_str(config.token.expose_secret()).is_err() || config.token.expose_secret().is_empty() {
-            return Err(Error::invalid_argument("Vault token must be non-empty visible ASCII"));
-        }
-        if config
-            .namespace
-            .as_deref()
-            .is_some_and(|ns| HeaderValue::from_str(ns).is_err())
-        {
-            return Err(Error::invalid_argument("Vault namespace must be visible ASCII"));
-        }
+        let mount = check_connection(&config.mount, &config.token, config.namespace.as_deref())?;
         let http = build_client(config.timeout, config.ca_pem.as_deref())?;
         let base = format!("{}/v1/{}", config.address.trim_end_matches('/'), mount);
         Ok(Self {
@@ -652,6 +637,24 @@ async fn send_raw(
 
 fn err(kind: ProviderErrorKind) -> ProviderError {
     ProviderError::new(kind, VAULT_PROVIDER_ID)
+}
+
+/// Checks a mount path, a token and a namespace (Transit and KV alike);
+/// the mount without surrounding slashes.
+fn check_connection<'m>(mount: &'m str, token: &SecretString, namespace: Option<&str>) -> Result<&'m str, Error> {
+    let mount = mount.trim_matches('/');
+    if mount.is_empty() || !mount.split('/').all(valid_key_name) {
+        return Err(Error::invalid_argument(
+            "Vault mount must be a path of segments of A-Z a-z 0-9 _ - .",
+        ));
+    }
+    if HeaderValue::from_str(token.expose_secret()).is_err() || token.expose_secret().is_empty() {
+        return Err(Error::invalid_argument("Vault token must be non-empty visible ASCII"));
+    }
+    if namespace.is_some_and(|ns| HeaderValue::from_str(ns).is_err()) {
+        return Err(Error::invalid_argument("Vault namespace must be visible ASCII"));
+    }
+    Ok(mount)
 }
 
 /// rustls (ring), no redirects, the platform's roots or only `ca_pem`'s.
