@@ -45,7 +45,8 @@ pub struct Merged {
 }
 
 /// Merges `ours` and `theirs`, both edited from `base` (all three unlocked,
-/// of one form). See the [module docs](self).
+/// of one form), as `SECRETS.md` §8 describes: keys from the side that
+/// changed them, dotenv bodies line by line (diff3), JSON members by key.
 pub fn merge(base: &UnlockedFile, ours: &UnlockedFile, theirs: &UnlockedFile) -> Result<Merged, Error> {
     let form = ours.parsed.form;
     if base.parsed.form != form || theirs.parsed.form != form {
