@@ -48,9 +48,9 @@ impl Secrets {
     }
 
     /// The value of `name` parsed as a `T` (a port number, a flag, a
-    /// [`LocalKek`](crate::LocalKek), a recipient identity...). The error
-    /// names the value, never shows it: a missing name, or a value `T`
-    /// refuses.
+    /// recipient identity...; for a local KEK, see [`SecretValue::local_kek`]).
+    /// The error names the value, never shows it: a missing name, or a value
+    /// `T` refuses.
     ///
     /// ```
     /// # fn main() -> Result<(), lockbox::Error> {
