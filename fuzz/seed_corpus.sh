@@ -30,4 +30,22 @@ for s in strings:
     seed = s["input"].encode()
     (d / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
 print(f"seeded recipient wraps and {len(strings)} key strings")
+# Secrets files (both forms) and Fernet tokens.
+for form in ["dotenv", "json"]:
+    d = pathlib.Path("corpus") / f"secrets_{form}"
+    d.mkdir(parents=True, exist_ok=True)
+    for v in sorted(pathlib.Path("../tests/vectors/secrets").glob("*.json")):
+        doc = json.loads(v.read_text())
+        if doc["form"] == form:
+            seed = bytes.fromhex(doc["file_hex"])
+            (d / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
+d = pathlib.Path("corpus") / "fernet_token"
+d.mkdir(parents=True, exist_ok=True)
+tokens = []
+for name in ["generate.json", "verify.json", "invalid.json"]:
+    tokens += [t["token"] for t in json.loads((pathlib.Path("../tests/vectors/fernet") / name).read_text())]
+tokens += [t["token"] for t in json.loads(pathlib.Path("../tests/vectors/fernet/python-tokens.json").read_text())["tokens"]]
+for t in tokens:
+    (d / hashlib.sha1(t.encode()).hexdigest()).write_bytes(t.encode())
+print(f"seeded secrets files and {len(tokens)} Fernet tokens")
 PY

@@ -174,6 +174,20 @@ pub enum Error {
     /// wrong kind of key, or not a key string at all.
     #[error("invalid key string: {0}")]
     KeyString(#[from] KeyStringError),
+
+    /// A secrets-file operation failed (structure, names, key coverage,
+    /// verification, I/O); the [`SecretsError`](crate::secrets::SecretsError)
+    /// says which. A tampered file is [`Error::Authentication`].
+    #[cfg(feature = "secrets")]
+    #[error(transparent)]
+    Secrets(Box<crate::secrets::SecretsError>),
+
+    /// A Fernet token was refused for its structure or its time (after its
+    /// authenticator verified); the [`FernetError`](crate::fernet::FernetError)
+    /// says which. A token that fails its HMAC is [`Error::Authentication`].
+    #[cfg(feature = "fernet")]
+    #[error(transparent)]
+    Fernet(#[from] crate::fernet::FernetError),
 }
 
 /// Why a recipient or identity string (`FORMAT.md` §15) was refused. The

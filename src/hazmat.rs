@@ -135,3 +135,17 @@ pub fn passphrase_wrap_with_salt(
 ) -> Result<crate::WrappedKey, crate::ProviderError> {
     passphrase.wrap_with_salt(dek, binding, salt)
 }
+
+/// A Fernet token with a caller-chosen IV and time: only to reproduce the
+/// Fernet specification's `generate` vectors. A repeated IV under one key
+/// shows which tokens share a plaintext prefix; use
+/// [`FernetKey::encrypt`](crate::fernet::FernetKey::encrypt).
+#[cfg(feature = "fernet")]
+pub fn fernet_encrypt_with_iv(
+    key: &crate::fernet::FernetKey,
+    plaintext: &[u8],
+    timestamp: u64,
+    iv: [u8; 16],
+) -> alloc::string::String {
+    key.encrypt_with_iv(plaintext, timestamp, iv)
+}

@@ -122,6 +122,15 @@
 //!   X-Wing (post-quantum, the default) and X25519 over HPKE; anyone holding
 //!   a recipient can seal to it (no sender authentication).
 //! - `passphrase`: passphrase wraps with Argon2id (`passphrase`).
+//! - `secrets`: encrypted secrets files, dotenv and JSON (`secrets`,
+//!   `SECRETS.md`): values bound to their names and file, a whole-file
+//!   authenticator, update keys vs rotate, three-way merge, loading into
+//!   `SecretString`s.
+//! - `fernet`: open Fernet tokens (and MultiFernet key lists) and migrate
+//!   them to envelopes (`fernet`).
+//!
+//! [`token`] (always built) makes hex, URL-safe base64 and raw tokens, and
+//! Fernet keys, from the OS CSPRNG.
 //!
 //! Sealers refuse to mix classical public-key wraps with post-quantum ones
 //! unless told to: see [`PostQuantum`].
@@ -187,6 +196,9 @@ mod context;
 mod crypto;
 mod engine;
 mod error;
+#[cfg(feature = "fernet")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fernet")))]
+pub mod fernet;
 #[cfg(feature = "std")]
 pub(crate) mod files;
 mod format;
@@ -218,7 +230,11 @@ pub mod rotation;
 mod seal;
 #[cfg(feature = "std")]
 mod secret_file;
+#[cfg(feature = "secrets")]
+#[cfg_attr(docsrs, doc(cfg(feature = "secrets")))]
+pub mod secrets;
 mod suite;
+pub mod token;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub mod tokio;

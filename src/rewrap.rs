@@ -238,6 +238,12 @@ macro_rules! rewrapper_options {
                 self
             }
 
+            /// The wrap providers, in order (the secrets files verify each).
+            #[cfg(feature = "secrets")]
+            pub(crate) fn wrap_providers(&self) -> &[&'p dyn $provider] {
+                &self.wrap_with
+            }
+
             /// Chooses which existing entries are kept (default [`Keep::Unmatched`]).
             #[must_use]
             pub fn keep(mut self, keep: Keep) -> Self {

@@ -138,6 +138,12 @@ macro_rules! sealer_options {
                 self
             }
 
+            /// The providers, in order (the secrets files verify each).
+            #[cfg(feature = "secrets")]
+            pub(crate) fn providers(&self) -> &[&'p dyn $provider] {
+                &self.providers
+            }
+
             /// Reports a seal to the audit, if any, and hands `r` back.
             fn audited<T>(
                 &self,

@@ -4,7 +4,9 @@
 # three symmetric keys through the KMS API itself (the KEK, a second KEK, and
 # one that is then disabled). The same server also serves the S3 API, for the
 # rotation engine's object store (`stores/object-store`): start creates the
-# bucket `lockbox-test` there.
+# bucket `lockbox-test` there. It serves the Secrets Manager API too (the
+# `secrets-manager` feature of `lockbox-aws-kms`, whose tests create their
+# own secrets), exported as LOCKBOX_TEST_SECRETSMANAGER_ENDPOINT.
 #
 # Exports: LOCKBOX_TEST_KMS_ENDPOINT (https://127.0.0.1:PORT),
 # LOCKBOX_TEST_KMS_CA_CERT (PEM file of the CA), LOCKBOX_TEST_KMS_REGION,
@@ -77,6 +79,7 @@ PY
   svc_export LOCKBOX_TEST_S3_ACCESS_KEY_ID lockbox-test
   svc_export LOCKBOX_TEST_S3_SECRET_ACCESS_KEY lockbox-test-secret
   svc_export LOCKBOX_TEST_S3_CA_CERT "$certs/ca.pem"
+  svc_export LOCKBOX_TEST_SECRETSMANAGER_ENDPOINT "https://127.0.0.1:$port"
   svc_log "kms: moto_server on https://127.0.0.1:$port (KMS, and S3 bucket lockbox-test)"
 }
 

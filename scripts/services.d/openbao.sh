@@ -7,6 +7,7 @@
 # LOCKBOX_TEST_VAULT_CA_CERT (PEM file of the CA), LOCKBOX_TEST_VAULT_TOKEN (a random root
 # token for this throw-away server), LOCKBOX_TEST_VAULT_KEY (derived
 # aes256-gcm96), LOCKBOX_TEST_VAULT_OTHER_KEY (derived),
+# LOCKBOX_TEST_VAULT_KV_MOUNT (a KV version 2 engine, for `lockbox_vault::kv`),
 # LOCKBOX_TEST_VAULT_AD_KEY and LOCKBOX_TEST_VAULT_AD_OTHER_KEY (not derived,
 # for associated-data mode), LOCKBOX_TEST_VAULT_ROTATE_KEY (derived; the
 # tests rotate it).
@@ -58,6 +59,7 @@ for _ in range(50):
   api POST transit/keys/lockbox-kek-ad '{"type":"aes256-gcm96"}'
   api POST transit/keys/lockbox-kek-ad-other '{"type":"chacha20-poly1305"}'
   api POST transit/keys/lockbox-kek-rotate '{"type":"aes256-gcm96","derived":true}'
+  api POST sys/mounts/lockbox-kv '{"type":"kv","options":{"version":"2"}}'
   svc_export LOCKBOX_TEST_VAULT_ADDR "$addr"
   svc_export LOCKBOX_TEST_VAULT_CA_CERT "$tls/vault-ca.pem"
   svc_export LOCKBOX_TEST_VAULT_TOKEN "$token"
@@ -66,6 +68,7 @@ for _ in range(50):
   svc_export LOCKBOX_TEST_VAULT_AD_KEY lockbox-kek-ad
   svc_export LOCKBOX_TEST_VAULT_AD_OTHER_KEY lockbox-kek-ad-other
   svc_export LOCKBOX_TEST_VAULT_ROTATE_KEY lockbox-kek-rotate
+  svc_export LOCKBOX_TEST_VAULT_KV_MOUNT lockbox-kv
   svc_log "openbao: dev server on $addr"
 }
 

@@ -304,6 +304,10 @@ pub(crate) fn error_code(e: &Error) -> &'static str {
         Error::KeyString(_) => "key_string",
         Error::QuorumNotMet { .. } => "quorum_not_met",
         Error::Keyring(_) => "keyring",
+        #[cfg(feature = "secrets")]
+        Error::Secrets(_) => "secrets",
+        #[cfg(feature = "fernet")]
+        Error::Fernet(_) => "fernet",
     }
 }
 

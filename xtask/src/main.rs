@@ -7,20 +7,24 @@
 //! - `gen-recipient-vectors <dir>`: generates the deterministic vectors of the
 //!   recipient and passphrase providers (`tests/vectors/recipients`), writes
 //!   the missing ones and fails if a committed one differs.
+//! - `gen-secrets-vectors <dir>`: generates the secrets-file vectors missing
+//!   from `<dir>` (`tests/vectors/secrets`), never overwriting one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 mod gen_recipient_vectors;
+mod gen_secrets_vectors;
 mod gen_vectors;
 
-const USAGE: &str = "usage: cargo xtask gen-vectors <output directory, e.g. tests/vectors/v1>\n       cargo xtask gen-recipient-vectors <output directory, e.g. tests/vectors/recipients>";
+const USAGE: &str = "usage: cargo xtask gen-vectors <output directory, e.g. tests/vectors/v1>\n       cargo xtask gen-recipient-vectors <output directory, e.g. tests/vectors/recipients>\n       cargo xtask gen-secrets-vectors <output directory, e.g. tests/vectors/secrets>";
 
 fn main() -> ExitCode {
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let result = match args.as_slice() {
         [task, dir] if task == "gen-vectors" => gen_vectors::run(PathBuf::from(dir)),
         [task, dir] if task == "gen-recipient-vectors" => gen_recipient_vectors::run(PathBuf::from(dir)),
+        [task, dir] if task == "gen-secrets-vectors" => gen_secrets_vectors::run(PathBuf::from(dir)),
         _ => Err(USAGE.into()),
     };
     match result {

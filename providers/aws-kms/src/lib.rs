@@ -84,7 +84,7 @@ use std::fmt;
 use std::time::Duration;
 
 use aws_sdk_kms::config::timeout::TimeoutConfig;
-use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_kms::config::{Credentials, Region};
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::{KeySpec, KeyState, KeyUsageType};
@@ -188,6 +188,13 @@ impl AwsKmsConfig {
     /// a CA bundle without a parsable certificate, or (without a CA bundle) a
     /// system without usable root certificates.
     pub fn build_client(&self) -> Result<aws_sdk_kms::Client, Error> {
+        Ok(client_from_parts!(aws_sdk_kms, self.parts()?))
+    }
+
+    /// The settings every client built from this configuration shares:
+    /// checked endpoint, static credentials, HTTPS on rustls (ring) with
+    /// the platform's roots or only the caller's, timeouts.
+    fn parts(&self) -> Result<ClientParts, Error> {
         if self.region.is_empty() || self.access_key_id.is_empty() {
             return Err(Error::invalid_argument(
                 "AWS KMS region and access key id must not be empty",
@@ -215,23 +222,50 @@ impl AwsKmsConfig {
         } else {
             check_native_roots()?;
         }
-        let http = tls.build_https();
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(self.connect_timeout)
             .operation_timeout(self.operation_timeout)
             .build();
-        let mut builder = aws_sdk_kms::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new(self.region.clone()))
-            .credentials_provider(credentials)
-            .http_client(http)
-            .timeout_config(timeouts);
-        if let Some(url) = &self.endpoint_url {
-            builder = builder.endpoint_url(url.clone());
-        }
-        Ok(aws_sdk_kms::Client::from_conf(builder.build()))
+        Ok(ClientParts {
+            region: Region::new(self.region.clone()),
+            credentials,
+            http: tls.build_https(),
+            timeouts,
+            endpoint: self.endpoint_url.clone(),
+        })
     }
 }
+
+/// What every SDK client of this crate is built from ([`AwsKmsConfig::parts`]).
+struct ClientParts {
+    region: Region,
+    credentials: Credentials,
+    http: aws_sdk_kms::config::SharedHttpClient,
+    timeouts: TimeoutConfig,
+    endpoint: Option<String>,
+}
+
+/// Builds the client of SDK crate `$sdk` from [`ClientParts`]: the one place
+/// a client's settings are applied (KMS, Secrets Manager).
+macro_rules! client_from_parts {
+    ($sdk:ident, $parts:expr) => {{
+        let p: ClientParts = $parts;
+        let mut builder = $sdk::Config::builder()
+            .behavior_version($sdk::config::BehaviorVersion::latest())
+            .region(p.region)
+            .credentials_provider(p.credentials)
+            .http_client(p.http)
+            .timeout_config(p.timeouts);
+        if let Some(url) = p.endpoint {
+            builder = builder.endpoint_url(url);
+        }
+        $sdk::Client::from_conf(builder.build())
+    }};
+}
+use client_from_parts;
+
+#[cfg(feature = "secrets-manager")]
+pub mod secrets_manager;
 
 impl fmt::Debug for AwsKmsConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -581,19 +615,29 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     R: fmt::Debug + Send + Sync + 'static,
 {
+    map_sdk_error_of(AWS_KMS_PROVIDER_ID, e, invalid_input)
+}
+
+/// A service error as a [`ProviderError`] of `provider_id`, the SDK's error
+/// as its source.
+fn map_sdk_error_of<E, R>(provider_id: &str, e: SdkError<E, R>, invalid_input: ProviderErrorKind) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: fmt::Debug + Send + Sync + 'static,
+{
     let kind = match &e {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => ProviderErrorKind::Unavailable,
         SdkError::ServiceError(s) => kind_for_code(s.err().code(), invalid_input),
         _ => ProviderErrorKind::Other,
     };
-    err(kind).with_source(e)
+    ProviderError::new(kind, provider_id).with_source(e)
 }
 
 fn kind_for_code(code: Option<&str>, invalid_input: ProviderErrorKind) -> ProviderErrorKind {
     match code.unwrap_or_default() {
         "InvalidCiphertextException" | "IncorrectKeyException" => invalid_input,
         "AccessDeniedException" if invalid_input == ProviderErrorKind::Authentication => invalid_input,
-        "NotFoundException" => ProviderErrorKind::KeyNotFound,
+        "NotFoundException" | "ResourceNotFoundException" => ProviderErrorKind::KeyNotFound,
         "DisabledException" | "KMSInvalidStateException" | "InvalidKeyUsageException" => ProviderErrorKind::KeyDisabled,
         "AccessDeniedException"
         | "UnrecognizedClientException"
@@ -603,6 +647,7 @@ fn kind_for_code(code: Option<&str>, invalid_input: ProviderErrorKind) -> Provid
         | "InvalidClientTokenId"
         | "MissingAuthenticationToken" => ProviderErrorKind::PermissionDenied,
         "KeyUnavailableException"
+        | "InternalServiceError"
         | "DependencyTimeoutException"
         | "KMSInternalException"
         | "ThrottlingException"

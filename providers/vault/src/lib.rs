@@ -84,6 +84,9 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "kv")]
+pub mod kv;
+
 use std::fmt;
 use std::time::Duration;
 
@@ -257,6 +260,8 @@ impl std::error::Error for VaultApiError {}
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Op {
     ReadKey,
+    /// A KV read.
+    ReadSecret,
     Encrypt,
     Decrypt,
 }
@@ -394,22 +399,7 @@ impl VaultTransit {
                 "Transit key name must be 1 to 128 of A-Z a-z 0-9 _ - .",
             ));
         }
-        let mount = config.mount.trim_matches('/');
-        if mount.is_empty() || !mount.split('/').all(valid_key_name) {
-            return Err(Error::invalid_argument(
-                "Transit mount must be a path of segments of A-Z a-z 0-9 _ - .",
-            ));
-        }
-        if HeaderValue::from_str(config.token.expose_secret()).is_err() || config.token.expose_secret().is_empty() {
-            return Err(Error::invalid_argument("Vault token must be non-empty visible ASCII"));
-        }
-        if config
-            .namespace
-            .as_deref()
-            .is_some_and(|ns| HeaderValue::from_str(ns).is_err())
-        {
-            return Err(Error::invalid_argument("Vault namespace must be visible ASCII"));
-        }
+        let mount = check_connection(&config.mount, &config.token, config.namespace.as_deref())?;
         let http = build_client(config.timeout, config.ca_pem.as_deref())?;
         let base = format!("{}/v1/{}", config.address.trim_end_matches('/'), mount);
         Ok(Self {
@@ -439,42 +429,7 @@ impl VaultTransit {
         request: reqwest::RequestBuilder,
         op: Op,
     ) -> Result<T, ProviderError> {
-        let mut token =
-            HeaderValue::from_str(self.token.expose_secret()).map_err(|_| err(ProviderErrorKind::PermissionDenied))?;
-        token.set_sensitive(true);
-        let mut request = request.header("X-Vault-Token", token);
-        if let Some(ns) = &self.namespace {
-            request = request.header("X-Vault-Namespace", ns.as_str());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| err(ProviderErrorKind::Unavailable).with_source(e))?;
-        let status = response.status();
-        if response
-            .content_length()
-            .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > MAX_RESPONSE_LEN))
-        {
-            return Err(err(ProviderErrorKind::Other));
-        }
-        let body = Zeroizing::new(
-            response
-                .bytes()
-                .await
-                .map_err(|e| err(ProviderErrorKind::Unavailable).with_source(e))?
-                .to_vec(),
-        );
-        if body.len() > MAX_RESPONSE_LEN {
-            return Err(err(ProviderErrorKind::Other));
-        }
-        if !status.is_success() {
-            let errors = serde_json::from_slice::<ErrorBody>(&body).unwrap_or_default().errors;
-            let api = VaultApiError {
-                status: status.as_u16(),
-                errors,
-            };
-            return Err(err(kind_for(&api, op)).with_source(api));
-        }
+        let body = send_raw(&self.token, self.namespace.as_deref(), request, op, VAULT_PROVIDER_ID).await?;
         serde_json::from_slice::<Response<T>>(&body)
             .map(|r| r.data)
             .map_err(|e| err(ProviderErrorKind::Other).with_source(e))
@@ -629,8 +584,77 @@ impl AsyncKeyEncryptionProvider for VaultTransit {
     }
 }
 
+/// Sends a request with the token (and namespace) headers; the body of a
+/// successful answer, bounded, in a buffer zeroized on drop, or the API's
+/// error (as [`VaultApiError`], the source) as a [`ProviderError`] of
+/// `provider_id`. Written once for Transit and KV.
+async fn send_raw(
+    token: &SecretString,
+    namespace: Option<&str>,
+    request: reqwest::RequestBuilder,
+    op: Op,
+    provider_id: &str,
+) -> Result<Zeroizing<Vec<u8>>, ProviderError> {
+    let fail = |kind| ProviderError::new(kind, provider_id);
+    let mut token =
+        HeaderValue::from_str(token.expose_secret()).map_err(|_| fail(ProviderErrorKind::PermissionDenied))?;
+    token.set_sensitive(true);
+    let mut request = request.header("X-Vault-Token", token);
+    if let Some(ns) = namespace {
+        request = request.header("X-Vault-Namespace", ns);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| fail(ProviderErrorKind::Unavailable).with_source(e))?;
+    let status = response.status();
+    if response
+        .content_length()
+        .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > MAX_RESPONSE_LEN))
+    {
+        return Err(fail(ProviderErrorKind::Other));
+    }
+    let body = Zeroizing::new(
+        response
+            .bytes()
+            .await
+            .map_err(|e| fail(ProviderErrorKind::Unavailable).with_source(e))?
+            .to_vec(),
+    );
+    if body.len() > MAX_RESPONSE_LEN {
+        return Err(fail(ProviderErrorKind::Other));
+    }
+    if !status.is_success() {
+        let errors = serde_json::from_slice::<ErrorBody>(&body).unwrap_or_default().errors;
+        let api = VaultApiError {
+            status: status.as_u16(),
+            errors,
+        };
+        return Err(fail(kind_for(&api, op)).with_source(api));
+    }
+    Ok(body)
+}
+
 fn err(kind: ProviderErrorKind) -> ProviderError {
     ProviderError::new(kind, VAULT_PROVIDER_ID)
+}
+
+/// Checks a mount path, a token and a namespace (Transit and KV alike);
+/// the mount without surrounding slashes.
+fn check_connection<'m>(mount: &'m str, token: &SecretString, namespace: Option<&str>) -> Result<&'m str, Error> {
+    let mount = mount.trim_matches('/');
+    if mount.is_empty() || !mount.split('/').all(valid_key_name) {
+        return Err(Error::invalid_argument(
+            "Vault mount must be a path of segments of A-Z a-z 0-9 _ - .",
+        ));
+    }
+    if HeaderValue::from_str(token.expose_secret()).is_err() || token.expose_secret().is_empty() {
+        return Err(Error::invalid_argument("Vault token must be non-empty visible ASCII"));
+    }
+    if namespace.is_some_and(|ns| HeaderValue::from_str(ns).is_err()) {
+        return Err(Error::invalid_argument("Vault namespace must be visible ASCII"));
+    }
+    Ok(mount)
 }
 
 /// rustls (ring), no redirects, the platform's roots or only `ca_pem`'s.

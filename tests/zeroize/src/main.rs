@@ -1809,6 +1809,209 @@ fn passphrase_and_derived_key() -> Result<(), String> {
     expect_clean("unwrapped DEK", pd)
 }
 
+/// 64 ASCII hex digits of `bytes`, on the stack: a value a secrets file can
+/// hold, and a pattern.
+fn hex_text(bytes: &[u8; 32]) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0xF)];
+    }
+    out
+}
+
+/// The file key of a secrets file (the payload of its key envelope), opened
+/// here into a buffer wiped before it is freed, returned on the stack.
+fn file_key_of(envelope: &[u8], kek: &LocalKek, caller: &EncryptionContext) -> Result<[u8; 32], String> {
+    let info = lb(lockbox::inspect(envelope), "inspect")?;
+    let mut full = caller.clone();
+    for (k, v) in info.stored_context() {
+        if k.starts_with("lockbox.secrets.") {
+            lb(full.insert(k, v), "context")?;
+        }
+    }
+    let mut buf = Vec::with_capacity(envelope.len());
+    buf.extend_from_slice(envelope);
+    let r = Opener::new(kek).open_in_place(&mut buf, &full);
+    let mut key = [0u8; 32];
+    let ok = r.is_ok() && buf.len() == 32;
+    if ok {
+        key.copy_from_slice(&buf);
+    }
+    buf.iter_mut().for_each(|b| *b = 0);
+    black_box(&buf);
+    drop(buf);
+    ensure(ok, "file key")?;
+    Ok(key)
+}
+
+/// j1: secrets files (both forms) created, edited (set, set_json with
+/// escapes, remove), written, parsed, unlocked, read one by one and loaded,
+/// exported as environment variables, merged, rotated; all dropped.
+fn secrets_files() -> Result<(), String> {
+    use lockbox::secrets::{Form, SecretsFile, Verify};
+    let kek = Box::new(kek_from(&pattern(0xF1)));
+    let pk = register(&pattern::<32>(0xF1));
+    let (a, b) = (hex_text(&pattern(0xF2)), hex_text(&pattern(0xF3)));
+    let (pa, pb) = (register(&a), register(&b));
+    let (a, b) = (std::str::from_utf8(&a).unwrap_or_default(), std::str::from_utf8(&b).unwrap_or_default());
+    let c = ctx()?;
+    let mut keys = Vec::new();
+    for form in [Form::Dotenv, Form::Json] {
+        let (na, nb) = if form == Form::Dotenv { ("A", "B") } else { ("/a", "/b/c") };
+        let mut f = lb(SecretsFile::create(form, &Sealer::new(&*kek), &c, Verify::EachProvider), "create")?;
+        lb(f.set(na, a), "set a")?;
+        if form == Form::Json {
+            // A JSON string with escapes, decoded by the strict parser.
+            let mut json = [0u8; 70];
+            json[0] = b'"';
+            json[1..65].copy_from_slice(b.as_bytes());
+            json[65..69].copy_from_slice(b"\\u00");
+            json[69] = b'"';
+            let text = std::str::from_utf8(&json[..]).unwrap_or_default();
+            let _ = f.set_json(nb, text);
+        }
+        lb(f.set(nb, b), "set b")?;
+        let key = file_key_of(f.key_envelope(), &kek, &c)?;
+        keys.push(register(&key));
+        let bytes = lb(f.to_bytes(), "to_bytes")?;
+        drop(f);
+        let opened = lb(lb(SecretsFile::parse(form, &bytes), "parse")?.unlock(&Opener::new(&*kek), &c), "unlock")?;
+        let got = lb(opened.get(na), "get")?;
+        ensure(got.as_ref().is_some_and(|g| g.expose_secret() == a), "get a")?;
+        let loaded = lb(opened.load(), "load")?;
+        let env = lb(loaded.env_vars(), "env_vars")?;
+        ensure(env.len() == 2, "env")?;
+        let mut ours = lb(lb(SecretsFile::parse(form, &bytes), "parse")?.unlock(&Opener::new(&*kek), &c), "unlock")?;
+        lb(ours.set(na, a), "set unchanged")?;
+        lb(ours.set(if form == Form::Dotenv { "D" } else { "/d" }, b), "set d")?;
+        lb(ours.remove(if form == Form::Dotenv { "D" } else { "/d" }), "remove d")?;
+        let merged = lb(lockbox::secrets::merge(&opened, &ours, &opened), "merge")?;
+        let rotated = lb(
+            lb(SecretsFile::parse(form, &bytes), "parse")?.rotate(&Opener::new(&*kek), &Sealer::new(&*kek), &c, Verify::EachProvider),
+            "rotate",
+        )?;
+        black_box((&got, &loaded, &env, &ours, &merged, &rotated));
+    }
+    for k in keys {
+        expect_clean("a secrets file's file key", k)?;
+    }
+    expect_clean("secret value a", pa)?;
+    expect_clean("secret value b", pb)?;
+    expect_clean("KEK bytes", pk)
+}
+
+/// j2: the async drivers (create, unlock, update keys, rotate) over an
+/// async-only provider whose futures suspend, futures boxed: no value, no
+/// file key, no key-envelope data key.
+fn secrets_files_async() -> Result<(), String> {
+    use lockbox::secrets::{Form, SecretsFile, Verify};
+    let kek_bytes: [u8; 32] = pattern(0xF5);
+    let pk = register(&kek_bytes);
+    let deks: Vec<Pattern> = (0..6u64).map(|i| register(&pattern::<32>(0xF60 + i))).collect();
+    let provider = AsyncOnly::new(&kek_bytes, true, 0xF60);
+    let second = AsyncOnly::new(&pattern(0xF7), true, 0xF70);
+    let a = hex_text(&pattern(0xF8));
+    let pa = register(&a);
+    let a = std::str::from_utf8(&a).unwrap_or_default();
+    let c = ctx()?;
+    let plain_kek = kek_from(&kek_bytes);
+    let pf;
+    {
+        let create_with = AsyncSealer::new(&provider);
+        let mut f = lb(
+            run(|| SecretsFile::create_async(Form::Dotenv, &create_with, &c, Verify::EachProvider))?,
+            "create_async",
+        )?;
+        lb(f.set("A", a), "set")?;
+        // From here on, the file key must not be left anywhere either.
+        pf = register(&file_key_of(f.key_envelope(), &plain_kek, &c)?);
+        let bytes = lb(f.to_bytes(), "to_bytes")?;
+        drop(f);
+        let opener = AsyncOpener::new(&provider);
+        let opened = lb(
+            run(|| async { SecretsFile::parse(Form::Dotenv, &bytes)?.unlock_async(&opener, &c).await })?,
+            "unlock_async",
+        )?;
+        let got = lb(opened.get("A"), "get")?;
+        ensure(got.as_ref().is_some_and(|g| g.expose_secret() == a), "get a")?;
+        let rw = lockbox::AsyncRewrapper::new(&provider).also_wrap_with(&second);
+        let updated = lb(
+            run(|| async { SecretsFile::parse(Form::Dotenv, &bytes)?.update_keys_async(&rw, &c, Verify::EachProvider).await })?,
+            "update_keys_async",
+        )?;
+        let sealer = AsyncSealer::new(&provider);
+        let rotated = lb(
+            run(|| async { SecretsFile::parse(Form::Dotenv, &bytes)?.rotate_async(&opener, &sealer, &c, Verify::EachProvider).await })?,
+            "rotate_async",
+        )?;
+        black_box((&got, &opened, &updated, &rotated));
+    }
+    expect_clean("the file key (after create: unlock, update keys, rotate)", pf)?;
+    expect_clean("secret value", pa)?;
+    for (i, d) in deks.into_iter().enumerate() {
+        expect_clean(&format!("key-envelope data key {i}"), d)?;
+    }
+    black_box((&provider, &second, &plain_kek));
+    drop((provider, second, plain_kek));
+    expect_clean("KEK bytes", pk)
+}
+
+/// k1: Fernet keys parsed from their text, a MultiFernet opening a token
+/// and migrating it to an envelope, a key generated and exported: no key
+/// bytes, no key text, no plaintext.
+fn fernet_keys() -> Result<(), String> {
+    use lockbox::fernet::{FernetKey, MultiFernet, TimeCheck};
+    let raw: [u8; 32] = pattern(0xF9);
+    let pr = register(&raw);
+    let mut text = [0u8; 44];
+    {
+        let encoded = base64url_padded(&raw);
+        text.copy_from_slice(&encoded);
+    }
+    let pt = register(&text);
+    let plain = hex_text(&pattern(0xFA));
+    let pp = register(&plain);
+    let kek = Box::new(kek_from(&pattern(0xFB)));
+    {
+        let key = lb(FernetKey::parse(std::str::from_utf8(&text).unwrap_or_default()), "parse key")?;
+        let token = lb(key.encrypt(&plain, 1_700_000_000), "encrypt")?;
+        let again = lb(FernetKey::parse(std::str::from_utf8(&text).unwrap_or_default()), "parse key")?;
+        let multi = MultiFernet::new(vec![lb(FernetKey::generate(), "generate")?, again]);
+        let opened = lb(multi.decrypt(&token, TimeCheck::max_age(60, 1_700_000_010)), "decrypt")?;
+        ensure(opened.as_slice() == plain, "decrypted")?;
+        let c = ctx()?;
+        let env = lb(multi.migrate(&token, TimeCheck::none(), &Sealer::new(&*kek), &c), "migrate")?;
+        let back = lb(Opener::new(&*kek).open(&env, &c), "open")?;
+        ensure(back == plain, "migrated")?;
+        let mut back = back;
+        back.iter_mut().for_each(|b| *b = 0);
+        black_box(&back);
+        let exported = key.to_secret_string();
+        let fresh = lb(lockbox::token::fernet_key(), "token::fernet_key")?;
+        black_box((&key, &multi, &opened, &exported, &fresh));
+    }
+    expect_clean("Fernet key bytes", pr)?;
+    expect_clean("Fernet key text", pt)?;
+    expect_clean("Fernet plaintext", pp)
+}
+
+/// URL-safe padded base64 of 32 bytes (44 characters), on the stack.
+fn base64url_padded(key: &[u8; 32]) -> [u8; 44] {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = [b'='; 44];
+    for (i, chunk) in key.chunks(3).enumerate() {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let emit = chunk.len() + 1;
+        for j in 0..emit {
+            out[4 * i + j] = A[((n >> (18 - 6 * j)) & 63) as usize];
+        }
+    }
+    out
+}
+
 fn main() {
     if std::env::var_os("ZEROIZE_BACKTRACE").is_some_and(|v| v == "1") {
         BACKTRACE_ON_HIT.store(true, Ordering::Relaxed);
@@ -1923,6 +2126,19 @@ fn main() {
     r.run(
         "i3 passphrase seal and open: no passphrase, no Argon2id-derived key, no DEK",
         passphrase_and_derived_key,
+    );
+
+    r.run(
+        "j1 secrets files (dotenv, JSON): create, edit, write, unlock, get, load, env, merge, rotate: no value, no file key, no KEK",
+        secrets_files,
+    );
+    r.run(
+        "j2 secrets files through the async drivers, futures boxed and suspended: no value, no file key, no envelope data key",
+        secrets_files_async,
+    );
+    r.run(
+        "k1 Fernet keys parsed, a token opened and migrated, a key generated: no key bytes, no key text, no plaintext",
+        fernet_keys,
     );
 
     println!("{} passed, {} failed", r.passed, r.failed);
