@@ -209,6 +209,7 @@ pub mod hazmat;
 mod inspect;
 #[cfg(feature = "std")]
 mod io;
+mod json;
 pub mod keygroup;
 pub mod keyring;
 mod keys;

@@ -9,6 +9,7 @@ use core::time::Duration;
 
 use super::{AuditEvent, ContextView, EventOutcome, error_code, provider_error_code};
 use crate::format::MESSAGE_ID_LEN;
+use crate::json::write_string;
 
 /// An owned audit event: the fields of every family, flattened (a field
 /// that does not apply is `None` or empty). Never holds key bytes,
@@ -234,10 +235,10 @@ impl AuditRecord {
                     if i > 0 {
                         w.out.push(',');
                     }
-                    json_str(w.out, k);
+                    write_string(w.out, k);
                     w.out.push(':');
                     match v {
-                        Some(v) => json_str(w.out, v),
+                        Some(v) => write_string(w.out, v),
                         None => w.out.push_str("null"),
                     }
                 }
@@ -257,9 +258,9 @@ impl AuditRecord {
                     w.out.push(',');
                 }
                 w.out.push_str("{\"provider_id\":");
-                json_str(w.out, p);
+                write_string(w.out, p);
                 w.out.push_str(",\"key_id\":");
-                json_str(w.out, k);
+                write_string(w.out, k);
                 let _ = write!(w.out, ",\"key_version\":{v}}}");
             }
             w.out.push(']');
@@ -296,7 +297,7 @@ impl Fields<'_> {
     }
     fn str(&mut self, k: &str, v: &str) {
         self.key(k);
-        json_str(self.out, v);
+        write_string(self.out, v);
     }
     fn opt_str(&mut self, k: &str, v: Option<&str>) {
         if let Some(v) = v {
@@ -322,29 +323,6 @@ pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
     for b in bytes {
         let _ = write!(out, "{b:02x}");
     }
-}
-
-/// A JSON string literal: quotes, backslashes and every control character
-/// escaped (so a record is always exactly one line).
-pub(crate) fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 /// `t` (since the Unix epoch) as RFC 3339 UTC with milliseconds:
@@ -410,12 +388,5 @@ mod tests {
         s.clear();
         rfc3339(&mut s, Duration::from_secs(951_782_400)); // 2000-02-29
         assert_eq!(s, "2000-02-29T00:00:00.000Z");
-    }
-
-    #[test]
-    fn strings_escape_to_one_line() {
-        let mut s = String::new();
-        json_str(&mut s, "a\"b\\c\nd\u{1}e\u{2028}é");
-        assert_eq!(s, r#""a\"b\\c\nd\u0001e\u2028é""#);
     }
 }

@@ -316,42 +316,7 @@ impl Parser<'_> {
     }
 }
 
-/// Appends `s` as a JSON string literal: `"` and `\` escaped, control
-/// characters as `\n`, `\t`, ... or `\u00XX`, everything else as is. `out`
-/// should have room (growing it copies what it holds).
-pub(crate) fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if c < ' ' || c == '\u{7f}' => {
-                let n = u32::from(c);
-                out.push_str("\\u00");
-                out.extend(char::from_digit(n >> 4, 16));
-                out.extend(char::from_digit(n & 0xF, 16));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// The length [`write_string`] writes for `s`.
-pub(crate) fn string_len(s: &str) -> usize {
-    s.chars().fold(2usize, |n, c| {
-        n.saturating_add(match c {
-            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
-            c if c < ' ' || c == '\u{7f}' => 6,
-            c => c.len_utf8(),
-        })
-    })
-}
+pub(crate) use crate::json::{string_len, write_string};
 
 /// Whether `text` is a JSON number, exactly (the grammar of RFC 8259 §6).
 pub(crate) fn is_number(text: &str) -> bool {
