@@ -218,10 +218,33 @@ impl<'p> Sealer<'p> {
 
     /// Seals `plaintext` and appends the envelope to `out` (no allocation if
     /// `out` has the capacity). On error `out` is unchanged.
+    ///
+    /// Growing a `Vec` safely means initialising what it grows by: each
+    /// segment's room is zero-filled before it is encrypted into, on every
+    /// call. To reuse a buffer without that pass, use
+    /// [`seal_into`](Self::seal_into) on an initialised slice.
     pub fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         let at = out.len();
         let r = (self.prepare(context, len_u64(plaintext.len()), os_random)).and_then(|p| p.seal_to(plaintext, out));
         self.audited(Seal, context, Some(plaintext.len()), out.get(at..), r)
+    }
+
+    /// Seals `plaintext` into the start of `out`, a buffer the caller owns
+    /// (and may reuse across calls), and returns the envelope's length.
+    ///
+    /// The envelope is the plaintext, one 16-byte tag per segment, and the
+    /// header, whose length depends on the context and on the wrapped keys
+    /// (221 bytes in all for a 32-byte plaintext, an empty context and one
+    /// [`LocalKek`](crate::LocalKek)). If `out` is too short this fails with
+    /// [`Error::BufferTooSmall`] and the exact length, and `out` is left
+    /// alone (the providers were called: size generously when they are
+    /// remote). On any other error what was written is zeroized. No
+    /// allocation, and every byte of the envelope is written once (no
+    /// zero-filling first, as growing a `Vec` needs).
+    pub fn seal_into(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut [u8]) -> Result<usize, Error> {
+        let r = (self.prepare(context, len_u64(plaintext.len()), os_random)).and_then(|p| p.seal_into(plaintext, out));
+        let sealed = r.as_ref().ok().and_then(|&n| out.get(..n));
+        self.audited(Seal, context, Some(plaintext.len()), sealed, r)
     }
 
     /// Seals `plaintext`, drawing the data key and message id from `rng`
@@ -308,6 +331,21 @@ impl<'p> AsyncSealer<'p> {
             })
             .await;
         self.audited(Seal, context, Some(plaintext.len()), out.get(at..), r)
+    }
+
+    /// Seals `plaintext` into the start of `out`, a buffer the caller owns;
+    /// see [`Sealer::seal_into`].
+    pub async fn seal_into(
+        &self,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        let r = self
+            .then(context, len_u64(plaintext.len()), os_random, |p| p.seal_into(plaintext, out))
+            .await;
+        let sealed = r.as_ref().ok().and_then(|&n| out.get(..n));
+        self.audited(Seal, context, Some(plaintext.len()), sealed, r)
     }
 
     /// Seals `plaintext` with `rng`'s randomness; see [`Sealer::seal_with_rng`].

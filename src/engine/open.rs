@@ -19,7 +19,7 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use secrecy::ExposeSecret;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::context::{EncryptionContext, Storage};
 use crate::crypto::{self, PayloadCipher};
@@ -260,14 +260,7 @@ pub(crate) fn open_payload(
     let threads = parallel::threads_for(threads, payload.len());
     let r = if threads > 1 && segs.count > 1 {
         out.resize(start.saturating_add(pt_len), 0);
-        let dst = out.get_mut(start..).unwrap_or_default();
-        let per = segs.count.div_ceil(threads).max(1);
-        let pairs = payload
-            .chunks(per.saturating_mul(segs.stride()))
-            .zip(dst.chunks_mut(per.saturating_mul(segs.size)));
-        parallel::run(pairs, |t, (src, dst)| {
-            open_run(cipher, segs, t.saturating_mul(per), src, dst)
-        })
+        open_segments(cipher, segs, payload, threads, out.get_mut(start..).unwrap_or_default())
     } else {
         open_appending(cipher, segs, payload, out)
     };
@@ -278,6 +271,47 @@ pub(crate) fn open_payload(
         out.truncate(start);
     }
     r
+}
+
+/// The caller's buffer for the plaintext of `segs`: its first
+/// `plaintext_len` bytes, or [`Error::BufferTooSmall`]. Checked before any
+/// provider is called.
+pub(crate) fn plaintext_dst(segs: Segments, out: &mut [u8]) -> Result<&mut [u8], Error> {
+    let needed = segs.plaintext_len();
+    out.get_mut(..needed).ok_or(Error::BufferTooSmall { needed })
+}
+
+/// Decrypts an authenticated payload into `dst` (exactly its plaintext
+/// length, from [`plaintext_dst`]) and returns that length; on error `dst`
+/// is zeroized.
+pub(crate) fn open_payload_into(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    payload: &[u8],
+    threads: usize,
+    dst: &mut [u8],
+) -> Result<usize, Error> {
+    let threads = parallel::threads_for(threads, payload.len());
+    let r = open_segments(cipher, segs, payload, threads, dst);
+    if r.is_err() {
+        dst.zeroize();
+    }
+    r.map(|()| dst.len())
+}
+
+/// Verifies and decrypts every segment of `payload` into `dst` (exactly the
+/// plaintext length) on up to `threads` threads.
+fn open_segments(cipher: &PayloadCipher, segs: Segments, payload: &[u8], threads: usize, dst: &mut [u8]) -> Result<(), Error> {
+    if threads <= 1 || segs.count <= 1 {
+        return open_run(cipher, segs, 0, payload, dst);
+    }
+    let per = segs.count.div_ceil(threads).max(1);
+    let pairs = payload
+        .chunks(per.saturating_mul(segs.stride()))
+        .zip(dst.chunks_mut(per.saturating_mul(segs.size)));
+    parallel::run(pairs, |t, (src, dst)| {
+        open_run(cipher, segs, t.saturating_mul(per), src, dst)
+    })
 }
 
 /// One thread: grows `out` by one segment (zeroed) at a time and verifies and
@@ -340,36 +374,41 @@ pub(crate) fn open_chunk_in_place(
 /// `header_len` bytes, then the payload) and the plaintext after. On error
 /// `buf` still holds the envelope, byte for byte: segments already decrypted
 /// are encrypted back (no plaintext is left behind).
+///
+/// A cipher that leaves a failed segment as it was (RustCrypto) decrypts
+/// each segment where it lies. One that overwrites it (AWS-LC zeroizes a
+/// segment that fails to open) decrypts each segment into a scratch buffer
+/// of one segment and copies it back once it authenticated: the scratch is
+/// the buffer's spare capacity if it has room (no allocation), else one
+/// allocation; it is zeroized either way.
 pub(crate) fn open_in_place(
-    cipher: PayloadCipher,
+    cipher: &PayloadCipher,
     segs: Segments,
     header_len: usize,
     buf: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    // AWS-LC overwrites a segment that fails to open; this promises the
-    // envelope back byte for byte, so it decrypts with RustCrypto.
-    let cipher = cipher.preserving_twin().unwrap_or(cipher);
+    let env_len = buf.len();
+    if !cipher.zeroizes_on_failure() {
+        decrypt_in_place(cipher, segs, buf.get_mut(header_len..).unwrap_or_default(), None)?;
+    } else {
+        let longest = if segs.count > 1 { segs.size } else { segs.last_len };
+        if buf.capacity().saturating_sub(env_len) >= longest {
+            buf.resize(env_len.saturating_add(longest), 0);
+            let (env, scratch) = buf.split_at_mut(env_len);
+            let r = decrypt_in_place(cipher, segs, env.get_mut(header_len..).unwrap_or_default(), Some(scratch));
+            scratch.zeroize();
+            buf.truncate(env_len);
+            r?;
+        } else {
+            let mut scratch = Zeroizing::new(Vec::new());
+            scratch.try_reserve_exact(longest).map_err(|_| Error::InvalidArgument {
+                what: "segment too large to allocate",
+            })?;
+            scratch.resize(longest, 0);
+            decrypt_in_place(cipher, segs, buf.get_mut(header_len..).unwrap_or_default(), Some(&mut scratch))?;
+        }
+    }
     let stride = segs.stride();
-    let payload = buf.get_mut(header_len..).unwrap_or_default();
-    let mut failed = None;
-    for (i, chunk) in payload.chunks_mut(stride).enumerate() {
-        if let Err(e) = open_chunk_in_place(&cipher, segs, i, chunk) {
-            failed = Some((i, e));
-            break;
-        }
-    }
-    if let Some((bad, e)) = failed {
-        // Restore the ciphertext of the segments before `bad`.
-        for (i, chunk) in payload.chunks_mut(stride).take(bad).enumerate() {
-            let last = i.saturating_add(1) == segs.count;
-            if let (Some((pt, _)), Ok(index)) = (chunk.split_at_mut_checked(segs.len_of(i)), u32::try_from(i))
-                && cipher.seal_segment_in_place(index, last, pt).is_err()
-            {
-                pt.zeroize();
-            }
-        }
-        return Err(e);
-    }
     for i in 0..segs.count {
         let from = header_len.saturating_add(i.saturating_mul(stride));
         let to = i.saturating_mul(segs.size);
@@ -380,6 +419,66 @@ pub(crate) fn open_in_place(
         tail.zeroize();
     }
     buf.truncate(pt_len);
+    Ok(())
+}
+
+/// Verifies and decrypts every segment of `payload` where it lies (through
+/// `scratch` if given). On error the segments already decrypted are
+/// encrypted back, so `payload` is as it was.
+fn decrypt_in_place(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    payload: &mut [u8],
+    mut scratch: Option<&mut [u8]>,
+) -> Result<(), Error> {
+    let stride = segs.stride();
+    let mut failed = None;
+    for (i, chunk) in payload.chunks_mut(stride).enumerate() {
+        let r = match scratch.as_deref_mut() {
+            None => open_chunk_in_place(cipher, segs, i, chunk),
+            Some(s) => open_chunk_through(cipher, segs, i, chunk, s),
+        };
+        if let Err(e) = r {
+            failed = Some((i, e));
+            break;
+        }
+    }
+    let Some((bad, e)) = failed else {
+        return Ok(());
+    };
+    // Restore the ciphertext of the segments before `bad` (the same key and
+    // nonce give the same bytes; the tags were never touched).
+    for (i, chunk) in payload.chunks_mut(stride).take(bad).enumerate() {
+        let last = i.saturating_add(1) == segs.count;
+        if let (Some((pt, _)), Ok(index)) = (chunk.split_at_mut_checked(segs.len_of(i)), u32::try_from(i))
+            && cipher.seal_segment_in_place(index, last, pt).is_err()
+        {
+            pt.zeroize();
+        }
+    }
+    Err(e)
+}
+
+/// [`open_chunk_in_place`] through `scratch` (at least one segment long):
+/// decrypts out of place into it, and copies the plaintext back over the
+/// ciphertext only once the segment authenticated. On failure `chunk` is
+/// untouched (and the scratch holds no plaintext).
+fn open_chunk_through(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    i: usize,
+    chunk: &mut [u8],
+    scratch: &mut [u8],
+) -> Result<(), Error> {
+    let last = i.saturating_add(1) == segs.count;
+    let (ct, tag) = chunk
+        .split_at_mut_checked(segs.len_of(i))
+        .ok_or(Error::Authentication)?;
+    let tag: &[u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Error::Authentication)?;
+    let index = u32::try_from(i).map_err(|_| Error::Authentication)?;
+    let out = scratch.get_mut(..ct.len()).ok_or(Error::Authentication)?;
+    cipher.open_segment(index, last, ct, out, tag)?;
+    ct.copy_from_slice(out);
     Ok(())
 }
 
