@@ -310,9 +310,16 @@ pub(crate) fn derive(suite: Suite, backend: Backend, dek: &[u8; 32], message_id:
     }
 }
 
-/// Constant-time equality of two commitments.
+/// Constant-time equality of two commitments: the differences of all
+/// bytes are or-ed together without a branch (a word at a time), and only
+/// that word is compared, through `subtle`'s barrier.
 pub(crate) fn commitment_matches(expected: &[u8; COMMITMENT_LEN], stored: &[u8; COMMITMENT_LEN]) -> bool {
-    bool::from(expected.ct_eq(stored))
+    let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().unwrap_or([0u8; 8]));
+    let diff = expected
+        .chunks_exact(8)
+        .zip(stored.chunks_exact(8))
+        .fold(0u64, |acc, (a, b)| acc | (word(a) ^ word(b)));
+    bool::from(diff.ct_eq(&0))
 }
 
 #[cfg(test)]
@@ -326,6 +333,19 @@ mod tests {
         assert_ne!(nonce12(1, FLAG_SEGMENT), nonce12(256, FLAG_SEGMENT));
         assert_eq!(nonce12(0x0102_0304, 1), [0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 1]);
         assert_eq!(&nonce24(0x0102_0304, 2)[19..], &[1, 2, 3, 4, 2]);
+    }
+
+    #[test]
+    fn commitments_match_only_when_equal() {
+        let a = [5u8; COMMITMENT_LEN];
+        assert!(commitment_matches(&a, &a));
+        for i in 0..COMMITMENT_LEN {
+            for bit in 0..8 {
+                let mut b = a;
+                b[i] ^= 1 << bit;
+                assert!(!commitment_matches(&a, &b), "byte {i} bit {bit}");
+            }
+        }
     }
 
     #[test]

@@ -320,7 +320,12 @@ impl<'p> AsyncOpener<'p> {
         r
     }
 
-    async fn open_into_inner(&self, envelope: &[u8], context: &EncryptionContext, out: &mut [u8]) -> Result<usize, Error> {
+    async fn open_into_inner(
+        &self,
+        envelope: &[u8],
+        context: &EncryptionContext,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
         let (h, payload, segs) = parse(envelope, &self.opts)?;
         let dst = plaintext_dst(segs, out)?;
         let cipher = self.unlock_cipher(h, context).await?;

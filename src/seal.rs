@@ -342,7 +342,9 @@ impl<'p> AsyncSealer<'p> {
         out: &mut [u8],
     ) -> Result<usize, Error> {
         let r = self
-            .then(context, len_u64(plaintext.len()), os_random, |p| p.seal_into(plaintext, out))
+            .then(context, len_u64(plaintext.len()), os_random, |p| {
+                p.seal_into(plaintext, out)
+            })
             .await;
         let sealed = r.as_ref().ok().and_then(|&n| out.get(..n));
         self.audited(Seal, context, Some(plaintext.len()), sealed, r)

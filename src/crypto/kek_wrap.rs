@@ -58,7 +58,10 @@ pub(crate) struct Kek {
 
 /// The AES-256-GCM of the wrap, on AWS-LC when it is built in.
 enum WrapCipher {
-    #[cfg_attr(feature = "aws-lc", allow(dead_code, reason = "the fallback if AWS-LC refuses a key"))]
+    #[cfg_attr(
+        feature = "aws-lc",
+        allow(dead_code, reason = "the fallback if AWS-LC refuses a key")
+    )]
     RustCrypto(Box<Aes256Gcm>),
     #[cfg(feature = "aws-lc")]
     AwsLc(aws_lc_rs::aead::LessSafeKey),

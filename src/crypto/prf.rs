@@ -169,7 +169,9 @@ mod tests {
         let ikm = [4u8; 32];
         let info = b"lockbox v1 payload key\x01";
         let mut expected = [0u8; 32];
-        Hkdf::<RefSha256>::new(Some(&salt), &ikm).expand(info, &mut expected).unwrap();
+        Hkdf::<RefSha256>::new(Some(&salt), &ikm)
+            .expand(info, &mut expected)
+            .unwrap();
         let prk = HmacSha256::new(&salt).mac(&[&ikm]);
         assert_eq!(HmacSha256::new(&prk).mac(&[info, &[1]]), expected);
     }

@@ -301,7 +301,13 @@ pub(crate) fn open_payload_into(
 
 /// Verifies and decrypts every segment of `payload` into `dst` (exactly the
 /// plaintext length) on up to `threads` threads.
-fn open_segments(cipher: &PayloadCipher, segs: Segments, payload: &[u8], threads: usize, dst: &mut [u8]) -> Result<(), Error> {
+fn open_segments(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    payload: &[u8],
+    threads: usize,
+    dst: &mut [u8],
+) -> Result<(), Error> {
     if threads <= 1 || segs.count <= 1 {
         return open_run(cipher, segs, 0, payload, dst);
     }
@@ -376,11 +382,11 @@ pub(crate) fn open_chunk_in_place(
 /// are encrypted back (no plaintext is left behind).
 ///
 /// A cipher that leaves a failed segment as it was (RustCrypto) decrypts
-/// each segment where it lies. One that overwrites it (AWS-LC zeroizes a
-/// segment that fails to open) decrypts each segment into a scratch buffer
-/// of one segment and copies it back once it authenticated: the scratch is
-/// the buffer's spare capacity if it has room (no allocation), else one
-/// allocation; it is zeroized either way.
+/// each segment where it lies, then the plaintext moves to the front. One
+/// that overwrites it (AWS-LC zeroizes a segment that fails to open) goes
+/// through a scratch buffer of one segment and a copy of the header
+/// ([`open_through_scratch`]): the buffer's spare capacity if it has room
+/// (no allocation), else one allocation, zeroized either way.
 pub(crate) fn open_in_place(
     cipher: &PayloadCipher,
     segs: Segments,
@@ -388,31 +394,32 @@ pub(crate) fn open_in_place(
     buf: &mut Vec<u8>,
 ) -> Result<(), Error> {
     let env_len = buf.len();
-    if !cipher.zeroizes_on_failure() {
-        decrypt_in_place(cipher, segs, buf.get_mut(header_len..).unwrap_or_default(), None)?;
-    } else {
+    if cipher.zeroizes_on_failure() {
         let longest = if segs.count > 1 { segs.size } else { segs.last_len };
-        if buf.capacity().saturating_sub(env_len) >= longest {
-            buf.resize(env_len.saturating_add(longest), 0);
+        let need = longest.saturating_add(header_len);
+        if buf.capacity().saturating_sub(env_len) >= need {
+            buf.resize(env_len.saturating_add(need), 0);
             let (env, scratch) = buf.split_at_mut(env_len);
-            let r = decrypt_in_place(cipher, segs, env.get_mut(header_len..).unwrap_or_default(), Some(scratch));
+            let r = open_through_scratch(cipher, segs, header_len, env, scratch);
             scratch.zeroize();
             buf.truncate(env_len);
             r?;
         } else {
             let mut scratch = Zeroizing::new(Vec::new());
-            scratch.try_reserve_exact(longest).map_err(|_| Error::InvalidArgument {
+            scratch.try_reserve_exact(need).map_err(|_| Error::InvalidArgument {
                 what: "segment too large to allocate",
             })?;
-            scratch.resize(longest, 0);
-            decrypt_in_place(cipher, segs, buf.get_mut(header_len..).unwrap_or_default(), Some(&mut scratch))?;
+            scratch.resize(need, 0);
+            open_through_scratch(cipher, segs, header_len, buf, &mut scratch)?;
         }
-    }
-    let stride = segs.stride();
-    for i in 0..segs.count {
-        let from = header_len.saturating_add(i.saturating_mul(stride));
-        let to = i.saturating_mul(segs.size);
-        buf.copy_within(from..from.saturating_add(segs.len_of(i)), to);
+    } else {
+        decrypt_in_place(cipher, segs, buf.get_mut(header_len..).unwrap_or_default())?;
+        let stride = segs.stride();
+        for i in 0..segs.count {
+            let from = header_len.saturating_add(i.saturating_mul(stride));
+            let to = i.saturating_mul(segs.size);
+            buf.copy_within(from..from.saturating_add(segs.len_of(i)), to);
+        }
     }
     let pt_len = segs.plaintext_len();
     if let Some(tail) = buf.get_mut(pt_len..) {
@@ -422,23 +429,14 @@ pub(crate) fn open_in_place(
     Ok(())
 }
 
-/// Verifies and decrypts every segment of `payload` where it lies (through
-/// `scratch` if given). On error the segments already decrypted are
-/// encrypted back, so `payload` is as it was.
-fn decrypt_in_place(
-    cipher: &PayloadCipher,
-    segs: Segments,
-    payload: &mut [u8],
-    mut scratch: Option<&mut [u8]>,
-) -> Result<(), Error> {
+/// Verifies and decrypts every segment of `payload` where it lies. On error
+/// the segments already decrypted are encrypted back, so `payload` is as it
+/// was (the cipher must leave a segment that fails untouched).
+fn decrypt_in_place(cipher: &PayloadCipher, segs: Segments, payload: &mut [u8]) -> Result<(), Error> {
     let stride = segs.stride();
     let mut failed = None;
     for (i, chunk) in payload.chunks_mut(stride).enumerate() {
-        let r = match scratch.as_deref_mut() {
-            None => open_chunk_in_place(cipher, segs, i, chunk),
-            Some(s) => open_chunk_through(cipher, segs, i, chunk, s),
-        };
-        if let Err(e) = r {
+        if let Err(e) = open_chunk_in_place(cipher, segs, i, chunk) {
             failed = Some((i, e));
             break;
         }
@@ -459,27 +457,91 @@ fn decrypt_in_place(
     Err(e)
 }
 
-/// [`open_chunk_in_place`] through `scratch` (at least one segment long):
-/// decrypts out of place into it, and copies the plaintext back over the
-/// ciphertext only once the segment authenticated. On failure `chunk` is
-/// untouched (and the scratch holds no plaintext).
-fn open_chunk_through(
+/// The in-place open for a cipher that overwrites a segment that fails:
+/// each segment is verified and decrypted out of place into the scratch
+/// (never into `env`), then copied straight to its final place at the front
+/// of `env`, while it is in cache (no second pass to move the plaintext).
+/// That overwrites the header and consumed ciphertext, so the header is
+/// copied into the scratch first. If a segment fails, the segments before
+/// it move back to their places and are encrypted again (the same key and
+/// nonce give the same ciphertext and tag), and the header is copied back:
+/// `env` is the envelope again, byte for byte.
+///
+/// `scratch` holds at least the longest segment's plaintext and the header.
+fn open_through_scratch(
     cipher: &PayloadCipher,
     segs: Segments,
-    i: usize,
-    chunk: &mut [u8],
+    header_len: usize,
+    env: &mut [u8],
     scratch: &mut [u8],
 ) -> Result<(), Error> {
-    let last = i.saturating_add(1) == segs.count;
-    let (ct, tag) = chunk
-        .split_at_mut_checked(segs.len_of(i))
-        .ok_or(Error::Authentication)?;
-    let tag: &[u8; TAG_LEN] = (&*tag).try_into().map_err(|_| Error::Authentication)?;
-    let index = u32::try_from(i).map_err(|_| Error::Authentication)?;
-    let out = scratch.get_mut(..ct.len()).ok_or(Error::Authentication)?;
-    cipher.open_segment(index, last, ct, out, tag)?;
-    ct.copy_from_slice(out);
+    let longest = if segs.count > 1 { segs.size } else { segs.last_len };
+    let (plain, saved) = scratch.split_at_mut_checked(longest).ok_or(Error::Authentication)?;
+    let saved = saved.get_mut(..header_len).ok_or(Error::Authentication)?;
+    saved.copy_from_slice(env.get(..header_len).ok_or(Error::Authentication)?);
+    let stride = segs.stride();
+    for i in 0..segs.count {
+        let len = segs.len_of(i);
+        let at = header_len.saturating_add(i.saturating_mul(stride));
+        let r = (|| {
+            let chunk = env.get(at..at.saturating_add(len).saturating_add(TAG_LEN));
+            let (ct, tag) = split_tag(chunk.ok_or(Error::Authentication)?, len)?;
+            let out = plain.get_mut(..len).ok_or(Error::Authentication)?;
+            let index = u32::try_from(i).map_err(|_| Error::Authentication)?;
+            cipher.open_segment(index, i.saturating_add(1) == segs.count, ct, out, tag)?;
+            let to = i.saturating_mul(segs.size);
+            env.get_mut(to..to.saturating_add(len))
+                .ok_or(Error::Authentication)?
+                .copy_from_slice(out);
+            Ok(())
+        })();
+        if let Err(e) = r {
+            restore_envelope(cipher, segs, header_len, env, i, saved);
+            return Err(e);
+        }
+    }
     Ok(())
+}
+
+/// Undoes [`open_through_scratch`] up to segment `bad`: moves the plaintext
+/// of each segment before it back to its place (last first: they only move
+/// right), encrypts it there (its ciphertext and tag come back), then copies
+/// the header back.
+fn restore_envelope(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    header_len: usize,
+    env: &mut [u8],
+    bad: usize,
+    header: &[u8],
+) {
+    let stride = segs.stride();
+    for j in (0..bad).rev() {
+        let len = segs.len_of(j);
+        let from = j.saturating_mul(segs.size);
+        let to = header_len.saturating_add(j.saturating_mul(stride));
+        if to.saturating_add(len).saturating_add(TAG_LEN) > env.len() {
+            continue;
+        }
+        env.copy_within(from..from.saturating_add(len), to);
+        let Some((pt, tag)) = env
+            .get_mut(to..to.saturating_add(len).saturating_add(TAG_LEN))
+            .and_then(|c| c.split_at_mut_checked(len))
+        else {
+            continue;
+        };
+        let last = j.saturating_add(1) == segs.count;
+        match u32::try_from(j)
+            .map_err(|_| Error::Authentication)
+            .and_then(|index| cipher.seal_segment_in_place(index, last, pt))
+        {
+            Ok(t) => tag.copy_from_slice(&t),
+            Err(_) => pt.zeroize(),
+        }
+    }
+    if let Some(h) = env.get_mut(..header_len) {
+        h.copy_from_slice(header);
+    }
 }
 
 #[cfg(test)]
