@@ -172,7 +172,7 @@ impl<'p> Opener<'p> {
     pub fn open_to(&self, envelope: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         let (probe, at) = (self.audit.probe(envelope, context, &self.opts.limits), out.len());
         let r = parse(envelope, &self.opts).and_then(|(h, payload, segs)| {
-            open_payload(&self.unlock_cipher(h, context)?, segs, payload, self.opts.threads, out)
+            self.unlock_then(h, context, |c| open_payload(&c, segs, payload, self.opts.threads, out))
         });
         self.audit.opened(probe, Open, out.len().checked_sub(at), &r);
         r
@@ -204,7 +204,7 @@ impl<'p> Opener<'p> {
         let probe = self.audit.probe(envelope, context, &self.opts.limits);
         let r = parse(envelope, &self.opts).and_then(|(h, payload, segs)| {
             let dst = plaintext_dst(segs, out)?;
-            open_payload_into(&self.unlock_cipher(h, context)?, segs, payload, self.opts.threads, dst)
+            self.unlock_then(h, context, |c| open_payload_into(&c, segs, payload, self.opts.threads, dst))
         });
         self.audit.opened(probe, Open, r.as_ref().ok().copied(), &r);
         r
@@ -221,9 +221,8 @@ impl<'p> Opener<'p> {
     ) -> Result<(Vec<u8>, EncryptionContext), Error> {
         let probe = self.audit.probe(envelope, context, &self.opts.limits);
         let r = parse(envelope, &self.opts).and_then(|(h, payload, segs)| {
-            let cipher = self.unlock_cipher(h, context)?;
             let mut out = Vec::new();
-            open_payload(&cipher, segs, payload, self.opts.threads, &mut out)?;
+            self.unlock_then(h, context, |c| open_payload(&c, segs, payload, self.opts.threads, &mut out))?;
             Ok((out, full_context(h.context(), context)?))
         });
         self.audit
@@ -246,7 +245,7 @@ impl<'p> Opener<'p> {
     pub fn open_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
         let probe = self.audit.probe(buf, context, &self.opts.limits);
         let unlocked =
-            parse(buf, &self.opts).and_then(|(h, _, segs)| Ok((self.unlock_cipher(h, context)?, segs, h.len())));
+            parse(buf, &self.opts).and_then(|(h, _, segs)| self.unlock_then(h, context, |c| Ok((c, segs, h.len()))));
         let r = unlocked.and_then(|(cipher, segs, header_len)| open_in_place(&cipher, segs, header_len, buf));
         self.audit.opened(probe, Open, Some(buf.len()), &r);
         r
@@ -261,18 +260,24 @@ impl<'p> Opener<'p> {
         let probe = self.audit.probe(raw.bytes(), context, &self.opts.limits);
         let cipher = raw
             .header(&self.opts.limits)
-            .and_then(|h| self.unlock_cipher(h, context));
+            .and_then(|h| self.unlock_then(h, context, Ok));
         let r = cipher.and_then(|cipher| crate::UnlockedHeader::new(raw, cipher, context, &self.opts));
         self.audit.opened(probe, OpenStream, None, &r);
         r
     }
 
-    /// The key phase: see [`Unlock`].
-    fn unlock_cipher(&self, h: Header<'_>, context: &EncryptionContext) -> Result<PayloadCipher, Error> {
+    /// The key phase (see [`Unlock`]), then `then` on the payload cipher in
+    /// this frame (the cipher is not moved back up through the callers).
+    fn unlock_then<T>(
+        &self,
+        h: Header<'_>,
+        context: &EncryptionContext,
+        then: impl FnOnce(PayloadCipher) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut u = Unlock::new(h, context, &self.providers, &self.opts, false)?;
         while let Some((w, p)) = u.next() {
             if let Some(cipher) = u.offer(p.unwrap(w, u.binding()))? {
-                return Ok(cipher);
+                return then(cipher);
             }
         }
         Err(u.failure())

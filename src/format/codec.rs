@@ -102,8 +102,23 @@ pub(crate) trait Put {
 }
 
 impl Put for Vec<u8> {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
+    }
+    // The fixed-size writes are stores of known size, not calls to memcpy
+    // (the hot path writes a header and a binding of a few dozen fields).
+    #[inline]
+    fn put_u8(&mut self, v: u8) {
+        self.push(v);
+    }
+    #[inline]
+    fn put_u16(&mut self, v: u16) {
+        self.extend_from_slice(&v.to_be_bytes());
+    }
+    #[inline]
+    fn put_u32(&mut self, v: u32) {
+        self.extend_from_slice(&v.to_be_bytes());
     }
 }
 
@@ -120,13 +135,37 @@ impl<'a> SliceWriter<'a> {
     }
 }
 
+impl SliceWriter<'_> {
+    #[inline]
+    fn put_array<const N: usize>(&mut self, bytes: [u8; N]) {
+        let end = self.pos.saturating_add(N);
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(&bytes);
+        }
+        self.pos = end;
+    }
+}
+
 impl Put for SliceWriter<'_> {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         let end = self.pos.saturating_add(bytes.len());
         if let Some(dst) = self.buf.get_mut(self.pos..end) {
             dst.copy_from_slice(bytes);
         }
         self.pos = end;
+    }
+    #[inline]
+    fn put_u8(&mut self, v: u8) {
+        self.put_array([v]);
+    }
+    #[inline]
+    fn put_u16(&mut self, v: u16) {
+        self.put_array(v.to_be_bytes());
+    }
+    #[inline]
+    fn put_u32(&mut self, v: u32) {
+        self.put_array(v.to_be_bytes());
     }
 }
 
@@ -158,7 +197,34 @@ impl<const N: usize> InlineBuf<N> {
     }
 }
 
+impl<const N: usize> InlineBuf<N> {
+    #[inline]
+    fn put_array<const M: usize>(&mut self, bytes: [u8; M]) {
+        if let Self::Inline { len, buf } = self {
+            let end = len.saturating_add(M);
+            if let Some(dst) = buf.get_mut(*len..end) {
+                dst.copy_from_slice(&bytes);
+                *len = end;
+                return;
+            }
+        }
+        self.put(&bytes);
+    }
+}
+
 impl<const N: usize> Put for InlineBuf<N> {
+    #[inline]
+    fn put_u8(&mut self, v: u8) {
+        self.put_array([v]);
+    }
+    #[inline]
+    fn put_u16(&mut self, v: u16) {
+        self.put_array(v.to_be_bytes());
+    }
+    #[inline]
+    fn put_u32(&mut self, v: u32) {
+        self.put_array(v.to_be_bytes());
+    }
     fn put(&mut self, bytes: &[u8]) {
         match self {
             Self::Inline { len, buf } => {
