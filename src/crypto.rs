@@ -282,7 +282,7 @@ mod awslc;
 pub(crate) mod kek_wrap;
 pub(crate) mod prf;
 
-use prf::HmacSha256;
+use prf::{HmacSha256, Scratch};
 
 /// Wycheproof AEAD vectors through the suite layer.
 #[cfg(test)]
@@ -299,11 +299,13 @@ pub(crate) struct MessageKeys {
 /// (`FORMAT.md` §3). Each output is one hash block, so each expand is one
 /// MAC: `HMAC(PRK, label || suite_id || 0x01)`; see [`prf`] for the cost.
 pub(crate) fn derive(suite: Suite, backend: Backend, dek: &[u8; 32], message_id: &[u8; MESSAGE_ID_LEN]) -> MessageKeys {
-    let prk = Zeroizing::new(HmacSha256::new(message_id).mac(&[dek]));
-    let expand = HmacSha256::new(&prk);
+    // One scratch block for the four MACs, wiped once when it drops.
+    let mut s = Scratch::new();
+    let prk = Zeroizing::new(HmacSha256::new_with(message_id, &mut s).mac_with(&[dek], &mut s));
+    let expand = HmacSha256::new_with(&prk, &mut s);
     let suite_id = [suite.id(), 1];
-    let payload_key = Zeroizing::new(expand.mac(&[LABEL_PAYLOAD_KEY, &suite_id]));
-    let commitment = expand.mac(&[LABEL_COMMITMENT, &suite_id]);
+    let payload_key = Zeroizing::new(expand.mac_with(&[LABEL_PAYLOAD_KEY, &suite_id], &mut s));
+    let commitment = expand.mac_with(&[LABEL_COMMITMENT, &suite_id], &mut s);
     MessageKeys {
         cipher: PayloadCipher::with_backend(suite, backend, &payload_key),
         commitment,

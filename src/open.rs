@@ -204,7 +204,9 @@ impl<'p> Opener<'p> {
         let probe = self.audit.probe(envelope, context, &self.opts.limits);
         let r = parse(envelope, &self.opts).and_then(|(h, payload, segs)| {
             let dst = plaintext_dst(segs, out)?;
-            self.unlock_then(h, context, |c| open_payload_into(&c, segs, payload, self.opts.threads, dst))
+            self.unlock_then(h, context, |c| {
+                open_payload_into(&c, segs, payload, self.opts.threads, dst)
+            })
         });
         self.audit.opened(probe, Open, r.as_ref().ok().copied(), &r);
         r
@@ -222,7 +224,9 @@ impl<'p> Opener<'p> {
         let probe = self.audit.probe(envelope, context, &self.opts.limits);
         let r = parse(envelope, &self.opts).and_then(|(h, payload, segs)| {
             let mut out = Vec::new();
-            self.unlock_then(h, context, |c| open_payload(&c, segs, payload, self.opts.threads, &mut out))?;
+            self.unlock_then(h, context, |c| {
+                open_payload(&c, segs, payload, self.opts.threads, &mut out)
+            })?;
             Ok((out, full_context(h.context(), context)?))
         });
         self.audit

@@ -225,7 +225,9 @@ impl<'p> Sealer<'p> {
     /// [`seal_into`](Self::seal_into) on an initialised slice.
     pub fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         let at = out.len();
-        let r = self.prepare(context, len_u64(plaintext.len()), os_random, |p| p.seal_to(plaintext, out));
+        let r = self.prepare(context, len_u64(plaintext.len()), os_random, |p| {
+            p.seal_to(plaintext, out)
+        });
         self.audited(Seal, context, Some(plaintext.len()), out.get(at..), r)
     }
 
@@ -242,7 +244,9 @@ impl<'p> Sealer<'p> {
     /// allocation, and every byte of the envelope is written once (no
     /// zero-filling first, as growing a `Vec` needs).
     pub fn seal_into(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut [u8]) -> Result<usize, Error> {
-        let r = self.prepare(context, len_u64(plaintext.len()), os_random, |p| p.seal_into(plaintext, out));
+        let r = self.prepare(context, len_u64(plaintext.len()), os_random, |p| {
+            p.seal_into(plaintext, out)
+        });
         let sealed = r.as_ref().ok().and_then(|&n| out.get(..n));
         self.audited(Seal, context, Some(plaintext.len()), sealed, r)
     }

@@ -11,7 +11,7 @@
 //! Every state and buffer that held key material is zeroized on drop.
 
 use sha2::block_api::compress256;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 /// SHA-256's initial hash value (FIPS 180-4 §5.3.3).
 const IV: [u32; 8] = [
@@ -35,40 +35,80 @@ pub(crate) struct HmacSha256 {
     outer: [u32; 8],
 }
 
+/// The working block and state of a hash, shared by the MACs of one
+/// derivation so that it is wiped once (zeroizing writes every byte
+/// separately: one wipe instead of one per MAC is most of a MAC's cost
+/// outside the compressions).
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub(crate) struct Scratch {
+    block: [u8; BLOCK],
+    state: [u32; 8],
+}
+
+impl Scratch {
+    pub(crate) fn new() -> Self {
+        Self {
+            block: [0u8; BLOCK],
+            state: [0u32; 8],
+        }
+    }
+}
+
 impl HmacSha256 {
     /// HMAC keyed with `key` (32 bytes: HMAC zero-pads it to the block).
     pub(crate) fn new(key: &[u8; MAC_LEN]) -> Self {
-        let mut block = Zeroizing::new([0x36u8; BLOCK]);
-        for (b, k) in block.iter_mut().zip(key) {
+        Self::new_with(key, &mut Scratch::new())
+    }
+
+    /// [`new`](Self::new), working in `s`.
+    pub(crate) fn new_with(key: &[u8; MAC_LEN], s: &mut Scratch) -> Self {
+        s.block = [0x36u8; BLOCK];
+        for (b, k) in s.block.iter_mut().zip(key) {
             *b ^= k;
         }
         let mut inner = IV;
-        compress256(&mut inner, core::slice::from_ref(&*block));
-        for b in block.iter_mut() {
+        compress256(&mut inner, core::slice::from_ref(&s.block));
+        for b in s.block.iter_mut() {
             *b ^= 0x36 ^ 0x5c;
         }
         let mut outer = IV;
-        compress256(&mut outer, core::slice::from_ref(&*block));
+        compress256(&mut outer, core::slice::from_ref(&s.block));
         Self { inner, outer }
     }
 
-    /// The MAC of the concatenation of `parts`. One block buffer serves the
-    /// inner and the outer hash and is zeroized once, at the end.
+    /// The MAC of the concatenation of `parts`.
     pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; MAC_LEN] {
-        let mut h = Hash {
-            state: self.inner,
-            block: [0u8; BLOCK],
-            pos: 0,
-            // The key's block.
-            len: BLOCK,
-        };
+        self.mac_with(parts, &mut Scratch::new())
+    }
+
+    /// [`mac`](Self::mac), working in `s` (the inner and the outer hash use
+    /// the same block).
+    pub(crate) fn mac_with(&self, parts: &[&[u8]], s: &mut Scratch) -> [u8; MAC_LEN] {
+        s.state = self.inner;
+        // The key's block was hashed: 64 bytes so far.
+        let (mut pos, mut len) = (0usize, BLOCK);
         for p in parts {
-            h.update(p);
+            let mut data: &[u8] = p;
+            while !data.is_empty() {
+                let room = s.block.get_mut(pos..).unwrap_or_default();
+                let take = room.len().min(data.len());
+                let (now, rest) = data.split_at(take);
+                if let Some(dst) = room.get_mut(..take) {
+                    dst.copy_from_slice(now);
+                }
+                pos = pos.saturating_add(take);
+                len = len.saturating_add(take);
+                data = rest;
+                if pos == BLOCK {
+                    compress256(&mut s.state, core::slice::from_ref(&s.block));
+                    pos = 0;
+                }
+            }
         }
-        h.pad();
+        pad(s, pos, len);
         // Outer hash: the inner digest, padded, in the same block.
-        let (digest, rest) = h.block.split_at_mut(MAC_LEN);
-        for (o, w) in digest.chunks_exact_mut(4).zip(h.state) {
+        let (digest, rest) = s.block.split_at_mut(MAC_LEN);
+        for (o, w) in digest.chunks_exact_mut(4).zip(s.state) {
             o.copy_from_slice(&w.to_be_bytes());
         }
         rest.fill(0);
@@ -76,66 +116,37 @@ impl HmacSha256 {
             *b = 0x80;
         }
         let bits = u64::try_from(BLOCK.saturating_add(MAC_LEN).saturating_mul(8)).unwrap_or(0);
-        if let Some(len) = rest.last_chunk_mut::<8>() {
-            *len = bits.to_be_bytes();
+        if let Some(l) = rest.last_chunk_mut::<8>() {
+            *l = bits.to_be_bytes();
         }
-        h.state = self.outer;
-        compress256(&mut h.state, core::slice::from_ref(&h.block));
+        s.state = self.outer;
+        compress256(&mut s.state, core::slice::from_ref(&s.block));
         let mut out = [0u8; MAC_LEN];
-        for (o, w) in out.chunks_exact_mut(4).zip(h.state) {
+        for (o, w) in out.chunks_exact_mut(4).zip(s.state) {
             o.copy_from_slice(&w.to_be_bytes());
         }
         out
     }
 }
 
-/// SHA-256 from a given state, `len` bytes hashed so far (`pos` of them in
-/// `block`). Zeroized on drop: the block and state hold key material.
-#[derive(Zeroize, ZeroizeOnDrop)]
-struct Hash {
-    state: [u32; 8],
-    block: [u8; BLOCK],
-    pos: usize,
-    len: usize,
-}
-
-impl Hash {
-    fn update(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
-            let room = self.block.get_mut(self.pos..).unwrap_or_default();
-            let take = room.len().min(data.len());
-            let (now, rest) = data.split_at(take);
-            if let Some(dst) = room.get_mut(..take) {
-                dst.copy_from_slice(now);
-            }
-            self.pos = self.pos.saturating_add(take);
-            self.len = self.len.saturating_add(take);
-            data = rest;
-            if self.pos == BLOCK {
-                compress256(&mut self.state, core::slice::from_ref(&self.block));
-                self.pos = 0;
-            }
-        }
+/// The final padding (FIPS 180-4 §5.1.1) of a hash with `pos` bytes in the
+/// block and `len` in all: `0x80`, zeros, the length in bits; `s.state` is
+/// then the digest.
+fn pad(s: &mut Scratch, pos: usize, len: usize) {
+    let bits = u64::try_from(len).unwrap_or(0).saturating_mul(8);
+    let tail = s.block.get_mut(pos..).unwrap_or_default();
+    tail.fill(0);
+    if let Some(b) = tail.first_mut() {
+        *b = 0x80;
     }
-
-    /// The final padding (FIPS 180-4 §5.1.1): `0x80`, zeros, the length in
-    /// bits; `state` is then the digest.
-    fn pad(&mut self) {
-        let bits = u64::try_from(self.len).unwrap_or(0).saturating_mul(8);
-        let tail = self.block.get_mut(self.pos..).unwrap_or_default();
-        tail.fill(0);
-        if let Some(b) = tail.first_mut() {
-            *b = 0x80;
-        }
-        if self.pos >= BLOCK.saturating_sub(8) {
-            compress256(&mut self.state, core::slice::from_ref(&self.block));
-            self.block.fill(0);
-        }
-        if let Some(len) = self.block.last_chunk_mut::<8>() {
-            *len = bits.to_be_bytes();
-        }
-        compress256(&mut self.state, core::slice::from_ref(&self.block));
+    if pos >= BLOCK.saturating_sub(8) {
+        compress256(&mut s.state, core::slice::from_ref(&s.block));
+        s.block.fill(0);
     }
+    if let Some(l) = s.block.last_chunk_mut::<8>() {
+        *l = bits.to_be_bytes();
+    }
+    compress256(&mut s.state, core::slice::from_ref(&s.block));
 }
 
 #[cfg(test)]

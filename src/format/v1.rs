@@ -97,18 +97,22 @@ fn read_context_entry<'a>(r: &mut Reader<'a>, base: usize, checks: Checks) -> Re
     Ok(ContextField { key, value })
 }
 
-/// A validated wrapped-key block; iterating it cannot fail.
+/// A validated wrapped-key block; iterating it cannot fail. The first entry
+/// is kept as parsed (most envelopes have one: parsed once), the others are
+/// read again from `rest`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WrappedBlock<'a> {
-    raw: &'a [u8],
+    first: WrappedKeyRef<'a>,
+    rest: &'a [u8],
     count: u8,
 }
 
 impl<'a> WrappedBlock<'a> {
     pub(crate) fn iter(&self) -> WrappedIter<'a> {
         WrappedIter {
-            r: Reader::new(self.raw),
-            left: self.count,
+            first: Some(self.first),
+            r: Reader::new(self.rest),
+            left: self.count.saturating_sub(1),
         }
     }
 }
@@ -116,6 +120,7 @@ impl<'a> WrappedBlock<'a> {
 /// The entries of a [`WrappedBlock`], in header order.
 #[derive(Clone)]
 pub(crate) struct WrappedIter<'a> {
+    first: Option<WrappedKeyRef<'a>>,
     r: Reader<'a>,
     left: u8,
 }
@@ -124,6 +129,9 @@ impl<'a> Iterator for WrappedIter<'a> {
     type Item = WrappedKeyRef<'a>;
 
     fn next(&mut self) -> Option<WrappedKeyRef<'a>> {
+        if let Some(w) = self.first.take() {
+            return Some(w);
+        }
         self.left = self.left.checked_sub(1)?;
         // The block was validated when parsed: this cannot fail.
         let w = read_wrapped_entry(&mut self.r, 0, Checks::Done).ok();
@@ -246,12 +254,14 @@ pub(crate) fn parse<'a>(input: &'a [u8], limits: &Limits) -> Result<Header<'a>, 
     if usize::from(wcount) > limits.max_wrapped_keys() {
         return Err(limit(LimitKind::WrappedKeys, limits.max_wrapped_keys()));
     }
-    let wstart = r.pos();
-    for _ in 0..wcount {
+    let first = read_wrapped_entry(&mut r, 0, Checks::Validate)?;
+    let rest_start = r.pos();
+    for _ in 1..wcount {
         read_wrapped_entry(&mut r, 0, Checks::Validate)?;
     }
     let wrapped = WrappedBlock {
-        raw: input.get(wstart..r.pos()).unwrap_or_default(),
+        first,
+        rest: input.get(rest_start..r.pos()).unwrap_or_default(),
         count: wcount,
     };
     // The header tag covers every header byte before it, wrapped keys included.
@@ -331,7 +341,12 @@ pub(crate) fn encode<'a, 'b>(
     out.put_u8(fields.segment_size.exponent());
     out.put_u8(0);
     out.put(fields.message_id);
-    out.put_u16(u16::try_from(context.clone().count()).unwrap_or(u16::MAX));
+    // The count without walking the entries twice when the iterator knows it.
+    let count = match context.size_hint() {
+        (lo, Some(hi)) if lo == hi => lo,
+        _ => context.clone().count(),
+    };
+    out.put_u16(u16::try_from(count).unwrap_or(u16::MAX));
     for e in context {
         match e.value {
             Some(v) => {
@@ -351,7 +366,11 @@ pub(crate) fn encode<'a, 'b>(
 
 /// Writes a wrapped-key block: the count, then each entry.
 pub(crate) fn put_wrapped_block<'b>(out: &mut impl Put, wrapped: impl Iterator<Item = WrappedKeyRef<'b>> + Clone) {
-    out.put_u8(u8::try_from(wrapped.clone().count()).unwrap_or(u8::MAX));
+    let count = match wrapped.size_hint() {
+        (lo, Some(hi)) if lo == hi => lo,
+        _ => wrapped.clone().count(),
+    };
+    out.put_u8(u8::try_from(count).unwrap_or(u8::MAX));
     for w in wrapped {
         out.put_u8(u8::try_from(w.provider_id.len()).unwrap_or(u8::MAX));
         out.put(w.provider_id.as_bytes());
