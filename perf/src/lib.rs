@@ -91,7 +91,7 @@ mod tests {
     #[test]
     fn v2_round_trips_binds_required_values_and_rejects_tampering() {
         let (_, entries) = ctx();
-        for schedule in [v2::Schedule::OneBlock, v2::Schedule::Hmac] {
+        for schedule in [v2::Schedule::OneBlock, v2::Schedule::Hmac, v2::Schedule::Direct] {
             let k = v2::LocalV2::with_schedule(&[3u8; 32], schedule);
             for flags in [0, v2::FLAG_MESSAGE_ID] {
                 let env = k.seal(&entries, b"hello", flags);

@@ -49,6 +49,9 @@ pub enum Schedule {
     /// HMAC-SHA-256 keyed with the data key (RFC 5869 expand without
     /// extract, the data key being uniform): 6 compressions.
     Hmac,
+    /// A fresh data key is the payload key itself (no derivation; with a
+    /// message id, as `OneBlock`): 2 compressions, the commitment's.
+    Direct,
 }
 
 fn varint(out: &mut Vec<u8>, mut v: usize) {
@@ -103,6 +106,16 @@ fn derive(schedule: Schedule, flags: u8, message_id: &[u8], dek: &[u8; 32], bind
                 .finalize()
                 .into(),
         ),
+        Schedule::Direct if message_id.is_empty() => (
+            Zeroizing::new(*dek),
+            Sha256::new()
+                .chain_update(b"LKBXc")
+                .chain_update(dek)
+                .chain_update(binding)
+                .finalize()
+                .into(),
+        ),
+        Schedule::Direct => derive(Schedule::OneBlock, flags, message_id, dek, binding),
         Schedule::Hmac => {
             let h = crate::prf::HmacSha256::new(dek);
             (
@@ -184,6 +197,14 @@ impl LocalV2 {
         let n = if flags & FLAG_MESSAGE_ID != 0 { 48 } else { 32 };
         getrandom::fill(&mut random[..n]).unwrap();
         self.seal_with(ctx, pt, flags, &random[..n])
+    }
+
+    /// Seals drawing the data key from `rng` (a user-space CSPRNG, as
+    /// tink-rust does) instead of the OS.
+    pub fn seal_rng(&self, ctx: &[Entry<'_>], pt: &[u8], rng: &mut impl rand::RngCore) -> Vec<u8> {
+        let mut random = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut random[..]);
+        self.seal_with(ctx, pt, 0, &random[..])
     }
 
     /// Opens with exactly `ctx`; `None` on any failure.
