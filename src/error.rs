@@ -90,6 +90,22 @@ pub enum Error {
     #[error("key provider failed")]
     Provider(#[from] ProviderError),
 
+    /// Fewer providers wrapped the data key than the seal required: all of
+    /// them by default, or the quorum set with
+    /// [`Sealer::quorum`](crate::Sealer::quorum). `last` is the last
+    /// provider failure.
+    #[error("only {wrapped} provider(s) wrapped the data key; {required} required")]
+    #[non_exhaustive]
+    QuorumNotMet {
+        /// How many providers had to wrap.
+        required: usize,
+        /// How many did.
+        wrapped: usize,
+        /// The last provider failure, if any.
+        #[source]
+        last: Option<ProviderError>,
+    },
+
     /// The operating system's random number generator failed.
     #[error("random number generator failed")]
     Random,
@@ -338,6 +354,11 @@ pub enum ProviderErrorKind {
     Unsupported,
     /// The backend could not be reached or refused the request; retrying may help.
     Unavailable,
+    /// The backend refused the request because the caller exceeded a quota or
+    /// rate (a KMS `ThrottlingException`, HTTP 429): retry later, more
+    /// slowly. The bulk engine ([`rotation`](crate::rotation)) backs off and
+    /// retries on it, as on [`Unavailable`](Self::Unavailable).
+    Throttled,
     /// The backend refused the caller's credentials (an invalid or expired
     /// token, an access-denied policy): fix the credentials, not the key.
     PermissionDenied,
@@ -359,6 +380,7 @@ impl fmt::Display for ProviderErrorKind {
             Self::KeyCompromised => "key compromised; usable only to migrate data away from it",
             Self::Unsupported => "operation not supported",
             Self::Unavailable => "key service unavailable",
+            Self::Throttled => "key service throttled the request (rate or quota exceeded)",
             Self::PermissionDenied => "permission denied by the key service",
             Self::LimitExceeded => "wrapped key exceeds the provider's resource limits",
             Self::Other => "provider error",

@@ -99,6 +99,11 @@
 //! (rewrap); [`Reencryptor`] gives them a new data key and payload
 //! (re-encrypt); both also work on streams and batches.
 //!
+//! At scale, [`rotation`] takes a census of a store's envelopes (no key
+//! needed) and runs resumable bulk migrations over a directory or object
+//! storage, with lazy upgrade on read. [`Sealer::quorum`] seals when `k` of
+//! several providers wrap, and [`keygroup`] needs `k` of `n` members to open.
+//!
 //! ## Features
 //!
 //! - `std` (default): loading local KEKs from files and environment variables,
@@ -192,6 +197,7 @@ pub mod hazmat;
 mod inspect;
 #[cfg(feature = "std")]
 mod io;
+pub mod keygroup;
 pub mod keyring;
 mod keys;
 mod local;
@@ -207,6 +213,8 @@ pub mod provider;
 pub mod recipient;
 pub mod revocation;
 mod rewrap;
+#[cfg(feature = "std")]
+pub mod rotation;
 mod seal;
 #[cfg(feature = "std")]
 mod secret_file;
@@ -230,7 +238,7 @@ pub use provider::{AsyncKeyEncryptionProvider, BoxFuture, DataKeyRequest, KeyEnc
 pub use rewrap::{AsyncReencryptor, AsyncRewrapper, Keep, NewHeader, Reencryptor, Rewrapper};
 #[cfg(feature = "std")]
 pub use seal::SealedHeader;
-pub use seal::{AsyncSealer, Sealer, seal};
+pub use seal::{AsyncSealer, Sealer, WrapFailure, seal};
 pub use suite::{Backend, Suite};
 /// Re-exported so callers can name [`ExposeSecret`](secrecy::ExposeSecret) and
 /// pass their own RNGs without adding these crates themselves.

@@ -16,6 +16,7 @@ use crate::audit::EnvelopeOperation::SealStream;
 use crate::context::EncryptionContext;
 #[cfg(feature = "std")]
 use crate::crypto::PayloadCipher;
+pub use crate::engine::seal::WrapFailure;
 use crate::engine::seal::{Prepared, SealOptions, SealPlan};
 use crate::error::Error;
 use crate::format::SegmentSize;
@@ -190,6 +191,21 @@ macro_rules! sealer_options {
                 self.opts.segment_size = size;
                 self
             }
+
+            /// Succeeds when at least `k` of the providers wrap the data key
+            /// (say 2 of 3 KMS regions), instead of requiring all of them (the
+            /// default). A provider that fails is left out of the envelope and
+            /// reported by `seal_reporting` as a [`WrapFailure`]; if the first
+            /// provider fails, the data key is drawn from the OS CSPRNG. Fewer
+            /// than `k` wraps fail the seal with [`Error::QuorumNotMet`]. `k`
+            /// must be between 1 and the number of providers (checked when
+            /// sealing). Heal the envelopes later by adding the missing wraps
+            /// (header only): see [`rotation`](crate::rotation).
+            #[must_use]
+            pub fn quorum(mut self, k: usize) -> Self {
+                self.opts.quorum = Some(k);
+                self
+            }
         }
 
         crate::options::shared_options!($sealer, opts);
@@ -249,6 +265,20 @@ impl<'p> Sealer<'p> {
         });
         let sealed = r.as_ref().ok().and_then(|&n| out.get(..n));
         self.audited(Seal, context, Some(plaintext.len()), sealed, r)
+    }
+
+    /// Seals `plaintext` and reports the providers that did not wrap its data
+    /// key (possible only under a [`quorum`](Self::quorum); empty
+    /// otherwise): the envelope lacks their wrapped keys.
+    pub fn seal_reporting(
+        &self,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, Vec<WrapFailure>), Error> {
+        self.prepare(context, len_u64(plaintext.len()), os_random, |mut prepared| {
+            let failures = prepared.take_failures();
+            Ok((prepared.seal(plaintext)?, failures))
+        })
     }
 
     /// Seals `plaintext`, drawing the data key and message id from `rng`
@@ -311,9 +341,9 @@ impl<'p> Sealer<'p> {
         then: impl FnOnce(Prepared<'c>) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let mut plan = SealPlan::new(&self.opts, context, &self.providers, plaintext_len)?;
-        plan.generated(plan.first().generate_data_key(plan.request())?, random)?;
+        plan.generated(plan.first().generate_data_key(plan.request()), random)?;
         while let Some(p) = plan.next_wrapper() {
-            plan.wrapped(p.wrap(plan.dek(), plan.binding())?);
+            plan.wrapped(p.wrap(plan.dek(), plan.binding()))?;
         }
         then(plan.finish()?)
     }
@@ -353,6 +383,18 @@ impl<'p> AsyncSealer<'p> {
             .await;
         let sealed = r.as_ref().ok().and_then(|&n| out.get(..n));
         self.audited(Seal, context, Some(plaintext.len()), sealed, r)
+    }
+
+    /// Seals `plaintext` and reports the providers that did not wrap; see
+    /// [`Sealer::seal_reporting`].
+    pub async fn seal_reporting(
+        &self,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+    ) -> Result<(Vec<u8>, Vec<WrapFailure>), Error> {
+        let mut prepared = self.prepare(context, len_u64(plaintext.len()), os_random).await?;
+        let failures = prepared.take_failures();
+        Ok((prepared.seal(plaintext)?, failures))
     }
 
     /// Seals `plaintext` with `rng`'s randomness; see [`Sealer::seal_with_rng`].
@@ -430,13 +472,13 @@ impl<'p> AsyncSealer<'p> {
             // which would leave a copy in the state's freed memory.
             let generated = plan.first().generate_data_key_async(plan.request()).await;
             let offered = match generated {
-                Err(e) => return Err(Error::Provider(e)),
-                Ok(ref g) => g.as_ref().map(|(key, w)| (key.duplicate(), w.clone())),
+                Err(e) => Err(e),
+                Ok(ref g) => Ok(g.as_ref().map(|(key, w)| (key.duplicate(), w.clone()))),
             };
             plan.generated(offered, random)?;
         }
         while let Some(p) = plan.next_wrapper() {
-            plan.wrapped(p.wrap_async(plan.dek(), plan.binding()).await?);
+            plan.wrapped(p.wrap_async(plan.dek(), plan.binding()).await)?;
         }
         plan.finish()
     }
@@ -455,19 +497,28 @@ pub struct SealedHeader {
     pub(crate) cipher: Box<PayloadCipher>,
     pub(crate) segment_size: SegmentSize,
     pub(crate) threads: usize,
+    failures: Vec<WrapFailure>,
 }
 
 #[cfg(feature = "std")]
 impl SealedHeader {
-    fn new(p: Prepared<'_>) -> Result<Self, Error> {
+    fn new(mut p: Prepared<'_>) -> Result<Self, Error> {
         let threads = p.options().threads;
+        let failures = p.take_failures();
         let (header, cipher, segment_size) = p.into_stream_start()?;
         Ok(Self {
             header,
             cipher: Box::new(cipher),
             segment_size,
             threads,
+            failures,
         })
+    }
+
+    /// The providers that did not wrap the data key (possible only under a
+    /// [`quorum`](Sealer::quorum); empty otherwise).
+    pub fn wrap_failures(&self) -> &[WrapFailure] {
+        &self.failures
     }
 
     /// The header bytes (written first by the encryptor).

@@ -2,13 +2,18 @@
 # `aws-kms` provider tests, over HTTPS with a throw-away CA made here with
 # openssl (so the tests take the same rustls path as real KMS). Start creates
 # three symmetric keys through the KMS API itself (the KEK, a second KEK, and
-# one that is then disabled).
+# one that is then disabled). The same server also serves the S3 API, for the
+# rotation engine's object store (`stores/object-store`): start creates the
+# bucket `lockbox-test` there.
 #
 # Exports: LOCKBOX_TEST_KMS_ENDPOINT (https://127.0.0.1:PORT),
 # LOCKBOX_TEST_KMS_CA_CERT (PEM file of the CA), LOCKBOX_TEST_KMS_REGION,
 # LOCKBOX_TEST_KMS_ACCESS_KEY_ID, LOCKBOX_TEST_KMS_SECRET_ACCESS_KEY,
 # LOCKBOX_TEST_KMS_KEY_ARN, LOCKBOX_TEST_KMS_OTHER_KEY_ARN,
-# LOCKBOX_TEST_KMS_DISABLED_KEY_ARN.
+# LOCKBOX_TEST_KMS_DISABLED_KEY_ARN; LOCKBOX_TEST_S3_ENDPOINT (the same
+# server), LOCKBOX_TEST_S3_BUCKET, LOCKBOX_TEST_S3_REGION,
+# LOCKBOX_TEST_S3_ACCESS_KEY_ID, LOCKBOX_TEST_S3_SECRET_ACCESS_KEY,
+# LOCKBOX_TEST_S3_CA_CERT.
 
 LOCKBOX_MOTO_VERSION="${LOCKBOX_MOTO_VERSION:-5.2.5}"
 
@@ -53,6 +58,7 @@ kms = boto3.client("kms", endpoint_url=sys.argv[1], region_name=sys.argv[2])
 keys = [kms.create_key(Description=d)["KeyMetadata"] for d in ("lockbox kek", "lockbox other kek", "lockbox disabled kek")]
 kms.disable_key(KeyId=keys[2]["KeyId"])
 kms.create_alias(AliasName="alias/lockbox-test", TargetKeyId=keys[0]["KeyId"])
+boto3.client("s3", endpoint_url=sys.argv[1], region_name=sys.argv[2]).create_bucket(Bucket="lockbox-test")
 print(" ".join(k["Arn"] for k in keys))
 PY
   )" || svc_die "creating the KMS test keys failed"
@@ -65,7 +71,13 @@ PY
   svc_export LOCKBOX_TEST_KMS_KEY_ARN "$kek"
   svc_export LOCKBOX_TEST_KMS_OTHER_KEY_ARN "$other"
   svc_export LOCKBOX_TEST_KMS_DISABLED_KEY_ARN "$disabled"
-  svc_log "kms: moto_server on https://127.0.0.1:$port"
+  svc_export LOCKBOX_TEST_S3_ENDPOINT "https://127.0.0.1:$port"
+  svc_export LOCKBOX_TEST_S3_BUCKET lockbox-test
+  svc_export LOCKBOX_TEST_S3_REGION "$region"
+  svc_export LOCKBOX_TEST_S3_ACCESS_KEY_ID lockbox-test
+  svc_export LOCKBOX_TEST_S3_SECRET_ACCESS_KEY lockbox-test-secret
+  svc_export LOCKBOX_TEST_S3_CA_CERT "$certs/ca.pem"
+  svc_log "kms: moto_server on https://127.0.0.1:$port (KMS, and S3 bucket lockbox-test)"
 }
 
 svc_kms_stop() {

@@ -279,6 +279,7 @@ pub(crate) fn provider_error_code(kind: ProviderErrorKind) -> &'static str {
         ProviderErrorKind::Unavailable => "unavailable",
         ProviderErrorKind::PermissionDenied => "permission_denied",
         ProviderErrorKind::LimitExceeded => "limit_exceeded",
+        ProviderErrorKind::Throttled => "throttled",
         ProviderErrorKind::Other => "other",
     }
 }
@@ -302,6 +303,7 @@ pub(crate) fn error_code(e: &Error) -> &'static str {
         Error::UnsafeFile { .. } => "unsafe_file",
         Error::QuantumDowngrade { .. } => "quantum_downgrade",
         Error::KeyString(_) => "key_string",
+        Error::QuorumNotMet { .. } => "quorum_not_met",
         Error::Keyring(_) => "keyring",
     }
 }

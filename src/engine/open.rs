@@ -574,7 +574,7 @@ mod tests {
         let refs: Vec<&Id> = names.iter().collect();
         let opts = super::super::seal::SealOptions::default();
         let mut plan = super::super::seal::SealPlan::new(&opts, ctx, &refs, Some(0)).unwrap();
-        plan.generated(None, |b| {
+        plan.generated(Ok(None), |b| {
             b.fill(7);
             b.get_mut(..32).unwrap().copy_from_slice(&key);
             Ok(())
@@ -582,7 +582,7 @@ mod tests {
         .unwrap();
         while let Some(p) = plan.next_wrapper() {
             let w = WrappedKey::new("test.id", KeyId::new(p.0).unwrap(), KeyVersion(1), alloc::vec![1]).unwrap();
-            plan.wrapped(w);
+            plan.wrapped(Ok(w)).unwrap();
         }
         let mut out = Vec::new();
         plan.finish().unwrap().seal_to(b"", &mut out).unwrap();

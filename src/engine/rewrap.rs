@@ -138,7 +138,7 @@ where
     /// a provider bug, refused here.
     pub(crate) fn wrapped(&mut self, w: WrappedKey) -> Result<(), Error> {
         let provider = self.wrap_with.get(self.fresh.len()..).unwrap_or_default();
-        check_own(provider, core::iter::once(&w))?;
+        check_own(provider.iter().copied(), core::iter::once(&w))?;
         self.fresh.push(w);
         Ok(())
     }

@@ -29,6 +29,9 @@ pub(crate) struct SealOptions {
     pub(crate) threads: usize,
     /// The caller's opt-in to mixing classical and post-quantum wraps.
     pub(crate) allow_classical_with_pq: bool,
+    /// `Some(k)`: the seal succeeds when at least `k` providers wrapped (an
+    /// explicit opt-in); `None`: every provider must wrap (the default).
+    pub(crate) quorum: Option<usize>,
 }
 
 impl Default for SealOptions {
@@ -40,8 +43,24 @@ impl Default for SealOptions {
             backend: Backend::default(),
             threads: 1,
             allow_classical_with_pq: false,
+            quorum: None,
         }
     }
+}
+
+/// A provider that failed to wrap the data key of a seal that still met its
+/// quorum ([`Sealer::quorum`](crate::Sealer::quorum)): the envelope lacks
+/// this provider's wrapped key. Heal it later by adding the missing wrap
+/// (header only), for example with the bulk engine's heal
+/// ([`rotation::Job`](crate::rotation::Job) with a policy that
+/// [requires](crate::rotation::MigrationPolicy::require) the provider).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct WrapFailure {
+    /// The provider's position in the sealer (0: the first).
+    pub index: usize,
+    /// Why it did not wrap.
+    pub error: ProviderError,
 }
 
 /// The key phase of one seal, advanced by a driver that makes the provider
@@ -65,6 +84,10 @@ pub(crate) struct SealPlan<'c, 'p, P: ?Sized> {
     message_id: [u8; MESSAGE_ID_LEN],
     wrapped: Vec<WrappedKey>,
     first: Option<WrappedKey>,
+    /// The next provider to wrap (an index into `providers`).
+    cursor: usize,
+    /// Providers that failed under a quorum (empty otherwise).
+    failed: Vec<WrapFailure>,
 }
 
 impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
@@ -94,6 +117,11 @@ impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
         if providers.len() > max_wrapped {
             return Err(exceeded(LimitKind::WrappedKeys, max_wrapped));
         }
+        if opts.quorum.is_some_and(|k| k == 0 || k > providers.len()) {
+            return Err(Error::InvalidArgument {
+                what: "a quorum must be between 1 and the number of providers",
+            });
+        }
         let mut mix = MixCheck::new(opts.allow_classical_with_pq);
         for p in providers {
             mix.add(p.provider_id(), p.post_quantum())?;
@@ -109,7 +137,23 @@ impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
             message_id: [0u8; MESSAGE_ID_LEN],
             wrapped: Vec::new(),
             first: None,
+            cursor: 0,
+            failed: Vec::new(),
         })
+    }
+
+    /// Records a provider failure: under a quorum the provider is skipped
+    /// (and reported); otherwise the seal fails with it.
+    fn failure(&mut self, error: ProviderError) -> Result<(), Error> {
+        if self.opts.quorum.is_none() {
+            return Err(Error::Provider(error));
+        }
+        self.failed.push(WrapFailure {
+            index: self.cursor,
+            error,
+        });
+        self.cursor = self.cursor.saturating_add(1);
+        Ok(())
     }
 
     /// The provider asked for the data key (and that wraps first).
@@ -134,17 +178,27 @@ impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
     /// Takes the first provider's answer to [`request`](Self::request): its
     /// data key and wrap, or `None`, in which case the data key and the
     /// message id come from one call to `random` (else only the message id).
+    /// A failure ends the seal, unless a quorum is set: then the first
+    /// provider is recorded as failed and the key is drawn locally.
     pub(crate) fn generated(
         &mut self,
-        generated: Option<(DataKey, WrappedKey)>,
+        generated: Result<Option<(DataKey, WrappedKey)>, ProviderError>,
         mut random: impl FnMut(&mut [u8]) -> Result<(), Error>,
     ) -> Result<(), Error> {
+        let generated = match generated {
+            Ok(g) => g,
+            Err(e) => {
+                self.failure(e)?;
+                None
+            }
+        };
         match generated {
             Some((key, w)) => {
                 self.dek.bytes_mut().copy_from_slice(key.expose_secret());
                 drop(key);
                 random(&mut self.message_id)?;
                 self.first = Some(w);
+                self.cursor = 1;
             }
             None => {
                 let mut draw = Zeroizing::new([0u8; DATA_KEY_LEN + MESSAGE_ID_LEN]);
@@ -159,8 +213,7 @@ impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
 
     /// The next provider that has not wrapped the data key yet, in order.
     pub(crate) fn next_wrapper(&self) -> Option<&'p P> {
-        let done = self.wrapped.len().saturating_add(usize::from(self.first.is_some()));
-        self.providers.get(done).copied()
+        self.providers.get(self.cursor).copied()
     }
 
     /// The data key, to wrap.
@@ -168,13 +221,21 @@ impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
         &self.dek
     }
 
-    /// Records the wrap of the provider [`next_wrapper`](Self::next_wrapper) gave.
-    pub(crate) fn wrapped(&mut self, w: WrappedKey) {
+    /// Records the wrap (or the failure) of the provider
+    /// [`next_wrapper`](Self::next_wrapper) gave. A failure ends the seal
+    /// unless a quorum is set.
+    pub(crate) fn wrapped(&mut self, w: Result<WrappedKey, ProviderError>) -> Result<(), Error> {
+        let w = match w {
+            Ok(w) => w,
+            Err(e) => return self.failure(e),
+        };
         if self.first.is_none() {
             self.first = Some(w);
         } else {
             self.wrapped.push(w);
         }
+        self.cursor = self.cursor.saturating_add(1);
+        Ok(())
     }
 
     /// Checks that every provider wrapped and matches its own wrap, derives
@@ -185,15 +246,26 @@ impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
     /// live on the heap, and a moved-from copy there would not be wiped). The
     /// data key is zeroized where it lies when the plan is dropped.
     pub(crate) fn finish(&mut self) -> Result<Prepared<'c>, Error> {
+        let done = self.wrapped.len().saturating_add(usize::from(self.first.is_some()));
+        let required = self.opts.quorum.unwrap_or(self.providers.len());
+        if done < required || done.saturating_add(self.failed.len()) != self.providers.len() {
+            return Err(Error::QuorumNotMet {
+                required,
+                wrapped: done,
+                last: self.failed.pop().map(|f| f.error),
+            });
+        }
         let first = self.first.take().ok_or_else(|| Error::InvalidArgument {
             what: "no provider to wrap the data key",
         })?;
-        if self.wrapped.len().saturating_add(1) != self.providers.len() {
-            return Err(Error::InvalidArgument {
-                what: "a provider did not wrap the data key",
-            });
-        }
-        check_own(self.providers, core::iter::once(&first).chain(&self.wrapped))?;
+        let failed = &self.failed;
+        let succeeded = self
+            .providers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !failed.iter().any(|f| f.index == *i))
+            .map(|(_, p)| *p);
+        check_own(succeeded, core::iter::once(&first).chain(&self.wrapped))?;
         let keys = crypto::derive(
             self.opts.suite,
             self.opts.backend,
@@ -219,6 +291,7 @@ impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
             first,
             others: core::mem::take(&mut self.wrapped),
             header_len,
+            failed: core::mem::take(&mut self.failed),
         })
     }
 }
@@ -226,11 +299,11 @@ impl<'c, 'p, P: ProviderIdentity + ?Sized> SealPlan<'c, 'p, P> {
 /// Fails unless every provider matches the wrapped key it produced: an
 /// envelope its own providers would not try to open is a provider bug; catch
 /// it when sealing (or rewrapping) rather than when the data is needed.
-pub(crate) fn check_own<'w, P: ProviderIdentity + ?Sized>(
-    providers: &[&P],
+pub(crate) fn check_own<'w, 'q, P: ProviderIdentity + ?Sized + 'q>(
+    providers: impl IntoIterator<Item = &'q P>,
     wrapped: impl Iterator<Item = &'w WrappedKey>,
 ) -> Result<(), Error> {
-    for (p, w) in providers.iter().zip(wrapped) {
+    for (p, w) in providers.into_iter().zip(wrapped) {
         if !p.matches(w.as_ref()) {
             return Err(Error::Provider(ProviderError::new(
                 ProviderErrorKind::Other,
@@ -254,11 +327,18 @@ pub(crate) struct Prepared<'c> {
     others: Vec<WrappedKey>,
     /// Whole header, tag included.
     header_len: usize,
+    /// Providers that did not wrap under a quorum (empty otherwise).
+    failed: Vec<WrapFailure>,
 }
 
 impl Prepared<'_> {
     fn wrapped(&self) -> impl Iterator<Item = WrappedKeyRef<'_>> + Clone {
         core::iter::once(self.first.as_ref()).chain(self.others.iter().map(WrappedKey::as_ref))
+    }
+
+    /// The providers that did not wrap (under a quorum), taken out.
+    pub(crate) fn take_failures(&mut self) -> Vec<WrapFailure> {
+        core::mem::take(&mut self.failed)
     }
 
     /// The options the seal was planned with.

@@ -703,6 +703,44 @@ fn envelope_dek() -> Result<(), String> {
     expect_clean("KEK bytes", pk)
 }
 
+/// A k-of-n key group: a known DEK sealed under a 2-of-3 group, opened by
+/// two members (blocking and async shells): no copy of the DEK survives
+/// (shares and recombination buffers included).
+fn keygroup_dek() -> Result<(), String> {
+    use lockbox::keygroup::{AsyncKeyGroup, KeyGroup};
+    use std::sync::Arc;
+    let dek: [u8; 32] = pattern(0xC1);
+    let message_id: [u8; 32] = pattern(0xC2);
+    let pd = register(&dek);
+    {
+        let keks = |picks: &[u64]| -> Vec<Arc<dyn lockbox::KeyEncryptionProvider>> {
+            picks.iter().map(|i| Arc::new(kek_from(&pattern(0xC3 + i))) as Arc<dyn lockbox::KeyEncryptionProvider>).collect()
+        };
+        let id = lb(KeyId::new("zeroize-group"), "key id")?;
+        let group = lb(KeyGroup::new(id.clone(), 2, keks(&[0, 1, 2])), "group")?;
+        let mut head = [0u8; 64];
+        head[..32].copy_from_slice(&dek);
+        head[32..].copy_from_slice(&message_id);
+        let mut rng = FixedRng { head, drawn: 0 };
+        let ctx = ctx()?;
+        let msg = b"sealed under a key group";
+        let env = lb(Sealer::new(&group).seal_with_rng(&mut rng, msg, &ctx), "seal_with_rng")?;
+        let two = lb(KeyGroup::unwrap_only(id.clone(), keks(&[0, 2])), "unwrap-only group")?;
+        let pt = lb(lockbox::open(&two, &env, &ctx), "open")?;
+        ensure(pt == msg, "open returned other bytes")?;
+        let async_members: Vec<Arc<dyn lockbox::AsyncKeyEncryptionProvider>> = [1u64, 2]
+            .iter()
+            .map(|i| Arc::new(kek_from(&pattern(0xC3 + i))) as Arc<dyn lockbox::AsyncKeyEncryptionProvider>)
+            .collect();
+        let agroup = lb(AsyncKeyGroup::unwrap_only(id, async_members), "async group")?;
+        let opener = lockbox::AsyncOpener::new(&agroup);
+        let pt = lb(ready(opener.open(&env, &ctx))?, "async open")?;
+        ensure(pt == msg, "async open returned other bytes")?;
+        black_box(&group);
+    }
+    expect_clean("key-group DEK", pd)
+}
+
 /// Polls a future that must complete without waiting: lockbox's async seal
 /// and open over a sync provider (whose futures are ready at once) do.
 fn ready<T>(f: impl std::future::Future<Output = T>) -> Result<T, String> {
@@ -1690,7 +1728,7 @@ fn identities_on_disk() -> Result<(), String> {
     let ps = register(&secret);
     let dir = TempDir::new("i2")?;
     let (plain, sealed) = (dir.path().join("id"), dir.path().join("id.sealed"));
-    let kek = kek_from(pattern(0xE4));
+    let kek = kek_from(&pattern(0xE4));
     let pt;
     {
         let id = lb(
@@ -1819,6 +1857,10 @@ fn main() {
     r.run("b4 as b3, futures boxed, two providers: no DEK bytes", || {
         envelope_dek_async(true)
     });
+    r.run(
+        "b5 key group (2 of 3): seal, blocking and async open: no DEK bytes",
+        keygroup_dek,
+    );
     r.run(
         "d1 open_to, last segment tampered: Err, Vec == prefix, no plaintext",
         failed_open_to,
