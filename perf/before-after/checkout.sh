@@ -3,7 +3,7 @@
 # target/lockbox-before (read-only use; git archive, no worktree).
 # Usage: bash perf/before-after/checkout.sh [commit]   (default: issue 16's start)
 set -euo pipefail
-commit="${1:-21980b55319b536500eebebe4075e08813d1c47e}"
+commit="${1:-64069416770a85be0ebf09d6d8ede453acd3983d}"
 root="$(git rev-parse --show-toplevel)"
 dest="$root/target/lockbox-before"
 rm -rf "$dest"
