@@ -156,10 +156,7 @@ impl Kek {
         n.copy_from_slice(&nonce);
         // The data key is copied into the output and encrypted there.
         ct.copy_from_slice(dek.expose_secret());
-        let t = self.cipher.seal(nonce, aad, ct).map_err(|e| {
-            ct.fill(0);
-            e
-        })?;
+        let t = self.cipher.seal(nonce, aad, ct).inspect_err(|_| ct.fill(0))?;
         tag.copy_from_slice(&t);
         Ok(out)
     }

@@ -90,14 +90,24 @@ pub(crate) fn utf8(bytes: &[u8], offset: usize) -> Result<&str, ReadError> {
 /// Appends big-endian integers and length-prefixed fields.
 pub(crate) trait Put {
     fn put(&mut self, bytes: &[u8]);
+    /// A write whose length is known at compile time: writers override it
+    /// with a store of that size (the hot path writes a header and a binding
+    /// of a few dozen fields; a call to `memcpy` each is most of their cost).
+    #[inline]
+    fn put_array<const N: usize>(&mut self, bytes: [u8; N]) {
+        self.put(&bytes);
+    }
+    #[inline]
     fn put_u8(&mut self, v: u8) {
-        self.put(&[v]);
+        self.put_array([v]);
     }
+    #[inline]
     fn put_u16(&mut self, v: u16) {
-        self.put(&v.to_be_bytes());
+        self.put_array(v.to_be_bytes());
     }
+    #[inline]
     fn put_u32(&mut self, v: u32) {
-        self.put(&v.to_be_bytes());
+        self.put_array(v.to_be_bytes());
     }
 }
 
@@ -106,19 +116,9 @@ impl Put for Vec<u8> {
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
     }
-    // The fixed-size writes are stores of known size, not calls to memcpy
-    // (the hot path writes a header and a binding of a few dozen fields).
     #[inline]
-    fn put_u8(&mut self, v: u8) {
-        self.push(v);
-    }
-    #[inline]
-    fn put_u16(&mut self, v: u16) {
-        self.extend_from_slice(&v.to_be_bytes());
-    }
-    #[inline]
-    fn put_u32(&mut self, v: u32) {
-        self.extend_from_slice(&v.to_be_bytes());
+    fn put_array<const N: usize>(&mut self, bytes: [u8; N]) {
+        self.extend_from_slice(&bytes);
     }
 }
 
@@ -135,17 +135,6 @@ impl<'a> SliceWriter<'a> {
     }
 }
 
-impl SliceWriter<'_> {
-    #[inline]
-    fn put_array<const N: usize>(&mut self, bytes: [u8; N]) {
-        let end = self.pos.saturating_add(N);
-        if let Some(dst) = self.buf.get_mut(self.pos..end) {
-            dst.copy_from_slice(&bytes);
-        }
-        self.pos = end;
-    }
-}
-
 impl Put for SliceWriter<'_> {
     #[inline]
     fn put(&mut self, bytes: &[u8]) {
@@ -156,16 +145,12 @@ impl Put for SliceWriter<'_> {
         self.pos = end;
     }
     #[inline]
-    fn put_u8(&mut self, v: u8) {
-        self.put_array([v]);
-    }
-    #[inline]
-    fn put_u16(&mut self, v: u16) {
-        self.put_array(v.to_be_bytes());
-    }
-    #[inline]
-    fn put_u32(&mut self, v: u32) {
-        self.put_array(v.to_be_bytes());
+    fn put_array<const N: usize>(&mut self, bytes: [u8; N]) {
+        let end = self.pos.saturating_add(N);
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(&bytes);
+        }
+        self.pos = end;
     }
 }
 
@@ -197,7 +182,7 @@ impl<const N: usize> InlineBuf<N> {
     }
 }
 
-impl<const N: usize> InlineBuf<N> {
+impl<const N: usize> Put for InlineBuf<N> {
     #[inline]
     fn put_array<const M: usize>(&mut self, bytes: [u8; M]) {
         if let Self::Inline { len, buf } = self {
@@ -209,21 +194,6 @@ impl<const N: usize> InlineBuf<N> {
             }
         }
         self.put(&bytes);
-    }
-}
-
-impl<const N: usize> Put for InlineBuf<N> {
-    #[inline]
-    fn put_u8(&mut self, v: u8) {
-        self.put_array([v]);
-    }
-    #[inline]
-    fn put_u16(&mut self, v: u16) {
-        self.put_array(v.to_be_bytes());
-    }
-    #[inline]
-    fn put_u32(&mut self, v: u32) {
-        self.put_array(v.to_be_bytes());
     }
     fn put(&mut self, bytes: &[u8]) {
         match self {
