@@ -6,8 +6,6 @@ use aes_gcm::aead::array::Array;
 use aes_gcm::aead::inout::InOutBuf;
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
-use hkdf::Hkdf;
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
@@ -77,14 +75,14 @@ impl PayloadCipher {
         }
     }
 
-    /// A RustCrypto twin of an AWS-LC cipher, for operations that must leave
-    /// a buffer untouched when authentication fails; `None` if this cipher
-    /// already is RustCrypto's.
-    pub(crate) fn preserving_twin(&self) -> Option<Self> {
+    /// Whether a segment that fails to open is overwritten (zeroized) rather
+    /// than left as it was: true of AWS-LC, which clears its output on
+    /// failure, also in place; RustCrypto verifies before it decrypts.
+    pub(crate) fn zeroizes_on_failure(&self) -> bool {
         match self {
             #[cfg(feature = "aws-lc")]
-            Self::AwsLc(c) => Some(Self::new(c.suite(), c.key())),
-            _ => None,
+            Self::AwsLc(_) => true,
+            _ => false,
         }
     }
 
@@ -181,7 +179,7 @@ impl PayloadCipher {
 
     /// Verifies then decrypts segment `index` in place. On failure the
     /// buffer holds no plaintext: RustCrypto leaves the ciphertext, AWS-LC's
-    /// is zeroized (see [`preserving_twin`](Self::preserving_twin)).
+    /// is zeroized (see [`zeroizes_on_failure`](Self::zeroizes_on_failure)).
     pub(crate) fn open_segment_in_place(
         &self,
         index: u32,
@@ -282,6 +280,9 @@ impl PayloadCipher {
 mod awslc;
 
 pub(crate) mod kek_wrap;
+pub(crate) mod prf;
+
+use prf::{HmacSha256, Scratch};
 
 /// Wycheproof AEAD vectors through the suite layer.
 #[cfg(test)]
@@ -294,25 +295,33 @@ pub(crate) struct MessageKeys {
 }
 
 /// HKDF-SHA-256 with the message id as salt and the data key as input keying
-/// material; the payload key and the commitment come from distinct labels.
+/// material; the payload key and the commitment come from distinct labels
+/// (`FORMAT.md` §3). Each output is one hash block, so each expand is one
+/// MAC: `HMAC(PRK, label || suite_id || 0x01)`; see [`prf`] for the cost.
 pub(crate) fn derive(suite: Suite, backend: Backend, dek: &[u8; 32], message_id: &[u8; MESSAGE_ID_LEN]) -> MessageKeys {
-    let hk = Hkdf::<Sha256>::new(Some(message_id), dek);
-    let mut payload_key = Zeroizing::new([0u8; 32]);
-    let mut commitment = [0u8; COMMITMENT_LEN];
-    let suite_id = [suite.id()];
-    // Both outputs are 32 bytes, far below HKDF-SHA-256's 8160-byte limit.
-    let a = hk.expand_multi_info(&[LABEL_PAYLOAD_KEY, &suite_id], payload_key.as_mut_slice());
-    let b = hk.expand_multi_info(&[LABEL_COMMITMENT, &suite_id], &mut commitment);
-    debug_assert!(a.is_ok() && b.is_ok());
+    // One scratch block for the four MACs, wiped once when it drops.
+    let mut s = Scratch::new();
+    let prk = Zeroizing::new(HmacSha256::new_with(message_id, &mut s).mac_with(&[dek], &mut s));
+    let expand = HmacSha256::new_with(&prk, &mut s);
+    let suite_id = [suite.id(), 1];
+    let payload_key = Zeroizing::new(expand.mac_with(&[LABEL_PAYLOAD_KEY, &suite_id], &mut s));
+    let commitment = expand.mac_with(&[LABEL_COMMITMENT, &suite_id], &mut s);
     MessageKeys {
         cipher: PayloadCipher::with_backend(suite, backend, &payload_key),
         commitment,
     }
 }
 
-/// Constant-time equality of two commitments.
+/// Constant-time equality of two commitments: the differences of all
+/// bytes are or-ed together without a branch (a word at a time), and only
+/// that word is compared, through `subtle`'s barrier.
 pub(crate) fn commitment_matches(expected: &[u8; COMMITMENT_LEN], stored: &[u8; COMMITMENT_LEN]) -> bool {
-    bool::from(expected.ct_eq(stored))
+    let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().unwrap_or([0u8; 8]));
+    let diff = expected
+        .chunks_exact(8)
+        .zip(stored.chunks_exact(8))
+        .fold(0u64, |acc, (a, b)| acc | (word(a) ^ word(b)));
+    bool::from(diff.ct_eq(&0))
 }
 
 #[cfg(test)]
@@ -326,6 +335,31 @@ mod tests {
         assert_ne!(nonce12(1, FLAG_SEGMENT), nonce12(256, FLAG_SEGMENT));
         assert_eq!(nonce12(0x0102_0304, 1), [0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4, 1]);
         assert_eq!(&nonce24(0x0102_0304, 2)[19..], &[1, 2, 3, 4, 2]);
+    }
+
+    #[test]
+    fn commitments_match_only_when_equal() {
+        let a = [5u8; COMMITMENT_LEN];
+        assert!(commitment_matches(&a, &a));
+        for i in 0..COMMITMENT_LEN {
+            for bit in 0..8 {
+                let mut b = a;
+                b[i] ^= 1 << bit;
+                assert!(!commitment_matches(&a, &b), "byte {i} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn derivation_is_hkdf_sha256_as_specified() {
+        let (k, m) = ([7u8; 32], [9u8; 32]);
+        for suite in Suite::ALL {
+            let mut expected = [0u8; 32];
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(&m), &k)
+                .expand_multi_info(&[LABEL_COMMITMENT, &[suite.id()]], &mut expected)
+                .unwrap();
+            assert_eq!(derive(suite, Backend::RustCrypto, &k, &m).commitment, expected);
+        }
     }
 
     #[test]

@@ -119,6 +119,17 @@ pub enum Error {
         what: &'static str,
     },
 
+    /// The caller's buffer is too short for the output of
+    /// [`Sealer::seal_into`](crate::Sealer::seal_into) or
+    /// [`Opener::open_into`](crate::Opener::open_into) (and their async
+    /// twins). Nothing was written to it.
+    #[error("buffer too short: {needed} bytes needed")]
+    #[non_exhaustive]
+    BufferTooSmall {
+        /// The exact length the output needs.
+        needed: usize,
+    },
+
     /// A key could not be loaded (file, environment variable, encoding).
     #[error("could not load key: {what}")]
     #[non_exhaustive]

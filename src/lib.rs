@@ -61,7 +61,9 @@
 //! ```
 //!
 //! [`Sealer`] and [`Opener`] choose the suite, segment size and limits, and
-//! offer in-place variants that reuse the caller's buffer.
+//! offer forms that write into a slice the caller owns and reuses
+//! ([`Sealer::seal_into`], [`Opener::open_into`]: no allocation, no
+//! zero-filling) and in-place forms.
 //!
 //! ## What an envelope proves, and what it does not
 //!

@@ -240,10 +240,37 @@ impl<'p> Sealer<'p> {
 
     /// Seals `plaintext` and appends the envelope to `out` (no allocation if
     /// `out` has the capacity). On error `out` is unchanged.
+    ///
+    /// Growing a `Vec` safely means initialising what it grows by: each
+    /// segment's room is zero-filled before it is encrypted into, on every
+    /// call. To reuse a buffer without that pass, use
+    /// [`seal_into`](Self::seal_into) on an initialised slice.
     pub fn seal_to(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut Vec<u8>) -> Result<(), Error> {
         let at = out.len();
-        let r = (self.prepare(context, len_u64(plaintext.len()), os_random)).and_then(|p| p.seal_to(plaintext, out));
+        let r = self.prepare(context, len_u64(plaintext.len()), os_random, |p| {
+            p.seal_to(plaintext, out)
+        });
         self.audited(Seal, context, Some(plaintext.len()), out.get(at..), r)
+    }
+
+    /// Seals `plaintext` into the start of `out`, a buffer the caller owns
+    /// (and may reuse across calls), and returns the envelope's length.
+    ///
+    /// The envelope is the plaintext, one 16-byte tag per segment, and the
+    /// header, whose length depends on the context and on the wrapped keys
+    /// (221 bytes in all for a 32-byte plaintext, an empty context and one
+    /// [`LocalKek`](crate::LocalKek)). If `out` is too short this fails with
+    /// [`Error::BufferTooSmall`] and the exact length, and `out` is left
+    /// alone (the providers were called: size generously when they are
+    /// remote). On any other error what was written is zeroized. No
+    /// allocation, and every byte of the envelope is written once (no
+    /// zero-filling first, as growing a `Vec` needs).
+    pub fn seal_into(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut [u8]) -> Result<usize, Error> {
+        let r = self.prepare(context, len_u64(plaintext.len()), os_random, |p| {
+            p.seal_into(plaintext, out)
+        });
+        let sealed = r.as_ref().ok().and_then(|&n| out.get(..n));
+        self.audited(Seal, context, Some(plaintext.len()), sealed, r)
     }
 
     /// Seals `plaintext` and reports the providers that did not wrap its data
@@ -254,9 +281,10 @@ impl<'p> Sealer<'p> {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<(Vec<u8>, Vec<WrapFailure>), Error> {
-        let mut prepared = self.prepare(context, len_u64(plaintext.len()), os_random)?;
-        let failures = prepared.take_failures();
-        Ok((prepared.seal(plaintext)?, failures))
+        self.prepare(context, len_u64(plaintext.len()), os_random, |mut prepared| {
+            let failures = prepared.take_failures();
+            Ok((prepared.seal(plaintext)?, failures))
+        })
     }
 
     /// Seals `plaintext`, drawing the data key and message id from `rng`
@@ -268,8 +296,8 @@ impl<'p> Sealer<'p> {
         plaintext: &[u8],
         context: &EncryptionContext,
     ) -> Result<Vec<u8>, Error> {
-        let r =
-            (self.prepare(context, len_u64(plaintext.len()), |b| rng_random(rng, b))).and_then(|p| p.seal(plaintext));
+        let random = |b: &mut [u8]| rng_random(rng, b);
+        let r = self.prepare(context, len_u64(plaintext.len()), random, |p| p.seal(plaintext));
         self.audited_vec(context, plaintext.len(), r)
     }
 
@@ -280,7 +308,7 @@ impl<'p> Sealer<'p> {
     /// new allocation and the old one is zeroized before it is freed.
     pub fn seal_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
         let len = buf.len();
-        let r = (self.prepare(context, len_u64(len), os_random)).and_then(|p| p.seal_in_place(buf));
+        let r = self.prepare(context, len_u64(len), os_random, |p| p.seal_in_place(buf));
         let sealed = r.is_ok().then_some(buf.as_slice());
         self.audited(Seal, context, Some(len), sealed, r)
     }
@@ -291,7 +319,7 @@ impl<'p> Sealer<'p> {
     /// does both for a `std::io` writer.
     #[cfg(feature = "std")]
     pub fn seal_header(&self, context: &EncryptionContext) -> Result<SealedHeader, Error> {
-        let r = self.prepare(context, None, os_random).and_then(SealedHeader::new);
+        let r = self.prepare(context, None, os_random, SealedHeader::new);
         self.audited_header(context, r)
     }
 
@@ -303,26 +331,27 @@ impl<'p> Sealer<'p> {
         rng: &mut R,
         context: &EncryptionContext,
     ) -> Result<SealedHeader, Error> {
-        let r = self
-            .prepare(context, None, |b| rng_random(rng, b))
-            .and_then(SealedHeader::new);
+        let r = self.prepare(context, None, |b| rng_random(rng, b), SealedHeader::new);
         self.audited_header(context, r)
     }
 
     /// The key phase: the first provider generates or wraps the data key,
-    /// every other one wraps it; see [`SealPlan`].
-    fn prepare<'c>(
+    /// every other one wraps it; see [`SealPlan`]. Then `then` on the
+    /// prepared seal, in this frame (the prepared seal, cipher included, is
+    /// not moved back up through the callers).
+    fn prepare<'c, T>(
         &self,
         context: &'c EncryptionContext,
         plaintext_len: Option<u64>,
         random: impl FnMut(&mut [u8]) -> Result<(), Error>,
-    ) -> Result<Prepared<'c>, Error> {
+        then: impl FnOnce(Prepared<'c>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut plan = SealPlan::new(&self.opts, context, &self.providers, plaintext_len)?;
         plan.generated(plan.first().generate_data_key(plan.request()), random)?;
         while let Some(p) = plan.next_wrapper() {
             plan.wrapped(p.wrap(plan.dek(), plan.binding()))?;
         }
-        plan.finish()
+        then(plan.finish()?)
     }
 }
 
@@ -343,6 +372,23 @@ impl<'p> AsyncSealer<'p> {
             })
             .await;
         self.audited(Seal, context, Some(plaintext.len()), out.get(at..), r)
+    }
+
+    /// Seals `plaintext` into the start of `out`, a buffer the caller owns;
+    /// see [`Sealer::seal_into`].
+    pub async fn seal_into(
+        &self,
+        plaintext: &[u8],
+        context: &EncryptionContext,
+        out: &mut [u8],
+    ) -> Result<usize, Error> {
+        let r = self
+            .then(context, len_u64(plaintext.len()), os_random, |p| {
+                p.seal_into(plaintext, out)
+            })
+            .await;
+        let sealed = r.as_ref().ok().and_then(|&n| out.get(..n));
+        self.audited(Seal, context, Some(plaintext.len()), sealed, r)
     }
 
     /// Seals `plaintext` and reports the providers that did not wrap; see

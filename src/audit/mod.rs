@@ -298,6 +298,7 @@ pub(crate) fn error_code(e: &Error) -> &'static str {
         Error::Provider(p) => provider_error_code(p.kind()),
         Error::Random => "random",
         Error::InvalidArgument { .. } => "invalid_argument",
+        Error::BufferTooSmall { .. } => "buffer_too_small",
         Error::KeyLoad { .. } => "key_load",
         Error::UnsafeFile { .. } => "unsafe_file",
         Error::QuantumDowngrade { .. } => "quantum_downgrade",

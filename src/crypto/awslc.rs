@@ -6,18 +6,15 @@
 //! zeroizes the output itself, so no unauthenticated byte is ever left in it.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroize;
 
 use crate::error::Error;
 use crate::format::TAG_LEN;
 use crate::suite::Suite;
 
-/// A keyed AWS-LC AEAD. Keeps the payload key (zeroized on drop) so that a
-/// RustCrypto twin can be built for in-place opens.
+/// A keyed AWS-LC AEAD (AWS-LC wipes its key schedule when it is freed).
 pub(crate) struct Cipher {
     key: LessSafeKey,
-    suite: Suite,
-    raw: Zeroizing<[u8; 32]>,
 }
 
 fn unexpected() -> Error {
@@ -37,17 +34,7 @@ impl Cipher {
         let key_ = UnboundKey::new(alg, key).ok()?;
         Some(Self {
             key: LessSafeKey::new(key_),
-            suite,
-            raw: Zeroizing::new(*key),
         })
-    }
-
-    pub(crate) fn suite(&self) -> Suite {
-        self.suite
-    }
-
-    pub(crate) fn key(&self) -> &[u8; 32] {
-        &self.raw
     }
 
     /// Encrypts `input` into `out`, which has room for the ciphertext and

@@ -19,7 +19,7 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use secrecy::ExposeSecret;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::context::{EncryptionContext, Storage};
 use crate::crypto::{self, PayloadCipher};
@@ -260,14 +260,7 @@ pub(crate) fn open_payload(
     let threads = parallel::threads_for(threads, payload.len());
     let r = if threads > 1 && segs.count > 1 {
         out.resize(start.saturating_add(pt_len), 0);
-        let dst = out.get_mut(start..).unwrap_or_default();
-        let per = segs.count.div_ceil(threads).max(1);
-        let pairs = payload
-            .chunks(per.saturating_mul(segs.stride()))
-            .zip(dst.chunks_mut(per.saturating_mul(segs.size)));
-        parallel::run(pairs, |t, (src, dst)| {
-            open_run(cipher, segs, t.saturating_mul(per), src, dst)
-        })
+        open_segments(cipher, segs, payload, threads, out.get_mut(start..).unwrap_or_default())
     } else {
         open_appending(cipher, segs, payload, out)
     };
@@ -278,6 +271,53 @@ pub(crate) fn open_payload(
         out.truncate(start);
     }
     r
+}
+
+/// The caller's buffer for the plaintext of `segs`: its first
+/// `plaintext_len` bytes, or [`Error::BufferTooSmall`]. Checked before any
+/// provider is called.
+pub(crate) fn plaintext_dst(segs: Segments, out: &mut [u8]) -> Result<&mut [u8], Error> {
+    let needed = segs.plaintext_len();
+    out.get_mut(..needed).ok_or(Error::BufferTooSmall { needed })
+}
+
+/// Decrypts an authenticated payload into `dst` (exactly its plaintext
+/// length, from [`plaintext_dst`]) and returns that length; on error `dst`
+/// is zeroized.
+pub(crate) fn open_payload_into(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    payload: &[u8],
+    threads: usize,
+    dst: &mut [u8],
+) -> Result<usize, Error> {
+    let threads = parallel::threads_for(threads, payload.len());
+    let r = open_segments(cipher, segs, payload, threads, dst);
+    if r.is_err() {
+        dst.zeroize();
+    }
+    r.map(|()| dst.len())
+}
+
+/// Verifies and decrypts every segment of `payload` into `dst` (exactly the
+/// plaintext length) on up to `threads` threads.
+fn open_segments(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    payload: &[u8],
+    threads: usize,
+    dst: &mut [u8],
+) -> Result<(), Error> {
+    if threads <= 1 || segs.count <= 1 {
+        return open_run(cipher, segs, 0, payload, dst);
+    }
+    let per = segs.count.div_ceil(threads).max(1);
+    let pairs = payload
+        .chunks(per.saturating_mul(segs.stride()))
+        .zip(dst.chunks_mut(per.saturating_mul(segs.size)));
+    parallel::run(pairs, |t, (src, dst)| {
+        open_run(cipher, segs, t.saturating_mul(per), src, dst)
+    })
 }
 
 /// One thread: grows `out` by one segment (zeroed) at a time and verifies and
@@ -340,40 +380,46 @@ pub(crate) fn open_chunk_in_place(
 /// `header_len` bytes, then the payload) and the plaintext after. On error
 /// `buf` still holds the envelope, byte for byte: segments already decrypted
 /// are encrypted back (no plaintext is left behind).
+///
+/// A cipher that leaves a failed segment as it was (RustCrypto) decrypts
+/// each segment where it lies, then the plaintext moves to the front. One
+/// that overwrites it (AWS-LC zeroizes a segment that fails to open) goes
+/// through a scratch buffer of one segment and a copy of the header
+/// ([`open_through_scratch`]): the buffer's spare capacity if it has room
+/// (no allocation), else one allocation, zeroized either way.
 pub(crate) fn open_in_place(
-    cipher: PayloadCipher,
+    cipher: &PayloadCipher,
     segs: Segments,
     header_len: usize,
     buf: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    // AWS-LC overwrites a segment that fails to open; this promises the
-    // envelope back byte for byte, so it decrypts with RustCrypto.
-    let cipher = cipher.preserving_twin().unwrap_or(cipher);
-    let stride = segs.stride();
-    let payload = buf.get_mut(header_len..).unwrap_or_default();
-    let mut failed = None;
-    for (i, chunk) in payload.chunks_mut(stride).enumerate() {
-        if let Err(e) = open_chunk_in_place(&cipher, segs, i, chunk) {
-            failed = Some((i, e));
-            break;
+    let env_len = buf.len();
+    if cipher.zeroizes_on_failure() {
+        let longest = if segs.count > 1 { segs.size } else { segs.last_len };
+        let need = longest.saturating_add(header_len);
+        if buf.capacity().saturating_sub(env_len) >= need {
+            buf.resize(env_len.saturating_add(need), 0);
+            let (env, scratch) = buf.split_at_mut(env_len);
+            let r = open_through_scratch(cipher, segs, header_len, env, scratch);
+            scratch.zeroize();
+            buf.truncate(env_len);
+            r?;
+        } else {
+            let mut scratch = Zeroizing::new(Vec::new());
+            scratch.try_reserve_exact(need).map_err(|_| Error::InvalidArgument {
+                what: "segment too large to allocate",
+            })?;
+            scratch.resize(need, 0);
+            open_through_scratch(cipher, segs, header_len, buf, &mut scratch)?;
         }
-    }
-    if let Some((bad, e)) = failed {
-        // Restore the ciphertext of the segments before `bad`.
-        for (i, chunk) in payload.chunks_mut(stride).take(bad).enumerate() {
-            let last = i.saturating_add(1) == segs.count;
-            if let (Some((pt, _)), Ok(index)) = (chunk.split_at_mut_checked(segs.len_of(i)), u32::try_from(i))
-                && cipher.seal_segment_in_place(index, last, pt).is_err()
-            {
-                pt.zeroize();
-            }
+    } else {
+        decrypt_in_place(cipher, segs, buf.get_mut(header_len..).unwrap_or_default())?;
+        let stride = segs.stride();
+        for i in 0..segs.count {
+            let from = header_len.saturating_add(i.saturating_mul(stride));
+            let to = i.saturating_mul(segs.size);
+            buf.copy_within(from..from.saturating_add(segs.len_of(i)), to);
         }
-        return Err(e);
-    }
-    for i in 0..segs.count {
-        let from = header_len.saturating_add(i.saturating_mul(stride));
-        let to = i.saturating_mul(segs.size);
-        buf.copy_within(from..from.saturating_add(segs.len_of(i)), to);
     }
     let pt_len = segs.plaintext_len();
     if let Some(tail) = buf.get_mut(pt_len..) {
@@ -381,6 +427,121 @@ pub(crate) fn open_in_place(
     }
     buf.truncate(pt_len);
     Ok(())
+}
+
+/// Verifies and decrypts every segment of `payload` where it lies. On error
+/// the segments already decrypted are encrypted back, so `payload` is as it
+/// was (the cipher must leave a segment that fails untouched).
+fn decrypt_in_place(cipher: &PayloadCipher, segs: Segments, payload: &mut [u8]) -> Result<(), Error> {
+    let stride = segs.stride();
+    let mut failed = None;
+    for (i, chunk) in payload.chunks_mut(stride).enumerate() {
+        if let Err(e) = open_chunk_in_place(cipher, segs, i, chunk) {
+            failed = Some((i, e));
+            break;
+        }
+    }
+    let Some((bad, e)) = failed else {
+        return Ok(());
+    };
+    // Restore the ciphertext of the segments before `bad` (the same key and
+    // nonce give the same bytes; the tags were never touched).
+    for (i, chunk) in payload.chunks_mut(stride).take(bad).enumerate() {
+        let last = i.saturating_add(1) == segs.count;
+        if let (Some((pt, _)), Ok(index)) = (chunk.split_at_mut_checked(segs.len_of(i)), u32::try_from(i))
+            && cipher.seal_segment_in_place(index, last, pt).is_err()
+        {
+            pt.zeroize();
+        }
+    }
+    Err(e)
+}
+
+/// The in-place open for a cipher that overwrites a segment that fails:
+/// each segment is verified and decrypted out of place into the scratch
+/// (never into `env`), then copied straight to its final place at the front
+/// of `env`, while it is in cache (no second pass to move the plaintext).
+/// That overwrites the header and consumed ciphertext, so the header is
+/// copied into the scratch first. If a segment fails, the segments before
+/// it move back to their places and are encrypted again (the same key and
+/// nonce give the same ciphertext and tag), and the header is copied back:
+/// `env` is the envelope again, byte for byte.
+///
+/// `scratch` holds at least the longest segment's plaintext and the header.
+fn open_through_scratch(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    header_len: usize,
+    env: &mut [u8],
+    scratch: &mut [u8],
+) -> Result<(), Error> {
+    let longest = if segs.count > 1 { segs.size } else { segs.last_len };
+    let (plain, saved) = scratch.split_at_mut_checked(longest).ok_or(Error::Authentication)?;
+    let saved = saved.get_mut(..header_len).ok_or(Error::Authentication)?;
+    saved.copy_from_slice(env.get(..header_len).ok_or(Error::Authentication)?);
+    let stride = segs.stride();
+    for i in 0..segs.count {
+        let len = segs.len_of(i);
+        let at = header_len.saturating_add(i.saturating_mul(stride));
+        let r = (|| {
+            let chunk = env.get(at..at.saturating_add(len).saturating_add(TAG_LEN));
+            let (ct, tag) = split_tag(chunk.ok_or(Error::Authentication)?, len)?;
+            let out = plain.get_mut(..len).ok_or(Error::Authentication)?;
+            let index = u32::try_from(i).map_err(|_| Error::Authentication)?;
+            cipher.open_segment(index, i.saturating_add(1) == segs.count, ct, out, tag)?;
+            let to = i.saturating_mul(segs.size);
+            env.get_mut(to..to.saturating_add(len))
+                .ok_or(Error::Authentication)?
+                .copy_from_slice(out);
+            Ok(())
+        })();
+        if let Err(e) = r {
+            restore_envelope(cipher, segs, header_len, env, i, saved);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Undoes [`open_through_scratch`] up to segment `bad`: moves the plaintext
+/// of each segment before it back to its place (last first: they only move
+/// right), encrypts it there (its ciphertext and tag come back), then copies
+/// the header back.
+fn restore_envelope(
+    cipher: &PayloadCipher,
+    segs: Segments,
+    header_len: usize,
+    env: &mut [u8],
+    bad: usize,
+    header: &[u8],
+) {
+    let stride = segs.stride();
+    for j in (0..bad).rev() {
+        let len = segs.len_of(j);
+        let from = j.saturating_mul(segs.size);
+        let to = header_len.saturating_add(j.saturating_mul(stride));
+        if to.saturating_add(len).saturating_add(TAG_LEN) > env.len() {
+            continue;
+        }
+        env.copy_within(from..from.saturating_add(len), to);
+        let Some((pt, tag)) = env
+            .get_mut(to..to.saturating_add(len).saturating_add(TAG_LEN))
+            .and_then(|c| c.split_at_mut_checked(len))
+        else {
+            continue;
+        };
+        let last = j.saturating_add(1) == segs.count;
+        match u32::try_from(j)
+            .map_err(|_| Error::Authentication)
+            .and_then(|index| cipher.seal_segment_in_place(index, last, pt))
+        {
+            Ok(t) => tag.copy_from_slice(&t),
+            Err(_) => pt.zeroize(),
+        }
+    }
+    if let Some(h) = env.get_mut(..header_len) {
+        h.copy_from_slice(header);
+    }
 }
 
 #[cfg(test)]

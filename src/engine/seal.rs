@@ -420,13 +420,48 @@ impl Prepared<'_> {
         seal_appending(&self.cipher, segs, plaintext, out)
     }
 
+    /// Writes the whole envelope of `plaintext` at the start of `out` and
+    /// returns its length. `out` too short: [`Error::BufferTooSmall`] with
+    /// the exact length, and `out` untouched. On any other error what was
+    /// written is zeroized. No allocation, no zero-filling: every byte of
+    /// the envelope is written once.
+    pub(crate) fn seal_into(&self, plaintext: &[u8], out: &mut [u8]) -> Result<usize, Error> {
+        let (segs, total) = self.layout(plaintext.len())?;
+        let dst = out.get_mut(..total).ok_or(Error::BufferTooSmall { needed: total })?;
+        let r = self.seal_exact(segs, plaintext, dst);
+        if r.is_err() {
+            dst.zeroize();
+        }
+        r.map(|()| total)
+    }
+
+    /// [`seal_into`](Self::seal_into) into a `dst` of exactly the envelope's length.
+    fn seal_exact(&self, segs: Segments, plaintext: &[u8], dst: &mut [u8]) -> Result<(), Error> {
+        let (header, payload) = dst.split_at_mut_checked(self.header_len).ok_or_else(too_short)?;
+        self.write_header_into(header)?;
+        let threads = parallel::threads_for(self.opts.threads, plaintext.len());
+        seal_parallel(&self.cipher, threads, segs, 0, plaintext, payload)
+    }
+
+    /// Writes the complete header, tag included, into `header` (exactly
+    /// [`header_len`](Self) bytes).
+    fn write_header_into(&self, header: &mut [u8]) -> Result<(), Error> {
+        let (authenticated, tag) = header
+            .split_at_mut_checked(self.header_len.saturating_sub(TAG_LEN))
+            .ok_or_else(too_short)?;
+        self.put_header(&mut SliceWriter::new(authenticated));
+        tag.copy_from_slice(&self.cipher.header_tag(authenticated)?);
+        Ok(())
+    }
+
     /// Seals in place: `buf` holds the plaintext before and the envelope
     /// after. Errors before this call (providers, limits) left `buf` alone;
     /// here only an allocation failure can, and it leaves `buf` unchanged too.
+    ///
+    /// Each segment moves right to its place (the header and the tags before
+    /// it) and is encrypted there at once, last segment first, so the move
+    /// and the encryption share one trip through the cache.
     pub(crate) fn seal_in_place(&self, buf: &mut Vec<u8>) -> Result<(), Error> {
-        let too_short = || Error::InvalidArgument {
-            what: "buffer too short",
-        };
         let (segs, total) = self.layout(buf.len())?;
         let stride = segs.stride();
         if buf.capacity() < total {
@@ -441,24 +476,18 @@ impl Prepared<'_> {
             *buf = grown;
         }
         buf.resize(total, 0);
-        // Move segments to their final places, last first (they only move right).
+        // Segments only move right: last first, none overwrites one not yet moved.
         for i in (0..segs.count).rev() {
-            let from = i.saturating_mul(segs.size);
+            let (from, len) = (i.saturating_mul(segs.size), segs.len_of(i));
             let to = self.header_len.saturating_add(i.saturating_mul(stride));
-            buf.copy_within(from..from.saturating_add(segs.len_of(i)), to);
-        }
-        let (header, payload) = buf.split_at_mut_checked(self.header_len).ok_or_else(too_short)?;
-        let (authenticated, tag) = header
-            .split_at_mut_checked(self.header_len.saturating_sub(TAG_LEN))
-            .ok_or_else(too_short)?;
-        self.put_header(&mut SliceWriter::new(authenticated));
-        tag.copy_from_slice(&self.cipher.header_tag(authenticated)?);
-        for (i, chunk) in payload.chunks_mut(stride).enumerate() {
+            buf.copy_within(from..from.saturating_add(len), to);
+            let end = to.saturating_add(len).saturating_add(TAG_LEN);
+            let chunk = buf.get_mut(to..end).ok_or_else(too_short)?;
+            let (ct, tag) = chunk.split_at_mut_checked(len).ok_or_else(too_short)?;
             let last = i.saturating_add(1) == segs.count;
-            let (ct, tag) = chunk.split_at_mut_checked(segs.len_of(i)).ok_or_else(too_short)?;
             tag.copy_from_slice(&self.cipher.seal_segment_in_place(Segments::index(i)?, last, ct)?);
         }
-        Ok(())
+        self.write_header_into(buf.get_mut(..self.header_len).ok_or_else(too_short)?)
     }
 
     /// The header (tag included), the payload cipher and the segment size: a
@@ -468,6 +497,12 @@ impl Prepared<'_> {
         let mut header = Vec::new();
         self.write_header(&mut header)?;
         Ok((header, self.cipher, self.opts.segment_size))
+    }
+}
+
+fn too_short() -> Error {
+    Error::InvalidArgument {
+        what: "buffer too short",
     }
 }
 

@@ -90,20 +90,35 @@ pub(crate) fn utf8(bytes: &[u8], offset: usize) -> Result<&str, ReadError> {
 /// Appends big-endian integers and length-prefixed fields.
 pub(crate) trait Put {
     fn put(&mut self, bytes: &[u8]);
+    /// A write whose length is known at compile time: writers override it
+    /// with a store of that size (the hot path writes a header and a binding
+    /// of a few dozen fields; a call to `memcpy` each is most of their cost).
+    #[inline]
+    fn put_array<const N: usize>(&mut self, bytes: [u8; N]) {
+        self.put(&bytes);
+    }
+    #[inline]
     fn put_u8(&mut self, v: u8) {
-        self.put(&[v]);
+        self.put_array([v]);
     }
+    #[inline]
     fn put_u16(&mut self, v: u16) {
-        self.put(&v.to_be_bytes());
+        self.put_array(v.to_be_bytes());
     }
+    #[inline]
     fn put_u32(&mut self, v: u32) {
-        self.put(&v.to_be_bytes());
+        self.put_array(v.to_be_bytes());
     }
 }
 
 impl Put for Vec<u8> {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         self.extend_from_slice(bytes);
+    }
+    #[inline]
+    fn put_array<const N: usize>(&mut self, bytes: [u8; N]) {
+        self.extend_from_slice(&bytes);
     }
 }
 
@@ -121,10 +136,19 @@ impl<'a> SliceWriter<'a> {
 }
 
 impl Put for SliceWriter<'_> {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         let end = self.pos.saturating_add(bytes.len());
         if let Some(dst) = self.buf.get_mut(self.pos..end) {
             dst.copy_from_slice(bytes);
+        }
+        self.pos = end;
+    }
+    #[inline]
+    fn put_array<const N: usize>(&mut self, bytes: [u8; N]) {
+        let end = self.pos.saturating_add(N);
+        if let Some(dst) = self.buf.get_mut(self.pos..end) {
+            dst.copy_from_slice(&bytes);
         }
         self.pos = end;
     }
@@ -159,6 +183,18 @@ impl<const N: usize> InlineBuf<N> {
 }
 
 impl<const N: usize> Put for InlineBuf<N> {
+    #[inline]
+    fn put_array<const M: usize>(&mut self, bytes: [u8; M]) {
+        if let Self::Inline { len, buf } = self {
+            let end = len.saturating_add(M);
+            if let Some(dst) = buf.get_mut(*len..end) {
+                dst.copy_from_slice(&bytes);
+                *len = end;
+                return;
+            }
+        }
+        self.put(&bytes);
+    }
     fn put(&mut self, bytes: &[u8]) {
         match self {
             Self::Inline { len, buf } => {

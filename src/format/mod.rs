@@ -109,9 +109,15 @@ pub(crate) fn forbidden_in_context_key(c: char) -> bool {
     c.is_control() || is_format_char(c)
 }
 
-/// Key ids are UTF-8 without control characters.
+/// Key ids are UTF-8 without control characters (checked bytewise when
+/// ASCII, the common case: `0x00..=0x1F` and `0x7F` are its controls).
 pub(crate) fn valid_key_id(s: &str) -> bool {
-    (1..=MAX_KEY_ID_LEN).contains(&s.len()) && !s.chars().any(char::is_control)
+    (1..=MAX_KEY_ID_LEN).contains(&s.len())
+        && if s.is_ascii() {
+            s.bytes().all(|b| b >= 0x20 && b != 0x7f)
+        } else {
+            !s.chars().any(char::is_control)
+        }
 }
 
 /// A parsed, validated header of any version this release implements.

@@ -41,14 +41,35 @@ impl<'a> ContextBlock<'a> {
         usize::from(self.count)
     }
 
+    /// The entries, read again without the checks the parser made (parsing
+    /// once: only the UTF-8 conversion, which safe code cannot skip).
     pub(crate) fn iter(&self) -> impl Iterator<Item = ContextField<'a>> + Clone + 'a {
         let raw = self.raw;
         let mut r = Reader::new(raw);
-        (0..self.count).map_while(move |_| read_context_entry(&mut r, 0).ok())
+        (0..self.count).map_while(move |_| read_context_entry(&mut r, 0, Checks::Done).ok())
     }
 }
 
-fn read_context_entry<'a>(r: &mut Reader<'a>, base: usize) -> Result<ContextField<'a>, ReadError> {
+/// Whether a read validates the fields (parsing) or reads a block the parser
+/// already validated (iterating).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    Validate,
+    Done,
+}
+
+/// Whether a context key holds no control (Cc) or format (Cf) character.
+/// ASCII keys (the common case) are checked bytewise: no format character
+/// is ASCII, and the ASCII control characters are `0x00..=0x1F` and `0x7F`.
+fn clean_context_key(key: &str) -> bool {
+    if key.is_ascii() {
+        key.bytes().all(|b| b >= 0x20 && b != 0x7f)
+    } else {
+        !key.chars().any(super::forbidden_in_context_key)
+    }
+}
+
+fn read_context_entry<'a>(r: &mut Reader<'a>, base: usize, checks: Checks) -> Result<ContextField<'a>, ReadError> {
     let at = base.saturating_add(r.pos());
     let kind = r.u8()?;
     if kind != KIND_STORED && kind != KIND_REQUIRED {
@@ -60,10 +81,10 @@ fn read_context_entry<'a>(r: &mut Reader<'a>, base: usize) -> Result<ContextFiel
     }
     let key_at = base.saturating_add(r.pos());
     let key = utf8(r.take(klen)?, key_at)?;
-    if key.chars().any(char::is_control) {
-        return Err(bad(key_at, "control character in context key"));
-    }
-    if key.chars().any(super::is_format_char) {
+    if checks == Checks::Validate && !clean_context_key(key) {
+        if key.chars().any(char::is_control) {
+            return Err(bad(key_at, "control character in context key"));
+        }
         return Err(bad(key_at, "format character (Unicode Cf) in context key"));
     }
     let value = if kind == KIND_STORED {
@@ -76,18 +97,22 @@ fn read_context_entry<'a>(r: &mut Reader<'a>, base: usize) -> Result<ContextFiel
     Ok(ContextField { key, value })
 }
 
-/// A validated wrapped-key block; iterating it cannot fail.
+/// A validated wrapped-key block; iterating it cannot fail. The first entry
+/// is kept as parsed (most envelopes have one: parsed once), the others are
+/// read again from `rest`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct WrappedBlock<'a> {
-    raw: &'a [u8],
+    first: WrappedKeyRef<'a>,
+    rest: &'a [u8],
     count: u8,
 }
 
 impl<'a> WrappedBlock<'a> {
     pub(crate) fn iter(&self) -> WrappedIter<'a> {
         WrappedIter {
-            r: Reader::new(self.raw),
-            left: self.count,
+            first: Some(self.first),
+            r: Reader::new(self.rest),
+            left: self.count.saturating_sub(1),
         }
     }
 }
@@ -95,6 +120,7 @@ impl<'a> WrappedBlock<'a> {
 /// The entries of a [`WrappedBlock`], in header order.
 #[derive(Clone)]
 pub(crate) struct WrappedIter<'a> {
+    first: Option<WrappedKeyRef<'a>>,
     r: Reader<'a>,
     left: u8,
 }
@@ -103,9 +129,12 @@ impl<'a> Iterator for WrappedIter<'a> {
     type Item = WrappedKeyRef<'a>;
 
     fn next(&mut self) -> Option<WrappedKeyRef<'a>> {
+        if let Some(w) = self.first.take() {
+            return Some(w);
+        }
         self.left = self.left.checked_sub(1)?;
         // The block was validated when parsed: this cannot fail.
-        let w = read_wrapped_entry(&mut self.r, 0).ok();
+        let w = read_wrapped_entry(&mut self.r, 0, Checks::Done).ok();
         if w.is_none() {
             self.left = 0;
         }
@@ -113,17 +142,18 @@ impl<'a> Iterator for WrappedIter<'a> {
     }
 }
 
-fn read_wrapped_entry<'a>(r: &mut Reader<'a>, base: usize) -> Result<WrappedKeyRef<'a>, ReadError> {
+fn read_wrapped_entry<'a>(r: &mut Reader<'a>, base: usize, checks: Checks) -> Result<WrappedKeyRef<'a>, ReadError> {
+    let validate = checks == Checks::Validate;
     let at = base.saturating_add(r.pos());
     let plen = usize::from(r.u8()?);
     let provider_id = utf8(r.take(plen)?, at)?;
-    if !valid_provider_id(provider_id) {
+    if validate && !valid_provider_id(provider_id) {
         return Err(bad(at, "invalid provider id"));
     }
     let kat = base.saturating_add(r.pos());
     let klen = usize::from(r.u8()?);
     let key_id = utf8(r.take(klen)?, kat)?;
-    if !valid_key_id(key_id) {
+    if validate && !valid_key_id(key_id) {
         return Err(bad(kat, "invalid key id"));
     }
     let key_version = KeyVersion(r.u32()?);
@@ -197,7 +227,7 @@ pub(crate) fn parse<'a>(input: &'a [u8], limits: &Limits) -> Result<Header<'a>, 
     let mut prev: Option<&str> = None;
     for _ in 0..ctx_count {
         let at = r.pos();
-        let e = read_context_entry(&mut r, 0)?;
+        let e = read_context_entry(&mut r, 0, Checks::Validate)?;
         if prev.is_some_and(|p| p.as_bytes() >= e.key.as_bytes()) {
             return Err(bad(at, "context keys not in strictly increasing order"));
         }
@@ -224,12 +254,14 @@ pub(crate) fn parse<'a>(input: &'a [u8], limits: &Limits) -> Result<Header<'a>, 
     if usize::from(wcount) > limits.max_wrapped_keys() {
         return Err(limit(LimitKind::WrappedKeys, limits.max_wrapped_keys()));
     }
-    let wstart = r.pos();
-    for _ in 0..wcount {
-        read_wrapped_entry(&mut r, 0)?;
+    let first = read_wrapped_entry(&mut r, 0, Checks::Validate)?;
+    let rest_start = r.pos();
+    for _ in 1..wcount {
+        read_wrapped_entry(&mut r, 0, Checks::Validate)?;
     }
     let wrapped = WrappedBlock {
-        raw: input.get(wstart..r.pos()).unwrap_or_default(),
+        first,
+        rest: input.get(rest_start..r.pos()).unwrap_or_default(),
         count: wcount,
     };
     // The header tag covers every header byte before it, wrapped keys included.
@@ -309,7 +341,12 @@ pub(crate) fn encode<'a, 'b>(
     out.put_u8(fields.segment_size.exponent());
     out.put_u8(0);
     out.put(fields.message_id);
-    out.put_u16(u16::try_from(context.clone().count()).unwrap_or(u16::MAX));
+    // The count without walking the entries twice when the iterator knows it.
+    let count = match context.size_hint() {
+        (lo, Some(hi)) if lo == hi => lo,
+        _ => context.clone().count(),
+    };
+    out.put_u16(u16::try_from(count).unwrap_or(u16::MAX));
     for e in context {
         match e.value {
             Some(v) => {
@@ -329,7 +366,11 @@ pub(crate) fn encode<'a, 'b>(
 
 /// Writes a wrapped-key block: the count, then each entry.
 pub(crate) fn put_wrapped_block<'b>(out: &mut impl Put, wrapped: impl Iterator<Item = WrappedKeyRef<'b>> + Clone) {
-    out.put_u8(u8::try_from(wrapped.clone().count()).unwrap_or(u8::MAX));
+    let count = match wrapped.size_hint() {
+        (lo, Some(hi)) if lo == hi => lo,
+        _ => wrapped.clone().count(),
+    };
+    out.put_u8(u8::try_from(count).unwrap_or(u8::MAX));
     for w in wrapped {
         out.put_u8(u8::try_from(w.provider_id.len()).unwrap_or(u8::MAX));
         out.put(w.provider_id.as_bytes());

@@ -91,6 +91,28 @@ fn caller_buffers_with_capacity_mean_no_allocation() {
 }
 
 #[test]
+fn caller_slices_mean_no_allocation_at_all() {
+    // `seal_into` / `open_into` write into the caller's `&mut [u8]`: no
+    // allocation whatever the size (the providers here allocate nothing).
+    let kek = LocalKek::generate().unwrap();
+    let ctx = context();
+    for suite in Suite::ALL {
+        let sealer = Sealer::new(&kek).suite(suite);
+        let opener = Opener::new(&kek);
+        for len in [0usize, 32, 1024, 70_000] {
+            let pt = vec![5u8; len];
+            let mut env = vec![0u8; len + 4096];
+            let (n, sealed) = count(|| sealer.seal_into(&pt, &ctx, &mut env).unwrap());
+            assert_eq!(n, 0, "seal_into of {len} B ({suite:?}) allocated {n} times");
+            let mut out = vec![0u8; len];
+            let (n, opened) = count(|| opener.open_into(&env[..sealed], &ctx, &mut out).unwrap());
+            assert_eq!(n, 0, "open_into of {len} B ({suite:?}) allocated {n} times");
+            assert_eq!(&out[..opened], &pt[..]);
+        }
+    }
+}
+
+#[test]
 fn the_counter_sees_allocations() {
     // Guards the test itself: a counter that never counts would pass above.
     let (n, v) = count(|| vec![1u8; 10]);

@@ -19,8 +19,9 @@
 //! - c: scanner self-checks: a plain `Vec` holding a pattern, freed without
 //!   zeroizing (and one moved by `realloc`), must be reported. If they are
 //!   not, every other result is meaningless, and the run fails.
-//! - d: failed opens hand back no plaintext: `open_to`, `open_in_place` and
-//!   `open` on an envelope whose last segment was tampered with. A control run
+//! - d: failed opens hand back no plaintext: `open_to`, `open_in_place`
+//!   (with and without spare capacity, where the AWS-LC path keeps its
+//!   scratch) and `open` on an envelope whose last segment was tampered with. A control run
 //!   shows that the plaintext *is* found when it is left in a buffer.
 //! - e: `seal_in_place` growing a full buffer leaves no plaintext behind.
 //! - f: rewrap and re-encrypt leave no data key and no plaintext behind.
@@ -1001,6 +1002,28 @@ fn failed_open_in_place() -> Result<(), String> {
         black_box(&buf);
     }
     expect_no_plaintext("open_in_place", &patterns)
+}
+
+/// d2b: `open_in_place` on a tampered envelope in a buffer with spare
+/// capacity: on AWS-LC the segments go through a scratch in that capacity
+/// (and the header is kept there), wiped before the call returns.
+fn failed_open_in_place_spare() -> Result<(), String> {
+    let pt: [u8; PT_LEN] = pattern(0xDA);
+    let patterns = register_plaintext(&pt);
+    {
+        let kek = kek_from(&pattern(0xDB));
+        let (_, bad) = sealed_and_tampered(&kek, &pt)?;
+        let mut buf = Vec::with_capacity(bad.len() + 4096);
+        buf.extend_from_slice(&bad);
+        let r = Opener::new(&kek).open_in_place(&mut buf, &ctx()?);
+        ensure(
+            matches!(r, Err(Error::Authentication)),
+            &format!("open_in_place gave {r:?}"),
+        )?;
+        ensure(buf == bad, "open_in_place did not restore the envelope byte for byte")?;
+        black_box(&buf);
+    }
+    expect_no_plaintext("open_in_place (spare capacity)", &patterns)
 }
 
 /// d3: `lockbox::open` on a tampered envelope.
@@ -2071,6 +2094,10 @@ fn main() {
     r.run(
         "d2 open_in_place, last segment tampered: Err, envelope restored, no plaintext",
         failed_open_in_place,
+    );
+    r.run(
+        "d2b open_in_place with spare capacity, last segment tampered: Err, envelope restored, no plaintext",
+        failed_open_in_place_spare,
     );
     r.run("d3 open, last segment tampered: Err, no plaintext", failed_open);
     r.run(
