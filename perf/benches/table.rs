@@ -64,7 +64,12 @@ fn table(c: &mut Criterion) {
             })
         });
         g.bench_function("raw-rustcrypto", |b| {
-            b.iter(|| black_box(rc.encrypt_inout_detached(&Array::from([1u8; 12]), &[], (&mut buf[..]).into()).unwrap()))
+            b.iter(|| {
+                black_box(
+                    rc.encrypt_inout_detached(&Array::from([1u8; 12]), &[], (&mut buf[..]).into())
+                        .unwrap(),
+                )
+            })
         });
         for (backend, name) in BACKENDS {
             let sealer = Sealer::new(&kek).backend(backend);
@@ -84,7 +89,9 @@ fn table(c: &mut Criterion) {
                 })
             });
         }
-        g.bench_function("tink", |b| b.iter(|| black_box(tink.encrypt(black_box(&pt), aad).unwrap())));
+        g.bench_function("tink", |b| {
+            b.iter(|| black_box(tink.encrypt(black_box(&pt), aad).unwrap()))
+        });
         g.finish();
 
         let mut g = c.benchmark_group(format!("open/{size}"));
@@ -96,8 +103,14 @@ fn table(c: &mut Criterion) {
         let mut out = vec![0u8; size];
         g.bench_function("raw-awslc", |b| {
             b.iter(|| {
-                lc.open_separate_gather(Nonce::assume_unique_for_key([1; 12]), Aad::empty(), &ct, tag.as_ref(), &mut out)
-                    .unwrap()
+                lc.open_separate_gather(
+                    Nonce::assume_unique_for_key([1; 12]),
+                    Aad::empty(),
+                    &ct,
+                    tag.as_ref(),
+                    &mut out,
+                )
+                .unwrap()
             })
         });
         let mut rct = pt.clone();
@@ -107,7 +120,8 @@ fn table(c: &mut Criterion) {
         g.bench_function("raw-rustcrypto", |b| {
             b.iter(|| {
                 let inout = InOutBuf::new(&rct, &mut out).unwrap();
-                rc.decrypt_inout_detached(&Array::from([1u8; 12]), &[], inout, &rtag).unwrap()
+                rc.decrypt_inout_detached(&Array::from([1u8; 12]), &[], inout, &rtag)
+                    .unwrap()
             })
         });
         let env = Sealer::new(&kek).seal(&pt, &ctx).unwrap();
@@ -135,7 +149,9 @@ fn table(c: &mut Criterion) {
             });
         }
         let sealed = tink.encrypt(&pt, aad).unwrap();
-        g.bench_function("tink", |b| b.iter(|| black_box(tink.decrypt(black_box(&sealed), aad).unwrap())));
+        g.bench_function("tink", |b| {
+            b.iter(|| black_box(tink.decrypt(black_box(&sealed), aad).unwrap()))
+        });
         g.finish();
     }
 }

@@ -12,6 +12,7 @@
     clippy::cast_possible_truncation
 )]
 
+pub mod interleave;
 pub mod prf;
 pub mod v1min;
 pub mod v2;
@@ -24,7 +25,10 @@ pub fn tink_envelope() -> Box<dyn tink_core::Aead> {
     tink_aead::init();
     let kh = tink_core::keyset::Handle::new(&tink_aead::aes256_gcm_key_template()).unwrap();
     let remote = tink_aead::new(&kh).unwrap();
-    Box::new(tink_aead::KmsEnvelopeAead::new(tink_aead::aes256_gcm_key_template(), remote))
+    Box::new(tink_aead::KmsEnvelopeAead::new(
+        tink_aead::aes256_gcm_key_template(),
+        remote,
+    ))
 }
 
 /// An RNG that hands out fixed bytes (to compare byte for byte with
@@ -78,7 +82,9 @@ mod tests {
         let random: Vec<u8> = (0..64u8).collect();
         for pt in [&b""[..], b"32 bytes of plaintext, exactly.!", &[7u8; 1000][..]] {
             let ours = min.seal_with(&entries, pt, &random.clone().try_into().unwrap());
-            let theirs = Sealer::new(&kek).seal_with_rng(&mut FixedRng(random.clone()), pt, &c).unwrap();
+            let theirs = Sealer::new(&kek)
+                .seal_with_rng(&mut FixedRng(random.clone()), pt, &c)
+                .unwrap();
             assert_eq!(ours, theirs);
             assert_eq!(Opener::new(&kek).open(&ours, &c).unwrap(), pt);
             assert_eq!(min.open(&entries, &theirs).unwrap(), pt);

@@ -139,7 +139,6 @@ impl Hash {
     }
 }
 
-
 /// SHA-256 of at most 55 bytes (one block), given in parts: the v2
 /// prototype's one-compression derivations.
 pub fn sha256_one_block(parts: &[&[u8]]) -> [u8; MAC_LEN] {

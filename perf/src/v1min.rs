@@ -52,7 +52,10 @@ impl LocalV1 {
         // K_n = HKDF-SHA-256(IKM = KEK, no salt, info = label), 32 bytes.
         let prk = HmacSha256::new(&[0u8; 32]).mac(&[kek]);
         let kn = HmacSha256::new(&prk).mac(&[b"lockbox v1 local wrap nonce key", &[1]]);
-        let id = Sha256::new().chain_update(b"lockbox v1 local kek id").chain_update(kek).finalize();
+        let id = Sha256::new()
+            .chain_update(b"lockbox v1 local kek id")
+            .chain_update(kek)
+            .finalize();
         Self {
             kek: LessSafeKey::new(UnboundKey::new(&AES_256_GCM, kek).unwrap()),
             nonce_prf: HmacSha256::new(&kn),
@@ -87,7 +90,11 @@ impl LocalV1 {
         let nonce: [u8; 12] = n[..12].try_into().unwrap();
         let tag = self
             .kek
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&b[..]), &mut wrapped[13..45])
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&b[..]),
+                &mut wrapped[13..45],
+            )
             .unwrap();
         wrapped[45..].copy_from_slice(tag.as_ref());
         let (payload_key, commitment) = Self::derive(dek, message_id);
@@ -198,7 +205,12 @@ impl LocalV1 {
         dek.copy_from_slice(&wrapped[13..45]);
         let nonce: [u8; 12] = wrapped[1..13].try_into().ok()?;
         self.kek
-            .open_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&b[..]), &wrapped[45..], &mut dek[..])
+            .open_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&b[..]),
+                &wrapped[45..],
+                &mut dek[..],
+            )
             .ok()?;
         let (payload_key, expected) = Self::derive(&dek, message_id);
         if !bool::from(subtle::ConstantTimeEq::ct_eq(&expected[..], &commitment[..])) {

@@ -95,7 +95,13 @@ fn binding(ctx: &[Entry<'_>], out: &mut Vec<u8>) {
 }
 
 /// The payload key and the commitment.
-fn derive(schedule: Schedule, flags: u8, message_id: &[u8], dek: &[u8; 32], binding: &[u8]) -> (Zeroizing<[u8; 32]>, [u8; 32]) {
+fn derive(
+    schedule: Schedule,
+    flags: u8,
+    message_id: &[u8],
+    dek: &[u8; 32],
+    binding: &[u8],
+) -> (Zeroizing<[u8; 32]>, [u8; 32]) {
     match schedule {
         Schedule::OneBlock => (
             Zeroizing::new(crate::prf::sha256_one_block(&[b"LKBXk", &[1, flags], message_id, dek])),
@@ -134,7 +140,10 @@ impl LocalV2 {
     }
 
     pub fn with_schedule(kek: &[u8; 32], schedule: Schedule) -> Self {
-        let id = Sha256::new().chain_update(b"lockbox v2 local kek id").chain_update(kek).finalize();
+        let id = Sha256::new()
+            .chain_update(b"lockbox v2 local kek id")
+            .chain_update(kek)
+            .finalize();
         let mut fingerprint = [0u8; 8];
         fingerprint.copy_from_slice(&id[..8]);
         Self {
@@ -149,14 +158,22 @@ impl LocalV2 {
     pub fn seal_with(&self, ctx: &[Entry<'_>], pt: &[u8], flags: u8, random: &[u8]) -> Vec<u8> {
         assert!(pt.len() <= 65536);
         let dek: &[u8; 32] = random[..32].try_into().unwrap();
-        let message_id = if flags & FLAG_MESSAGE_ID != 0 { &random[32..48] } else { &[][..] };
+        let message_id = if flags & FLAG_MESSAGE_ID != 0 {
+            &random[32..48]
+        } else {
+            &[][..]
+        };
         let mut b = Vec::with_capacity(256);
         binding(ctx, &mut b);
         let mut wrapped = [0u8; 48];
         wrapped[..32].copy_from_slice(dek);
         let tag = self
             .siv
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key([0; 12]), Aad::from(&b[..]), &mut wrapped[..32])
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([0; 12]),
+                Aad::from(&b[..]),
+                &mut wrapped[..32],
+            )
             .unwrap();
         wrapped[32..].copy_from_slice(tag.as_ref());
         let (key, commitment) = derive(self.schedule, flags, message_id, dek, &b);
@@ -185,7 +202,11 @@ impl LocalV2 {
         out.extend_from_slice(pt);
         let (header, body) = out.split_at_mut(header_len);
         let tag = cipher
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(NONCE_SEGMENT0_LAST), Aad::from(&*header), body)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(NONCE_SEGMENT0_LAST),
+                Aad::from(&*header),
+                body,
+            )
             .unwrap();
         out.extend_from_slice(tag.as_ref());
         out
@@ -217,7 +238,11 @@ impl LocalV2 {
         if flags & !FLAG_MESSAGE_ID != 0 {
             return None;
         }
-        let message_id = if flags & FLAG_MESSAGE_ID != 0 { cur.take(16)? } else { &[][..] };
+        let message_id = if flags & FLAG_MESSAGE_ID != 0 {
+            cur.take(16)?
+        } else {
+            &[][..]
+        };
         if read_varint(&mut cur)? != ctx.len() {
             return None;
         }
@@ -246,7 +271,12 @@ impl LocalV2 {
         let mut dek = Zeroizing::new([0u8; 32]);
         dek.copy_from_slice(&wrapped[..32]);
         self.siv
-            .open_in_place_separate_tag(Nonce::assume_unique_for_key([0; 12]), Aad::from(&b[..]), &wrapped[32..], &mut dek[..])
+            .open_in_place_separate_tag(
+                Nonce::assume_unique_for_key([0; 12]),
+                Aad::from(&b[..]),
+                &wrapped[32..],
+                &mut dek[..],
+            )
             .ok()?;
         let (key, commitment) = derive(self.schedule, flags, message_id, &dek, &b);
         if !bool::from(subtle::ConstantTimeEq::ct_eq(&commitment[..], &stored_commitment[..])) {

@@ -34,10 +34,10 @@ macro_rules! build {
     ($k:ident, $into_seal:expr, $into_open:expr) => {
         pub mod $k {
             use super::*;
-            use ::$k::{Backend, EncryptionContext, LocalKek, Opener, Sealer};
+            use ::$k::KeyId;
             use ::$k::cache::{CachingProvider, DataKeyCache};
             use ::$k::keyring::{Keyring, UnixTime};
-            use ::$k::KeyId;
+            use ::$k::{Backend, EncryptionContext, LocalKek, Opener, Sealer};
 
             pub fn ctx() -> EncryptionContext {
                 EncryptionContext::new()
@@ -116,8 +116,9 @@ macro_rules! build {
                         })
                     }
                     "seal-keyring" | "open-keyring" => {
-                        let ring: &'static Keyring =
-                            Box::leak(Box::new(Keyring::generate(KeyId::new("bench").unwrap(), UnixTime(0)).unwrap()));
+                        let ring: &'static Keyring = Box::leak(Box::new(
+                            Keyring::generate(KeyId::new("bench").unwrap(), UnixTime(0)).unwrap(),
+                        ));
                         let sealer = Sealer::new(ring).backend(be);
                         let opener = Opener::new(ring).backend(be);
                         if op == "seal-keyring" {
@@ -133,14 +134,11 @@ macro_rules! build {
                     }
                     "seal-cached" | "open-cached" => {
                         let store: &'static DataKeyCache = Box::leak(Box::new(DataKeyCache::new(1024).unwrap()));
-                        let cached = CachingProvider::builder(
-                            LocalKek::generate().unwrap(),
-                            store,
-                            Duration::from_secs(3600),
-                        )
-                        .max_messages(u64::MAX / 2)
-                        .build()
-                        .unwrap();
+                        let cached =
+                            CachingProvider::builder(LocalKek::generate().unwrap(), store, Duration::from_secs(3600))
+                                .max_messages(u64::MAX / 2)
+                                .build()
+                                .unwrap();
                         let cached: &'static CachingProvider<LocalKek> = Box::leak(Box::new(cached));
                         let sealer = Sealer::new(cached).backend(be);
                         let opener = Opener::new(cached).backend(be);
@@ -215,7 +213,15 @@ pub fn cases(filter: &str) -> Vec<Case> {
         }
     };
     for be in ["rustcrypto", "awslc"] {
-        for op in ["seal", "open", "seal-into", "open-into", "seal-to", "seal-in-place", "open-in-place"] {
+        for op in [
+            "seal",
+            "open",
+            "seal-into",
+            "open-into",
+            "seal-to",
+            "seal-in-place",
+            "open-in-place",
+        ] {
             for size in SIZES {
                 push(op, be, size);
             }

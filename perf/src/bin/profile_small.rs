@@ -12,7 +12,11 @@ fn main() {
     let n: u64 = a[3].parse().unwrap();
     let key = [9u8; 32];
     let kek = hazmat::local_kek_from_bytes(SecretBox::new(Box::new(key)));
-    let ctx = EncryptionContext::new().with("purpose", "bench").unwrap().with_required("tenant", "acme").unwrap();
+    let ctx = EncryptionContext::new()
+        .with("purpose", "bench")
+        .unwrap()
+        .with_required("tenant", "acme")
+        .unwrap();
     let entries: &[v1min::Entry<'_>] = &[("purpose", "bench", true), ("tenant", "acme", false)];
     let pt = [0x5au8; 32];
     let v1 = v1min::LocalV1::new(&key);

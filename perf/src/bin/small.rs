@@ -2,57 +2,21 @@
 //! median and range of per-round ratios against the first row): lockbox v1
 //! on AWS-LC, the v1 floor (`v1min`), the v2 prototype's schedules, and
 //! tink-rust's envelope AEAD. `small [rounds] [batch_ms]`.
-#![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout, clippy::as_conversions, clippy::arithmetic_side_effects, clippy::indexing_slicing)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::as_conversions,
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing
+)]
 
 use std::hint::black_box;
 
 use lockbox::{Backend, EncryptionContext, Opener, Sealer, hazmat};
+use lockbox_perf::interleave::{Ratio, run};
 use lockbox_perf::{tink_envelope, v1min, v2};
 use secrecy::SecretBox;
-
-type Op = Box<dyn FnMut()>;
-
-fn now() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: a valid pointer to a timespec; the clock exists on Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
-}
-
-fn time(op: &mut Op, n: u64) -> f64 {
-    let t = now();
-    for _ in 0..n {
-        op();
-    }
-    (now() - t) / n as f64
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-fn run(title: &str, mut ops: Vec<(&str, Op)>, rounds: usize, ms: f64) {
-    let n = {
-        let per = time(&mut ops[0].1, 2000);
-        ((ms * 1e6 / per) as u64).max(10)
-    };
-    let mut t: Vec<Vec<f64>> = vec![Vec::new(); ops.len()];
-    for r in 0..rounds {
-        let order: Vec<usize> = if r % 2 == 0 { (0..ops.len()).collect() } else { (0..ops.len()).rev().collect() };
-        for i in order {
-            t[i].push(time(&mut ops[i].1, n));
-        }
-    }
-    println!("\n{title}\n\n| implementation | median time | time / first row (median) | range |");
-    println!("|---|---|---|---|");
-    for (i, (name, _)) in ops.iter().enumerate() {
-        let mut ratio: Vec<f64> = t[i].iter().zip(&t[0]).map(|(a, b)| a / b).collect();
-        let (lo, hi) = ratio.iter().fold((f64::MAX, 0f64), |(l, h), &x| (l.min(x), h.max(x)));
-        let m = median(&mut t[i].clone());
-        println!("| {name} | {:.0} ns | {:.3}x | {lo:.3}-{hi:.3} |", m, median(&mut ratio));
-    }
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -61,7 +25,11 @@ fn main() {
     let key = [9u8; 32];
     let kek: &'static _ = Box::leak(Box::new(hazmat::local_kek_from_bytes(SecretBox::new(Box::new(key)))));
     let ctx: &'static EncryptionContext = Box::leak(Box::new(
-        EncryptionContext::new().with("purpose", "bench").unwrap().with_required("tenant", "acme").unwrap(),
+        EncryptionContext::new()
+            .with("purpose", "bench")
+            .unwrap()
+            .with_required("tenant", "acme")
+            .unwrap(),
     ));
     let entries: &'static [v1min::Entry<'static>] = &[("purpose", "bench", true), ("tenant", "acme", false)];
     let pt: &'static [u8] = &[0x5a; 32];
@@ -75,7 +43,9 @@ fn main() {
     {
         let empty = EncryptionContext::new();
         let other = lockbox::LocalKek::generate().unwrap();
-        let ring = lockbox::keyring::Keyring::generate(lockbox::KeyId::new("bench").unwrap(), lockbox::keyring::UnixTime(0)).unwrap();
+        let ring =
+            lockbox::keyring::Keyring::generate(lockbox::KeyId::new("bench").unwrap(), lockbox::keyring::UnixTime(0))
+                .unwrap();
         let v1_one = Sealer::new(kek).seal(pt, &empty).unwrap().len() - 32;
         let v1_two = Sealer::new(kek).also_wrap_with(&other).seal(pt, &empty).unwrap().len() - 32;
         let v1_ring = Sealer::new(&ring).seal(pt, &empty).unwrap().len() - 32;
@@ -95,16 +65,58 @@ fn main() {
     let opener = Opener::new(kek).backend(Backend::AwsLc);
     run(
         "32-byte seal",
+        "implementation",
         vec![
-            ("lockbox v1 (AWS-LC)", Box::new(move || { black_box(sealer.clone().seal(black_box(pt), ctx).unwrap()); })),
-            ("v1 floor (v1min)", Box::new(move || { black_box(v1.seal(entries, black_box(pt))); })),
-            ("v2 prototype, one-block SHA-256 schedule", Box::new(move || { black_box(v2a.seal(entries, black_box(pt), 0)); })),
-            ("v2 prototype, with message id", Box::new(move || { black_box(v2a.seal(entries, black_box(pt), v2::FLAG_MESSAGE_ID)); })),
-            ("v2 prototype, HMAC schedule", Box::new(move || { black_box(v2h.seal(entries, black_box(pt), 0)); })),
-            ("v2 prototype, direct schedule", Box::new(move || { black_box(v2d.seal(entries, black_box(pt), 0)); })),
-            ("v2 prototype, direct, user-space CSPRNG (as tink)", Box::new(move || { black_box(v2d.seal_rng(entries, black_box(pt), &mut rand::thread_rng())); })),
-            ("tink-rust envelope AEAD (not committing)", Box::new(move || { black_box(tink.encrypt(black_box(pt), aad).unwrap()); })),
+            (
+                "lockbox v1 (AWS-LC)",
+                Box::new(move || {
+                    black_box(sealer.clone().seal(black_box(pt), ctx).unwrap());
+                }),
+            ),
+            (
+                "v1 floor (v1min)",
+                Box::new(move || {
+                    black_box(v1.seal(entries, black_box(pt)));
+                }),
+            ),
+            (
+                "v2 prototype, one-block SHA-256 schedule",
+                Box::new(move || {
+                    black_box(v2a.seal(entries, black_box(pt), 0));
+                }),
+            ),
+            (
+                "v2 prototype, with message id",
+                Box::new(move || {
+                    black_box(v2a.seal(entries, black_box(pt), v2::FLAG_MESSAGE_ID));
+                }),
+            ),
+            (
+                "v2 prototype, HMAC schedule",
+                Box::new(move || {
+                    black_box(v2h.seal(entries, black_box(pt), 0));
+                }),
+            ),
+            (
+                "v2 prototype, direct schedule",
+                Box::new(move || {
+                    black_box(v2d.seal(entries, black_box(pt), 0));
+                }),
+            ),
+            (
+                "v2 prototype, direct, user-space CSPRNG (as tink)",
+                Box::new(move || {
+                    black_box(v2d.seal_rng(entries, black_box(pt), &mut rand::thread_rng()));
+                }),
+            ),
+            (
+                "tink-rust envelope AEAD (not committing)",
+                Box::new(move || {
+                    black_box(tink.encrypt(black_box(pt), aad).unwrap());
+                }),
+            ),
         ],
+        Ratio::TimeOverFirst,
         rounds,
         ms,
     );
@@ -117,15 +129,52 @@ fn main() {
     let et = tink.encrypt(pt, aad).unwrap();
     run(
         "32-byte open",
+        "implementation",
         vec![
-            ("lockbox v1 (AWS-LC)", Box::new(move || { black_box(opener.open(black_box(&e1), ctx).unwrap()); })),
-            ("v1 floor (v1min)", Box::new(move || { black_box(v1.open(entries, black_box(&e1b)).unwrap()); })),
-            ("v2 prototype, one-block SHA-256 schedule", Box::new(move || { black_box(v2a.open(entries, black_box(&e2)).unwrap()); })),
-            ("v2 prototype, with message id", Box::new(move || { black_box(v2a.open(entries, black_box(&e2m)).unwrap()); })),
-            ("v2 prototype, HMAC schedule", Box::new(move || { black_box(v2h.open(entries, black_box(&e2h)).unwrap()); })),
-            ("v2 prototype, direct schedule", Box::new(move || { black_box(v2d.open(entries, black_box(&e2d)).unwrap()); })),
-            ("tink-rust envelope AEAD (not committing)", Box::new(move || { black_box(tink.decrypt(black_box(&et), aad).unwrap()); })),
+            (
+                "lockbox v1 (AWS-LC)",
+                Box::new(move || {
+                    black_box(opener.open(black_box(&e1), ctx).unwrap());
+                }),
+            ),
+            (
+                "v1 floor (v1min)",
+                Box::new(move || {
+                    black_box(v1.open(entries, black_box(&e1b)).unwrap());
+                }),
+            ),
+            (
+                "v2 prototype, one-block SHA-256 schedule",
+                Box::new(move || {
+                    black_box(v2a.open(entries, black_box(&e2)).unwrap());
+                }),
+            ),
+            (
+                "v2 prototype, with message id",
+                Box::new(move || {
+                    black_box(v2a.open(entries, black_box(&e2m)).unwrap());
+                }),
+            ),
+            (
+                "v2 prototype, HMAC schedule",
+                Box::new(move || {
+                    black_box(v2h.open(entries, black_box(&e2h)).unwrap());
+                }),
+            ),
+            (
+                "v2 prototype, direct schedule",
+                Box::new(move || {
+                    black_box(v2d.open(entries, black_box(&e2d)).unwrap());
+                }),
+            ),
+            (
+                "tink-rust envelope AEAD (not committing)",
+                Box::new(move || {
+                    black_box(tink.decrypt(black_box(&et), aad).unwrap());
+                }),
+            ),
         ],
+        Ratio::TimeOverFirst,
         rounds,
         ms,
     );

@@ -9,7 +9,14 @@
 //! caches and memory bandwidth: prefer a quiet machine for final figures).
 //!
 //! `interleaved [filter] [rounds] [batch_ms]` (defaults: all cases, 15, 20).
-#![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout, clippy::as_conversions, clippy::arithmetic_side_effects, clippy::indexing_slicing)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::as_conversions,
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing
+)]
 
 use lockbox_before_after::{Op, cases};
 
@@ -51,7 +58,11 @@ fn calibrate(op: &mut Op, ms: f64) -> u64 {
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn fmt_ns(ns: f64) -> String {
@@ -89,7 +100,9 @@ fn main() {
             ta.push(a);
             ratio.push(a / b);
         }
-        let (lo, hi) = ratio.iter().fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        let (lo, hi) = ratio
+            .iter()
+            .fold((f64::MAX, 0f64), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         println!(
             "| {} | {} | {} | {:.3}x | {:.3}-{:.3} |",
             c.name,

@@ -1,12 +1,18 @@
 //! Micro-benchmarks of the pieces of a 32-byte seal/open on this machine
 //! (thread CPU time, median of rounds): which primitive costs what per call.
-#![allow(missing_docs, clippy::unwrap_used, clippy::print_stdout, clippy::as_conversions, clippy::arithmetic_side_effects)]
+#![allow(
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::as_conversions,
+    clippy::arithmetic_side_effects
+)]
 
 use std::hint::black_box;
 
+use aes_gcm::Aes256Gcm;
 use aes_gcm::aead::array::Array;
 use aes_gcm::aead::{AeadInOut, KeyInit};
-use aes_gcm::Aes256Gcm;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
 
 fn now() -> f64 {
@@ -41,40 +47,89 @@ fn main() {
     let lc = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &key).unwrap());
     let mut buf = [5u8; 32];
     bench("RustCrypto AES-GCM seal 32 B + 53 B aad", || {
-        black_box(rc.encrypt_inout_detached(&Array::from([1u8; 12]), black_box(&aad), (&mut buf[..]).into()).unwrap());
+        black_box(
+            rc.encrypt_inout_detached(&Array::from([1u8; 12]), black_box(&aad), (&mut buf[..]).into())
+                .unwrap(),
+        );
     });
     bench("AWS-LC AES-GCM seal 32 B + 53 B aad", || {
-        black_box(lc.seal_in_place_separate_tag(Nonce::assume_unique_for_key([1u8; 12]), Aad::from(black_box(&aad)), &mut buf).unwrap());
+        black_box(
+            lc.seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([1u8; 12]),
+                Aad::from(black_box(&aad)),
+                &mut buf,
+            )
+            .unwrap(),
+        );
     });
     let siv = LessSafeKey::new(UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM_SIV, &key).unwrap());
     bench("AWS-LC AES-GCM-SIV seal 32 B + 53 B aad", || {
-        black_box(siv.seal_in_place_separate_tag(Nonce::assume_unique_for_key([0u8; 12]), Aad::from(black_box(&aad)), &mut buf).unwrap());
+        black_box(
+            siv.seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([0u8; 12]),
+                Aad::from(black_box(&aad)),
+                &mut buf,
+            )
+            .unwrap(),
+        );
     });
     let mut sbuf = [5u8; 32];
-    let stag = siv.seal_in_place_separate_tag(Nonce::assume_unique_for_key([0u8; 12]), Aad::from(&aad), &mut sbuf).unwrap();
+    let stag = siv
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key([0u8; 12]), Aad::from(&aad), &mut sbuf)
+        .unwrap();
     bench("AWS-LC AES-GCM-SIV open 32 B + 53 B aad", || {
         let mut b = sbuf;
-        black_box(siv.open_in_place_separate_tag(Nonce::assume_unique_for_key([0u8; 12]), Aad::from(black_box(&aad)), stag.as_ref(), &mut b).unwrap());
+        black_box(
+            siv.open_in_place_separate_tag(
+                Nonce::assume_unique_for_key([0u8; 12]),
+                Aad::from(black_box(&aad)),
+                stag.as_ref(),
+                &mut b,
+            )
+            .unwrap(),
+        );
     });
     let mut gbuf = [5u8; 32];
-    let gtag = lc.seal_in_place_separate_tag(Nonce::assume_unique_for_key([3u8; 12]), Aad::from(&aad), &mut gbuf).unwrap();
+    let gtag = lc
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key([3u8; 12]), Aad::from(&aad), &mut gbuf)
+        .unwrap();
     bench("AWS-LC AES-GCM open 32 B + 53 B aad", || {
         let mut b = gbuf;
-        black_box(lc.open_in_place_separate_tag(Nonce::assume_unique_for_key([3u8; 12]), Aad::from(black_box(&aad)), gtag.as_ref(), &mut b).unwrap());
+        black_box(
+            lc.open_in_place_separate_tag(
+                Nonce::assume_unique_for_key([3u8; 12]),
+                Aad::from(black_box(&aad)),
+                gtag.as_ref(),
+                &mut b,
+            )
+            .unwrap(),
+        );
     });
     let mut hdr = [9u8; 190];
     bench("RustCrypto AES-GCM tag of 190 B aad", || {
-        black_box(rc.encrypt_inout_detached(&Array::from([2u8; 12]), black_box(&hdr), (&mut [][..]).into()).unwrap());
+        black_box(
+            rc.encrypt_inout_detached(&Array::from([2u8; 12]), black_box(&hdr), (&mut [][..]).into())
+                .unwrap(),
+        );
     });
     bench("AWS-LC AES-GCM tag of 190 B aad", || {
-        black_box(lc.seal_in_place_separate_tag(Nonce::assume_unique_for_key([2u8; 12]), Aad::from(black_box(&hdr[..])), &mut []).unwrap());
+        black_box(
+            lc.seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([2u8; 12]),
+                Aad::from(black_box(&hdr[..])),
+                &mut [],
+            )
+            .unwrap(),
+        );
     });
     hdr[0] ^= 1;
     bench("RustCrypto Aes256Gcm::new", || {
         black_box(Aes256Gcm::new(&Array::from(black_box(key))));
     });
     bench("AWS-LC LessSafeKey::new(UnboundKey::new)", || {
-        black_box(LessSafeKey::new(UnboundKey::new(&AES_256_GCM, black_box(&key)).unwrap()));
+        black_box(LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, black_box(&key)).unwrap(),
+        ));
     });
     let mut st = [1u32; 8];
     let block = [[0u8; 64]];
@@ -101,36 +156,68 @@ fn large() {
     let lc = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).unwrap());
     let mut buf = vec![5u8; size];
     bench_n("raw AWS-LC seal in place 1 MiB", n, || {
-        black_box(lc.seal_in_place_separate_tag(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), &mut buf).unwrap());
+        black_box(
+            lc.seal_in_place_separate_tag(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), &mut buf)
+                .unwrap(),
+        );
     });
     let src = vec![5u8; size];
     let mut dst = vec![0u8; size];
     let mut tg = [0u8; 16];
     bench_n("raw AWS-LC seal out of place 1 MiB (one call)", n, || {
-        lc.seal_out_of_place_scatter(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), &src, &mut dst, &[], &mut tg).unwrap();
+        lc.seal_out_of_place_scatter(
+            Nonce::assume_unique_for_key([1u8; 12]),
+            Aad::empty(),
+            &src,
+            &mut dst,
+            &[],
+            &mut tg,
+        )
+        .unwrap();
     });
     bench_n("raw AWS-LC seal in place 16 x 64 KiB", n, || {
         for c in buf.chunks_mut(65536) {
-            black_box(lc.seal_in_place_separate_tag(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), c).unwrap());
+            black_box(
+                lc.seal_in_place_separate_tag(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), c)
+                    .unwrap(),
+            );
         }
     });
     bench_n("raw AWS-LC seal out of place 16 x 64 KiB", n, || {
         for (s, d) in src.chunks(65536).zip(dst.chunks_mut(65536)) {
-            lc.seal_out_of_place_scatter(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), s, d, &[], &mut tg).unwrap();
+            lc.seal_out_of_place_scatter(
+                Nonce::assume_unique_for_key([1u8; 12]),
+                Aad::empty(),
+                s,
+                d,
+                &[],
+                &mut tg,
+            )
+            .unwrap();
         }
     });
     let mut dst2 = vec![0u8; size + 16 * 16];
     bench_n("raw AWS-LC seal out of place 16 x 64 KiB, strided dst", n, || {
         for (s, d) in src.chunks(65536).zip(dst2.chunks_mut(65536 + 16)) {
             let (c, t) = d.split_at_mut(65536);
-            lc.seal_out_of_place_scatter(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), s, c, &[], t).unwrap();
+            lc.seal_out_of_place_scatter(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), s, c, &[], t)
+                .unwrap();
         }
     });
     let mut ct = vec![5u8; size];
-    let tag = lc.seal_in_place_separate_tag(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), &mut ct).unwrap();
+    let tag = lc
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), &mut ct)
+        .unwrap();
     let mut out = vec![0u8; size];
     bench_n("raw AWS-LC open out of place 1 MiB", n, || {
-        lc.open_separate_gather(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), &ct, tag.as_ref(), &mut out).unwrap();
+        lc.open_separate_gather(
+            Nonce::assume_unique_for_key([1u8; 12]),
+            Aad::empty(),
+            &ct,
+            tag.as_ref(),
+            &mut out,
+        )
+        .unwrap();
     });
     // Opening 16 segments from an envelope-like layout: aligned and not.
     for offset in [0usize, 1, 8, 16, 190] {
@@ -139,16 +226,23 @@ fn large() {
         for (i, d) in env[offset..].chunks_mut(65536 + 16).enumerate() {
             let (c, t) = d.split_at_mut(65536);
             c.copy_from_slice(&src[i * 65536..(i + 1) * 65536]);
-            let tag = lc.seal_in_place_separate_tag(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), c).unwrap();
+            let tag = lc
+                .seal_in_place_separate_tag(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), c)
+                .unwrap();
             t.copy_from_slice(tag.as_ref());
             tags.push(());
         }
-        bench_n(&format!("raw AWS-LC open 16 x 64 KiB, envelope at +{offset}"), n, || {
-            for (d, o) in env[offset..].chunks(65536 + 16).zip(out.chunks_mut(65536)) {
-                let (c, t) = d.split_at(65536);
-                lc.open_separate_gather(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), c, t, o).unwrap();
-            }
-        });
+        bench_n(
+            &format!("raw AWS-LC open 16 x 64 KiB, envelope at +{offset}"),
+            n,
+            || {
+                for (d, o) in env[offset..].chunks(65536 + 16).zip(out.chunks_mut(65536)) {
+                    let (c, t) = d.split_at(65536);
+                    lc.open_separate_gather(Nonce::assume_unique_for_key([1u8; 12]), Aad::empty(), c, t, o)
+                        .unwrap();
+                }
+            },
+        );
     }
     let kek = LocalKek::generate().unwrap();
     let ctx = EncryptionContext::new();

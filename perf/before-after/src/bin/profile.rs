@@ -22,7 +22,11 @@ fn main() {
     let which = args.get(2).map_or("after", String::as_str);
     let iters: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1000);
     let mut parts = case.split('/');
-    let (op, be, size) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap().parse().unwrap());
+    let (op, be, size) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap().parse().unwrap(),
+    );
     let mut f = match which {
         "before" => before::op(op, be, size),
         "after" => lockbox::op(op, be, size),
