@@ -312,6 +312,10 @@ pub(crate) fn derive(suite: Suite, backend: Backend, dek: &[u8; 32], message_id:
     }
 }
 
+// The word-at-a-time fold of `commitment_matches` covers every byte only if
+// this holds.
+const _: () = assert!(COMMITMENT_LEN.is_multiple_of(8));
+
 /// Constant-time equality of two commitments: the differences of all
 /// bytes are or-ed together without a branch (a word at a time), and only
 /// that word is compared, through `subtle`'s barrier.

@@ -126,7 +126,8 @@ pub enum Error {
     #[error("buffer too short: {needed} bytes needed")]
     #[non_exhaustive]
     BufferTooSmall {
-        /// The exact length the output needs.
+        /// The exact length this output needs (a seal's is that attempt's
+        /// envelope: see [`Sealer::seal_into`](crate::Sealer::seal_into)).
         needed: usize,
     },
 

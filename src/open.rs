@@ -243,8 +243,8 @@ impl<'p> Opener<'p> {
     /// wipes a segment that fails to open, each segment is opened into a
     /// scratch buffer of one segment and copied back (one more pass, in
     /// cache): the scratch is `buf`'s spare capacity when it has one
-    /// segment to spare (reserve it to avoid an allocation), else one
-    /// allocation. [`open_into`](Self::open_into) a buffer of your own is
+    /// segment plus the header's length to spare (reserve that to avoid an
+    /// allocation), else one allocation. [`open_into`](Self::open_into) a buffer of your own is
     /// the fastest way to open.
     pub fn open_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
         let probe = self.audit.probe(buf, context, &self.opts.limits);

@@ -258,11 +258,14 @@ impl<'p> Sealer<'p> {
     ///
     /// The envelope is the plaintext, one 16-byte tag per segment, and the
     /// header, whose length depends on the context and on the wrapped keys
-    /// (221 bytes in all for a 32-byte plaintext, an empty context and one
-    /// [`LocalKek`](crate::LocalKek)). If `out` is too short this fails with
-    /// [`Error::BufferTooSmall`] and the exact length, and `out` is left
-    /// alone (the providers were called: size generously when they are
-    /// remote). On any other error what was written is zeroized. No
+    /// (221 bytes of overhead, 253 in all, for a 32-byte plaintext, an empty
+    /// context and one [`LocalKek`](crate::LocalKek)). If `out` is too short
+    /// this fails with [`Error::BufferTooSmall`] and the exact length of this
+    /// attempt's envelope, and `out` is left alone. The providers were
+    /// called by then, so size generously when they are remote; and a retry
+    /// with exactly that length can fall short again when the wrapped keys'
+    /// lengths vary (a [`quorum`](Self::quorum) that got fewer wraps, or a
+    /// provider whose wraps differ in length). On any other error what was written is zeroized. No
     /// allocation, and every byte of the envelope is written once (no
     /// zero-filling first, as growing a `Vec` needs).
     pub fn seal_into(&self, plaintext: &[u8], context: &EncryptionContext, out: &mut [u8]) -> Result<usize, Error> {
@@ -305,7 +308,9 @@ impl<'p> Sealer<'p> {
     /// Provider, randomness, limit and allocation errors leave `buf` unchanged
     /// (they happen before it is touched). Reserve the envelope's overhead in `buf`
     /// to avoid a copy; if it lacks the capacity, the plaintext is moved to a
-    /// new allocation and the old one is zeroized before it is freed.
+    /// new allocation and the old one is zeroized before it is freed. An
+    /// error once encryption has begun (none is expected: the limits were
+    /// checked before) zeroizes `buf`.
     pub fn seal_in_place(&self, buf: &mut Vec<u8>, context: &EncryptionContext) -> Result<(), Error> {
         let len = buf.len();
         let r = self.prepare(context, len_u64(len), os_random, |p| p.seal_in_place(buf));

@@ -22,7 +22,7 @@ use aes_gcm::aead::{AeadInOut, KeyInit};
 use hkdf::Hkdf;
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::prf::HmacSha256;
 use crate::error::Error;
@@ -156,7 +156,7 @@ impl Kek {
         n.copy_from_slice(&nonce);
         // The data key is copied into the output and encrypted there.
         ct.copy_from_slice(dek.expose_secret());
-        let t = self.cipher.seal(nonce, aad, ct).inspect_err(|_| ct.fill(0))?;
+        let t = self.cipher.seal(nonce, aad, ct).inspect_err(|_| ct.zeroize())?;
         tag.copy_from_slice(&t);
         Ok(out)
     }

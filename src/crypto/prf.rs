@@ -8,7 +8,11 @@
 //! one for the outer hash. HKDF-SHA-256 with 32-byte outputs is two such
 //! MACs, so a message's key schedule (extract, then two expands) costs the
 //! minimum of ten compressions, with no buffering or dispatch in between.
-//! Every state and buffer that held key material is zeroized on drop.
+//! The padded key blocks, the MAC's states and its scratch block are
+//! zeroized on drop; as elsewhere in the crate, copies the compiler leaves
+//! on the stack (SHA-256's message schedule inside `compress256`, the
+//! returned MAC before the caller wraps it) are not, and only heap memory is
+//! checked (`tests/zeroize`).
 
 use sha2::block_api::compress256;
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -108,7 +112,7 @@ impl HmacSha256 {
         pad(s, pos, len);
         // Outer hash: the inner digest, padded, in the same block.
         let (digest, rest) = s.block.split_at_mut(MAC_LEN);
-        for (o, w) in digest.chunks_exact_mut(4).zip(s.state) {
+        for (o, w) in digest.chunks_exact_mut(4).zip(&s.state) {
             o.copy_from_slice(&w.to_be_bytes());
         }
         rest.fill(0);
@@ -122,7 +126,7 @@ impl HmacSha256 {
         s.state = self.outer;
         compress256(&mut s.state, core::slice::from_ref(&s.block));
         let mut out = [0u8; MAC_LEN];
-        for (o, w) in out.chunks_exact_mut(4).zip(s.state) {
+        for (o, w) in out.chunks_exact_mut(4).zip(&s.state) {
             o.copy_from_slice(&w.to_be_bytes());
         }
         out
@@ -172,6 +176,26 @@ mod tests {
             let (a, b) = msg.split_at(len / 3);
             assert_eq!(ours.mac(&[a, b]), expected, "length {len} split");
         }
+    }
+
+    /// RFC 4231 test cases 1 and 2 (keys shorter than 32 bytes, zero-padded:
+    /// HMAC pads every key to the block with zeros, so the MAC is the same).
+    #[test]
+    fn rfc4231_known_answers() {
+        let hex =
+            |s: &str| -> [u8; 32] { core::array::from_fn(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap()) };
+        let mut k1 = [0u8; 32];
+        k1[..20].fill(0x0b);
+        assert_eq!(
+            HmacSha256::new(&k1).mac(&[b"Hi There"]),
+            hex("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+        );
+        let mut k2 = [0u8; 32];
+        k2[..4].copy_from_slice(b"Jefe");
+        assert_eq!(
+            HmacSha256::new(&k2).mac(&[b"what do ya ", b"want for nothing?"]),
+            hex("5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        );
     }
 
     #[test]

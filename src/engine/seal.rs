@@ -455,15 +455,17 @@ impl Prepared<'_> {
     }
 
     /// Seals in place: `buf` holds the plaintext before and the envelope
-    /// after. Errors before this call (providers, limits) left `buf` alone;
-    /// here only an allocation failure can, and it leaves `buf` unchanged too.
+    /// after. Errors before this call (providers, limits) left `buf` alone,
+    /// and so does an allocation failure here. An error once encryption has
+    /// begun (a cipher refusal or a segment index past the format's range,
+    /// both ruled out by the limits checked in `layout`) zeroizes `buf`:
+    /// half encrypted, it is neither the plaintext nor an envelope.
     ///
     /// Each segment moves right to its place (the header and the tags before
     /// it) and is encrypted there at once, last segment first, so the move
     /// and the encryption share one trip through the cache.
     pub(crate) fn seal_in_place(&self, buf: &mut Vec<u8>) -> Result<(), Error> {
         let (segs, total) = self.layout(buf.len())?;
-        let stride = segs.stride();
         if buf.capacity() < total {
             // Growing in place would let the allocator free the old block with
             // the plaintext still in it: move to a new buffer, wipe the old one.
@@ -476,6 +478,17 @@ impl Prepared<'_> {
             *buf = grown;
         }
         buf.resize(total, 0);
+        let r = self.seal_moving(segs, buf);
+        if r.is_err() {
+            buf.zeroize();
+        }
+        r
+    }
+
+    /// The loop of [`seal_in_place`](Self::seal_in_place): `buf` has the
+    /// envelope's length, the plaintext at its start.
+    fn seal_moving(&self, segs: Segments, buf: &mut [u8]) -> Result<(), Error> {
+        let stride = segs.stride();
         // Segments only move right: last first, none overwrites one not yet moved.
         for i in (0..segs.count).rev() {
             let (from, len) = (i.saturating_mul(segs.size), segs.len_of(i));

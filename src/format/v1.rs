@@ -346,6 +346,7 @@ pub(crate) fn encode<'a, 'b>(
         (lo, Some(hi)) if lo == hi => lo,
         _ => context.clone().count(),
     };
+    debug_assert_eq!(count, context.clone().count(), "an exact size hint that is wrong");
     out.put_u16(u16::try_from(count).unwrap_or(u16::MAX));
     for e in context {
         match e.value {
@@ -370,6 +371,7 @@ pub(crate) fn put_wrapped_block<'b>(out: &mut impl Put, wrapped: impl Iterator<I
         (lo, Some(hi)) if lo == hi => lo,
         _ => wrapped.clone().count(),
     };
+    debug_assert_eq!(count, wrapped.clone().count(), "an exact size hint that is wrong");
     out.put_u8(u8::try_from(count).unwrap_or(u8::MAX));
     for w in wrapped {
         out.put_u8(u8::try_from(w.provider_id.len()).unwrap_or(u8::MAX));
